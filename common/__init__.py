@@ -1,0 +1,1 @@
+"""diffdyn core: models, operators, solving, training, logging and the CLI."""
