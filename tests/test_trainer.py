@@ -1,0 +1,187 @@
+"""The common trainer: convergence, exact resume, NaN guard, best model, logging."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from common.checkpoint import load_checkpoint, read_checkpoint_header
+from common.trainer import TrainConfig, Trainer
+
+
+class Recorder:
+    """A Logger that remembers what it was given."""
+
+    def __init__(self):
+        self.scalars, self.histograms, self.images, self.videos, self.texts = {}, [], [], [], []
+
+    def scalar(self, tag, value, step):
+        self.scalars.setdefault(tag, {})[step] = value
+
+    def histogram(self, tag, values, step):
+        self.histograms.append((tag, step))
+
+    def image(self, tag, image, step):
+        self.images.append((tag, step, np.asarray(image).shape))
+
+    def video(self, tag, frames, step, fps=10):
+        self.videos.append((tag, step, np.asarray(frames).shape))
+
+    def text(self, tag, text, step):
+        self.texts.append((tag, text, step))
+
+    def hparams(self, hparams, metrics):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class Scalar(eqx.Module):
+    w: jax.Array
+
+
+def regression_data():
+    x = jax.random.normal(jax.random.key(1), (32, 2))
+    return x, jnp.sin(x[:, :1]) + 0.5 * x[:, 1:]
+
+
+def mse(model, batch, key):
+    x, y = batch
+    pred = jax.vmap(model)(x)
+    return jnp.mean((pred - y) ** 2), {"mae": jnp.mean(jnp.abs(pred - y))}
+
+
+def small_mlp():
+    return eqx.nn.MLP(2, 1, 16, 2, key=jax.random.key(0))
+
+
+def params_of(model):
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return np.concatenate([np.asarray(leaf).ravel() for leaf in leaves])
+
+
+def test_training_lowers_loss_and_logs_every_step():
+    log = Recorder()
+    images = []
+
+    def visualise(model, key):
+        images.append(1)
+        return {"field": jnp.zeros((1, 4, 5)), "movie": jnp.zeros((3, 1, 4, 5))}
+
+    cfg = TrainConfig(steps=200, log_every=64, histogram_every=100, image_every=100, progress=False)
+    trainer = Trainer(mse, optax.adam(1e-2), config=cfg, logger=log, visualise=visualise)
+    result = trainer.fit(small_mlp(), regression_data(), jax.random.key(0))
+    assert result.steps == 200 and len(result.losses) == 200
+    assert result.losses[-1] < 0.05 * result.losses[0]
+    # every step's loss reaches the logger, with the right step numbers and values
+    assert sorted(log.scalars["train/loss"]) == list(range(200))
+    np.testing.assert_allclose([log.scalars["train/loss"][s] for s in range(200)], result.losses)
+    assert set(log.scalars) >= {"train/loss", "train/mae", "train/grad_norm"}
+    assert {s for _, s in log.histograms} == {100, 200}
+    # images at 100, 200 and at the end (200 again): 4-D arrays become videos
+    assert [s for _, s, _ in log.images] == [100, 200, 200]
+    assert [shape for _, _, shape in log.videos] == [(3, 1, 4, 5)] * 3
+
+
+def test_best_model_is_the_lowest_loss_seen():
+    # SGD with a step size above 1 on (w - 3)^2 overshoots and diverges: the best is step 0.
+    def loss(model, batch, key):
+        return (model.w - 3.0) ** 2
+
+    trainer = Trainer(loss, optax.sgd(1.1), config=TrainConfig(steps=10, progress=False))
+    result = trainer.fit(Scalar(jnp.asarray(2.0)), None, jax.random.key(0))
+    assert result.best_loss == pytest.approx(min(result.losses)) == pytest.approx(1.0)
+    assert float(result.best_model.w) == pytest.approx(2.0)
+    assert abs(float(result.model.w) - 3.0) > 1.0
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    key = jax.random.key(7)
+
+    def noisy_mse(model, batch, key):
+        x, y = batch
+        idx = jax.random.choice(key, x.shape[0], (8,), replace=False)
+        return jnp.mean((jax.vmap(model)(x[idx]) - y[idx]) ** 2)
+
+    def trainer(steps, out):
+        cfg = TrainConfig(steps=steps, log_every=4, checkpoint_every=5, progress=False)
+        return Trainer(noisy_mse, optax.adam(1e-2), config=cfg, out=out)
+
+    full = trainer(20, tmp_path / "full").fit(small_mlp(), regression_data(), key)
+    first = trainer(10, tmp_path / "split").fit(small_mlp(), regression_data(), key)
+    assert read_checkpoint_header(tmp_path / "split/checkpoints/latest.ckpt")["step"] == 10
+    second = trainer(20, tmp_path / "split").fit(small_mlp(), regression_data(), key, resume=True)
+    assert first.steps == 10 and second.steps == 20
+    assert len(second.losses) == 10  # only the resumed steps were run
+    np.testing.assert_array_equal(params_of(second.model), params_of(full.model))
+    np.testing.assert_array_equal(second.losses, full.losses[10:])
+    assert not np.array_equal(params_of(first.model), params_of(full.model))
+
+
+def test_nan_guard_stops_reports_and_keeps_last_good_checkpoint(tmp_path):
+    # loss = w + 0*sqrt(w): gradient 1, so SGD(lr=1) walks w = 5.5, 4.5, ...; at step 6
+    # w = -0.5 and the loss becomes NaN.
+    def loss(model, batch, key):
+        return model.w + 0.0 * jnp.sqrt(model.w)
+
+    log = Recorder()
+    cfg = TrainConfig(steps=50, log_every=1, checkpoint_every=1, progress=False)
+    trainer = Trainer(loss, optax.sgd(1.0), config=cfg, logger=log, out=tmp_path)
+    result = trainer.fit(Scalar(jnp.asarray(5.5)), None, jax.random.key(0))
+    assert result.diverged_at == 6
+    np.testing.assert_allclose(result.losses, [5.5, 4.5, 3.5, 2.5, 1.5, 0.5])
+    assert float(result.model.w) == pytest.approx(-0.5)
+    assert any("step 6" in text for _, text, _ in log.texts)
+    ckpt, header = load_checkpoint(
+        tmp_path / "checkpoints/latest.ckpt",
+        trainer.init_state(Scalar(jnp.asarray(0.0)), None, jax.random.key(0))[0],
+    )
+    assert header["step"] == 6
+    assert float(ckpt.params.w) == pytest.approx(-0.5)
+
+
+def test_nan_guard_with_coarse_logging_returns_the_last_verified_state():
+    def loss(model, batch, key):
+        return model.w + 0.0 * jnp.sqrt(model.w)
+
+    cfg = TrainConfig(steps=50, log_every=4, progress=False)
+    result = Trainer(loss, optax.sgd(1.0), config=cfg).fit(
+        Scalar(jnp.asarray(5.5)), None, jax.random.key(0)
+    )
+    assert result.diverged_at == 6
+    # losses of steps 0..3 were verified in the first block; the state after step 3 is kept
+    assert float(result.model.w) == pytest.approx(1.5)
+    assert np.all(np.isfinite(result.losses))
+
+
+def test_fixed_leaves_are_not_trained():
+    from common.model import fixed_field
+
+    class WithKernel(eqx.Module):
+        w: jax.Array
+        kernel: jax.Array = fixed_field()
+
+    def loss(model, batch, key):
+        return jnp.sum((model.w * model.kernel - 1.0) ** 2)
+
+    model = WithKernel(jnp.ones(3), jnp.asarray([1.0, 2.0, 3.0]))
+    result = Trainer(loss, optax.adam(0.1), config=TrainConfig(steps=20, progress=False)).fit(
+        model, None, jax.random.key(0)
+    )
+    np.testing.assert_array_equal(result.model.kernel, model.kernel)
+    assert not np.allclose(result.model.w, model.w)
+
+
+def test_bad_arguments_are_reported():
+    with pytest.raises(TypeError, match="loss_fn"):
+        Trainer(3, optax.sgd(0.1))
+    with pytest.raises(TypeError, match="optimiser"):
+        Trainer(mse, "adam")
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
