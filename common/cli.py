@@ -41,6 +41,7 @@ PLUGIN_MODULES = (
     "pde.commands",
     "nca.commands",
     "oscillators.commands",
+    "oscillators.discovery_commands",
     "rnn.commands",
 )
 
