@@ -112,6 +112,7 @@ class TrainResult:
     steps: int
     diverged_at: int | None = None
     seconds: float = 0.0
+    steps_per_second: float = math.nan  # measured after the first (compiling) step
 
     @property
     def final_loss(self) -> float:
@@ -272,7 +273,8 @@ class Trainer:
         bar = tqdm(
             total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False
         )
-        t_start = time.perf_counter()
+        t_start = t_warm = time.perf_counter()
+        warm_step = start
 
         def flush() -> int | None:
             if not pending:
@@ -294,6 +296,9 @@ class Trainer:
 
         for s in range(start, cfg.steps):
             state, metrics = step_fn(state)
+            if s == start:
+                jax.block_until_ready(metrics)
+                t_warm, warm_step = time.perf_counter(), s + 1
             pending.append((s, metrics))
             bar.update(1)
             done = s + 1
@@ -310,7 +315,11 @@ class Trainer:
             if (_due(done, cfg.checkpoint_every) or last) and self.out is not None:
                 self._checkpoint(state, done)
         bar.close()
-        seconds = time.perf_counter() - t_start
+        jax.block_until_ready(state)
+        t_end = time.perf_counter()
+        seconds = t_end - t_start
+        timed_steps = int(state.step) - warm_step
+        rate = timed_steps / (t_end - t_warm) if timed_steps > 0 else math.nan
         if diverged_at is not None:
             state = good_state
             message = (
@@ -334,6 +343,7 @@ class Trainer:
             steps=int(state.step),
             diverged_at=diverged_at,
             seconds=seconds,
+            steps_per_second=rate,
         )
 
     # ------------------------------------------------------------------ side effects
