@@ -252,4 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: plugins register their
+    # commands into ``common.cli.COMMANDS``.
+    from common.cli import main as _main
+
+    sys.exit(_main())

@@ -36,6 +36,17 @@ def test_defaults_file_and_overrides_in_order(tmp_path):
     assert build_config(Experiment, {}, {"noise": "none", "steps": "1e3"}).steps == 1000
 
 
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    optim: Optim = Optim(lr=0.125, name="sgd")
+    steps: int = 2
+
+
+def test_nested_default_instances_provide_the_defaults():
+    assert build_config(Tuned) == Tuned()
+    assert build_config(Tuned, {}, ["optim.name=adam"]) == Tuned(Optim(0.125, "adam"))
+
+
 def test_yaml_round_trip(tmp_path):
     cfg = Experiment(steps=7, size=(3, 4), noise=0.1, optim=Optim(0.2, "sgd"))
     path = write_config(cfg, tmp_path / "config.yaml")
