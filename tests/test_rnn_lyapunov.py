@@ -1,0 +1,224 @@
+"""Lyapunov spectra: exact linear spectra, the sum rule, twin simulations, tangent maps by
+finite differences, gradients, derived quantities."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.solve import SolveConfig
+from rnn.lyapunov import (
+    StepMapPropagator,
+    benettin,
+    convergence_diagnostics,
+    entropy_rate,
+    kaplan_yorke_dimension,
+    lyapunov_spectrum,
+    random_basis,
+)
+from rnn.model import RateRNN
+
+
+def _linear(n, seed, symmetric, dt=0.1):
+    j = np.asarray(RateRNN(n, g=1.4, key=jax.random.key(seed)).coupling, dtype=np.float64)
+    if symmetric:
+        j = (j + j.T) / 2
+    return RateRNN.from_coupling(j, activation="identity", dt=dt), j
+
+
+def _step_map_exponents(j, dt):
+    m = (1 - dt) * np.eye(len(j)) + dt * j
+    return np.sort(np.log(np.abs(np.linalg.eigvals(m))))[::-1] / dt
+
+
+@pytest.mark.parametrize("symmetric, t_sim, tol", [(True, 300.0, 1e-9), (False, 2000.0, 2e-3)])
+def test_linear_network_spectrum_is_log_moduli_of_step_map(symmetric, t_sim, tol):
+    with jax.enable_x64(True):
+        model, j = _linear(6, 0, symmetric)
+        f = eqx.filter_jit(
+            lambda m, h: lyapunov_spectrum(
+                m,
+                h,
+                key=jax.random.key(1),
+                t_sim=t_sim,
+                t_transient=0.0,
+                t_ons_transient=200.0,
+                checkpoint=False,
+            )
+        )
+        res = f(model, jnp.full(6, 0.1))
+        lam = np.sort(np.asarray(res.exponents))[::-1]
+        np.testing.assert_allclose(lam, _step_map_exponents(j, model.dt), atol=tol)
+        if symmetric:  # aligned basis: every block gives the same local exponents
+            diag = convergence_diagnostics(res)
+            assert float(jnp.max(diag["stderr"])) < 1e-9
+            assert float(jnp.max(diag["drift"])) < 1e-9
+
+
+def test_flow_mode_gives_continuous_time_exponents():
+    with jax.enable_x64(True):
+        model, j = _linear(5, 2, True)
+        flow = SolveConfig(solver="tsit5", rtol=1e-10, atol=1e-12)
+        res = eqx.filter_jit(
+            lambda m, h: lyapunov_spectrum(
+                m,
+                h,
+                key=jax.random.key(1),
+                t_sim=30.0,
+                t_ons=2.0,
+                t_transient=0.0,
+                t_ons_transient=60.0,
+                flow=flow,
+                checkpoint=False,
+            )
+        )(model, jnp.ones(5))
+        exact = np.sort(np.linalg.eigvalsh(-np.eye(5) + j))[::-1]
+        np.testing.assert_allclose(np.sort(res.exponents)[::-1], exact, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def nonlinear():
+    """A small tanh-positive network with per-type gains and shifts, and its spectrum."""
+    with jax.enable_x64(True):
+        n = 12
+        base = RateRNN(n, g=3.0, key=jax.random.key(7))
+        model = RateRNN.from_coupling(
+            np.asarray(base.coupling, dtype=np.float64),
+            cell_type=np.arange(n) % 3,
+            gain=[2.0, 3.0, 4.0],
+            shift=[0.1, 0.5, -0.2],
+            activation="tanh-positive",
+        )
+        h = jax.random.normal(jax.random.key(8), (n,))
+        prop = StepMapPropagator(model.step, 5, model.dt)
+        n_blocks = 40
+        res = eqx.filter_jit(lambda p, h, q: benettin(p, h, q, n_blocks=n_blocks))(
+            prop, h, random_basis(jax.random.key(9), n, n)
+        )
+        yield model, h, res, n_blocks * 5
+
+
+def test_sum_of_exponents_is_time_average_log_det(nonlinear):
+    with jax.enable_x64(True):
+        model, h, res, n_steps = nonlinear
+
+        @eqx.filter_jit
+        def logdets(m, h):
+            def one(h, _):
+                return m.step(h), jnp.linalg.slogdet(jax.jacfwd(m.step)(h))[1]
+
+            return jax.lax.scan(one, h, length=n_steps)[1]
+
+        expected = float(jnp.mean(logdets(model, h))) / model.dt
+        np.testing.assert_allclose(float(jnp.sum(res.exponents)), expected, rtol=1e-10)
+        # and the mean exponent is close to log(1 - dt)/dt (J has a zero diagonal, but the
+        # slope factor makes it only approximate for a nonlinear network)
+        assert abs(float(jnp.mean(res.exponents)) - np.log(1 - model.dt) / model.dt) < 0.1
+
+
+def test_tangent_map_matches_finite_differences_and_closed_form(nonlinear):
+    with jax.enable_x64(True):
+        model, h, _, _ = nonlinear
+        v = jax.random.normal(jax.random.key(3), h.shape)
+        step = eqx.filter_jit(model.step)
+        h1, tangent = jax.linearize(model.step, h)
+        eps = 1e-6
+        fd = (step(h + eps * v) - step(h - eps * v)) / (2 * eps)
+        np.testing.assert_allclose(tangent(v), fd, rtol=1e-7, atol=1e-9)
+        # D F(h_n) = (1 - dt) I + dt J diag(phi'(h_n)), evaluated at h_n (not at h_{n+1})
+        g = np.asarray(model.gain)[model.cell_type]
+        s = np.asarray(model.shift)[model.cell_type]
+        slope = 0.5 * g / np.cosh(g * (np.asarray(h) - s)) ** 2
+        jac = (1 - model.dt) * np.eye(len(h)) + model.dt * np.asarray(model.coupling) * slope
+        np.testing.assert_allclose(jax.jacfwd(model.step)(h), jac, rtol=1e-12, atol=1e-14)
+        assert np.abs(np.asarray(h1) - np.asarray(h)).max() > 1e-3  # h_{n+1} is another point
+
+
+def test_lambda_max_matches_twin_simulation():
+    """Growth rate of a small perturbation between two nonlinear trajectories (renormalised
+    every t_ons). The reference trajectory is the one the QR method follows: in a chaotic
+    network any round-off difference would decorrelate the two over 300 time units."""
+    with jax.enable_x64(True):
+        n = 50
+        model = RateRNN(n, g=4.0, key=jax.random.key(1))
+        h0 = jax.random.normal(jax.random.key(2), (n,))
+        t_ons, blocks = 1.0, 300
+
+        @eqx.filter_jit
+        def run(m, h0):
+            res = lyapunov_spectrum(
+                m,
+                h0,
+                key=jax.random.key(3),
+                n_exponents=1,
+                t_sim=t_ons * blocks,
+                t_ons=t_ons,
+                t_transient=50.0,
+                t_ons_transient=0.0,
+                checkpoint=False,
+            )
+            h = StepMapPropagator(m.step, 1, m.dt).advance(h0, 50.0)
+            eps = 1e-8
+
+            def block(c, _):
+                a, b = c
+                a1 = StepMapPropagator(m.step, 10, m.dt).advance(a, t_ons)
+                b1 = StepMapPropagator(m.step, 10, m.dt).advance(b, t_ons)
+                d = jnp.linalg.norm(b1 - a1)
+                return (a1, a1 + (b1 - a1) * eps / d), jnp.log(d / eps)
+
+            q0 = random_basis(jax.random.key(3), n, 1)[:, 0]
+            _, logs = jax.lax.scan(block, (h, h + eps * q0), length=blocks)
+            return res.exponents[0], jnp.sum(logs) / (blocks * t_ons)
+
+        qr, twin = run(model, h0)
+        assert float(qr) > 0.05  # a chaotic network
+        np.testing.assert_allclose(float(twin), float(qr), atol=1e-5)
+
+
+def test_gradient_of_spectrum_matches_finite_differences():
+    with jax.enable_x64(True):
+        n = 8
+        model = RateRNN(n, g=2.5, activation="tanh-stretched", n_types=2, key=jax.random.key(4))
+        h0 = jax.random.normal(jax.random.key(5), (n,))
+
+        @eqx.filter_jit
+        def lam1(gain):
+            m = eqx.tree_at(lambda m: m.gain, model, gain)
+            return lyapunov_spectrum(
+                m,
+                h0,
+                key=jax.random.key(6),
+                n_exponents=2,
+                t_sim=10.0,
+                t_transient=2.0,
+                t_ons_transient=1.0,
+                detach_transient=False,
+            ).exponents.sum()
+
+        gain = jnp.array([1.1, 0.9])
+        grad = jax.grad(lam1)(gain)
+        eps = 1e-6
+        fd = [(lam1(gain.at[i].add(eps)) - lam1(gain.at[i].add(-eps))) / (2 * eps) for i in (0, 1)]
+        np.testing.assert_allclose(grad, np.asarray(fd), rtol=1e-5, atol=1e-8)
+
+
+def test_derived_quantities_closed_forms():
+    lam = jnp.array([1.0, -2.0, 0.5, -3.0])  # sorted: 1, 0.5, -2, -3; partial 1, 1.5, -0.5
+    np.testing.assert_allclose(kaplan_yorke_dimension(lam), 2 + 1.5 / 2)
+    np.testing.assert_allclose(entropy_rate(lam), 1.5)
+    assert float(kaplan_yorke_dimension(jnp.array([-0.1, -1.0]))) == 0.0
+    assert float(kaplan_yorke_dimension(jnp.array([0.3, 0.2]))) == 2.0  # lower bound
+    np.testing.assert_allclose(kaplan_yorke_dimension(jnp.array([0.2, -0.4])), 1.5)
+
+
+def test_bad_arguments():
+    m = RateRNN(4, key=jax.random.key(0))
+    h = jnp.zeros(4)
+    with pytest.raises(ValueError, match="'n_exponents'"):
+        lyapunov_spectrum(m, h, key=jax.random.key(0), n_exponents=5)
+    with pytest.raises(ValueError, match="'t_ons'"):
+        lyapunov_spectrum(m, h, key=jax.random.key(0), t_ons=0.15)
+    with pytest.raises(ValueError, match="'h0'"):
+        lyapunov_spectrum(m, jnp.zeros(3), key=jax.random.key(0))
