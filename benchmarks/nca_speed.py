@@ -1,0 +1,225 @@
+"""NCA speed: training steps/s and inference cell-updates/s, diffdyn (JAX) beside PyTorch.
+
+Training: one step of the common Trainer on the growing task (sample-pool batch, rollout of
+``--steps`` NCA steps, MSE to an RGBA target, backward pass, normalised-gradient Adam update).
+Inference: ``--infer-steps`` NCA steps on a ``--infer-size`` grid; the rate counts one
+cell-update per cell per step (``B * H * W * steps / seconds``).
+
+The reference is the same NCA written directly in PyTorch (depthwise 3x3 perception by one
+grouped ``conv2d`` with circular padding, two 1x1 convolutions, per-cell fire mask, alive
+masking by 3x3 max-pool), timed side by side in this run. Each JSON line has ``benchmark``,
+``impl``, the sizes and ``seconds`` / rates; ``ratio`` rows give diffdyn / torch rates.
+
+    .venv/bin/python benchmarks/nca_speed.py            # batch 8, 64x64, 16 ch, 64 steps
+    .venv/bin/python benchmarks/nca_speed.py --size 128 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _print(row: dict) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # compile / warm up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def jax_rates(args: argparse.Namespace) -> tuple[float, float]:
+    from common.trainer import TrainConfig, Trainer
+    from nca.grow import GrowLoss, make_pool, nca_optimiser
+    from nca.model import NCA, seed_state
+
+    c, s = args.channels, args.size
+    key = jax.random.key(0)
+    target = jax.random.uniform(key, (4, s, s))
+    model = NCA(c, hidden=args.hidden, fire_rate=0.5, alive_threshold=0.1, key=key)
+    # a non-zero last layer, so the benchmark does not run the trivial identity
+    w = 0.01 * jax.random.normal(jax.random.key(1), model.net.output_layer.weight.shape)
+    model = eqx.tree_at(lambda m: m.net.output_layer.weight, model, w)
+    trainer = Trainer(
+        GrowLoss(target, args.steps, checkpoint=args.checkpoint),
+        nca_optimiser(2e-3, 1000),
+        make_pool(target, pool_size=4 * args.batch, batch_size=args.batch, damage=2),
+        config=TrainConfig(steps=10, progress=False),
+    )
+    state, static = trainer.init_state(model, seed_state(c, s, s), key)
+    step = trainer.make_step(static)
+    holder = {"state": state}
+
+    def train_once() -> None:
+        holder["state"], m = step(holder["state"])
+        jax.block_until_ready(m["loss"])
+
+    t_train = _time(train_once, args.repeats)
+
+    n = args.infer_size
+    x0 = jnp.zeros((c, n, n)).at[3:, ::7, ::7].set(1.0)
+    run = jax.jit(lambda x, k: model.rollout(x, args.infer_steps, k))
+    t_inf = _time(lambda: jax.block_until_ready(run(x0, key)), args.repeats)
+    return 1.0 / t_train, n * n * args.infer_steps / t_inf
+
+
+def torch_rates(args: argparse.Namespace) -> tuple[float, float] | None:
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    c, s, hid = args.channels, args.size, args.hidden
+    sob = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]) / 8
+    lap = np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6
+    ident = np.zeros((3, 3))
+    ident[1, 1] = 1.0
+    base = np.stack([ident, sob, sob.T, lap])  # [4, 3, 3]
+    kernel = torch.tensor(np.repeat(base[None], c, 0).reshape(4 * c, 1, 3, 3), dtype=torch.float32)
+    w1 = torch.nn.Conv2d(4 * c, hid, 1)
+    w2 = torch.nn.Conv2d(hid, c, 1)
+    torch.nn.init.normal_(w2.weight, std=0.01)
+    torch.nn.init.zeros_(w2.bias)
+    params = list(w1.parameters()) + list(w2.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+
+    def alive(x):
+        return F.max_pool2d(F.pad(x[:, 3:4], (1, 1, 1, 1), mode="circular"), 3, 1) > 0.1
+
+    def step(x):
+        p = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), kernel, groups=c)
+        dx = w2(torch.relu(w1(p)))
+        fire = (torch.rand(x.shape[0], 1, x.shape[2], x.shape[3]) < 0.5).float()
+        pre = alive(x)
+        x = x + dx * fire
+        return x * (pre & alive(x)).float()
+
+    target = torch.rand(4, s, s)
+    x0 = torch.zeros(args.batch, c, s, s)
+    x0[:, 3:, s // 2, s // 2] = 1.0
+
+    def train_once() -> None:
+        x = x0
+        for _ in range(args.steps):
+            x = step(x)
+        loss = ((x[:, :4] - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.grad /= p.grad.norm() + 1e-8
+        opt.step()
+
+    t_train = _time(train_once, args.repeats)
+    n = args.infer_size
+    xi = torch.zeros(1, c, n, n)
+    xi[:, 3:, ::7, ::7] = 1.0
+
+    def infer() -> None:
+        with torch.no_grad():
+            x = xi
+            for _ in range(args.infer_steps):
+                x = step(x)
+
+    t_inf = _time(infer, args.repeats)
+    return 1.0 / t_train, n * n * args.infer_steps / t_inf
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--steps", type=int, default=64, help="NCA steps per training rollout")
+    p.add_argument("--infer-size", type=int, default=256)
+    p.add_argument("--infer-steps", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--checkpoint", action="store_true", help="jax.checkpoint every step")
+    p.add_argument("--no-torch", action="store_true")
+    args = p.parse_args()
+    sizes = {
+        "batch": args.batch,
+        "size": args.size,
+        "channels": args.channels,
+        "hidden": args.hidden,
+        "steps": args.steps,
+    }
+    infer = {"size": args.infer_size, "channels": args.channels, "steps": args.infer_steps}
+    device = jax.devices()[0].platform
+    j_train, j_inf = jax_rates(args)
+    _print(
+        {
+            "benchmark": "nca_train",
+            "impl": "diffdyn",
+            "device": device,
+            **sizes,
+            "seconds": 1 / j_train,
+            "steps_per_s": j_train,
+        }
+    )
+    _print(
+        {
+            "benchmark": "nca_inference",
+            "impl": "diffdyn",
+            "device": device,
+            **infer,
+            "cell_updates_per_s": j_inf,
+        }
+    )
+    t = None if args.no_torch else torch_rates(args)
+    if t is None:
+        return
+    t_train, t_inf = t
+    _print(
+        {
+            "benchmark": "nca_train",
+            "impl": "torch",
+            "device": "cpu",
+            **sizes,
+            "seconds": 1 / t_train,
+            "steps_per_s": t_train,
+        }
+    )
+    _print(
+        {
+            "benchmark": "nca_inference",
+            "impl": "torch",
+            "device": "cpu",
+            **infer,
+            "cell_updates_per_s": t_inf,
+        }
+    )
+    _print(
+        {
+            "benchmark": "nca_train",
+            "impl": "ratio",
+            **sizes,
+            "ratio": j_train / t_train,
+            "note": "diffdyn / torch steps per second",
+        }
+    )
+    _print(
+        {
+            "benchmark": "nca_inference",
+            "impl": "ratio",
+            **infer,
+            "ratio": j_inf / t_inf,
+            "note": "diffdyn / torch cell-updates per second",
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
