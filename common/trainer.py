@@ -54,8 +54,11 @@ class TrainConfig:
         checkpoint_every: write ``checkpoints/latest.ckpt`` every this many steps (0: only
             at the end). A checkpoint is only written from a state whose losses were finite.
         track_best: keep the parameters with the lowest training loss seen so far.
-        shard_data: split the augmenter state along axis 0 across devices (array data).
+        shard_data: split the augmenter state along axis 0 across devices (array data;
+            not for sample pools, whose state also holds an unbatched seed).
         progress: show a progress bar.
+        max_seconds: stop after this much wall-clock time (0: no limit), as if ``steps`` had
+            been reached there: the last block is logged and a checkpoint written.
     """
 
     steps: int = 1000
@@ -66,8 +69,11 @@ class TrainConfig:
     track_best: bool = True
     shard_data: bool = False
     progress: bool = True
+    max_seconds: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.max_seconds < 0:
+            raise ValueError(f"TrainConfig.max_seconds must be >= 0; got {self.max_seconds}")
         for name in ("steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
@@ -302,7 +308,8 @@ class Trainer:
             pending.append((s, metrics))
             bar.update(1)
             done = s + 1
-            last = done == cfg.steps
+            out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
+            last = done == cfg.steps or out_of_time
             if done % cfg.log_every == 0 or last or _due(done, cfg.checkpoint_every):
                 diverged_at = flush()
                 if diverged_at is not None:
@@ -314,6 +321,9 @@ class Trainer:
                 self._log_images(eqx.combine(state.params, static), state.key, done)
             if (_due(done, cfg.checkpoint_every) or last) and self.out is not None:
                 self._checkpoint(state, done)
+            if out_of_time:
+                tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
+                break
         bar.close()
         jax.block_until_ready(state)
         t_end = time.perf_counter()

@@ -178,6 +178,14 @@ def test_fixed_leaves_are_not_trained():
     assert not np.allclose(result.model.w, model.w)
 
 
+def test_max_seconds_stops_early_and_checkpoints(tmp_path):
+    cfg = TrainConfig(steps=10**6, log_every=10, max_seconds=1.0, progress=False)
+    trainer = Trainer(mse, optax.adam(1e-2), config=cfg, out=tmp_path)
+    result = trainer.fit(small_mlp(), regression_data(), jax.random.key(0))
+    assert 0 < result.steps < 10**6 and len(result.losses) == result.steps
+    assert read_checkpoint_header(tmp_path / "checkpoints/latest.ckpt")["step"] == result.steps
+
+
 def test_bad_arguments_are_reported():
     with pytest.raises(TypeError, match="loss_fn"):
         Trainer(3, optax.sgd(0.1))
