@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -218,7 +219,7 @@ def _select(where: Any, params: Any) -> Any:
                 f"static information (path, shape, dtype); got {value!r}"
             ) from e
 
-    if callable(where) and not isinstance(where, (list, tuple, dict)):
+    if callable(where) and not isinstance(where, (list, tuple, dict, eqx.Module)):
         if _n_positional(where) == 1:
             return jax.tree_util.tree_map(lambda p: as_bool(where(p)), params)
         return jax.tree_util.tree_map_with_path(lambda path, p: as_bool(where(path, p)), params)

@@ -1,5 +1,6 @@
 """Numerical tests of common.optim: optimiser factory, schedules, gradient transforms."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +194,22 @@ def test_non_negative_projection_formula_and_errors():
         tx.update({"a": u, "b": u}, tx.init(None))
     with pytest.raises(ValueError, match="structure"):
         non_negative({"a": True}).update({"a": u, "b": u}, None, {"a": p, "b": p})
+
+
+def test_non_negative_accepts_an_equinox_filter_spec():
+    class Coefficients(eqx.Module):
+        diffusion: jax.Array
+        rate: jax.Array
+
+        def __call__(self, x):
+            return self.diffusion * x + self.rate
+
+    params = Coefficients(jnp.asarray([0.1, 0.2]), jnp.asarray([0.1, 0.2]))
+    spec = Coefficients(True, False)  # a module is callable, but here it is a filter spec
+    opt = optax.chain(optax.sgd(1.0), non_negative(spec))
+    state = opt.init(params)
+    grads = Coefficients(jnp.asarray([1.0, 1.0]), jnp.asarray([1.0, 1.0]))
+    updates, _ = opt.update(grads, state, params)
+    new = eqx.apply_updates(params, updates)
+    np.testing.assert_array_equal(new.diffusion, [0.0, 0.0])
+    np.testing.assert_allclose(new.rate, [-0.9, -0.8])
