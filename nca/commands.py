@@ -90,6 +90,9 @@ class LoopConfig:
     )
     checkpoint_every: int = 250
     progress: bool = True
+    max_seconds: float = dataclasses.field(
+        default=0.0, metadata={"help": "stop after this wall-clock time (0: no limit)"}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +194,7 @@ def _train_config(cfg: LoopConfig, quick: bool) -> TrainConfig:
         image_every=cfg.image_every,
         checkpoint_every=cfg.checkpoint_every,
         progress=cfg.progress and not quick,
+        max_seconds=cfg.max_seconds,
     )
 
 
