@@ -1,0 +1,171 @@
+"""Epochs per second of homotopy training on Lotka-Volterra: diffdyn (JAX) vs PyTorch.
+
+The same training on both sides: black-box MLP [2, 32, 2] (GELU) in float64, 61 noisy points,
+dopri5 with rtol 1e-7 / atol 1e-9, the synchronised field U(u) - lambda k (u - spline(t))
+with k = 6 and the same smoothing spline (alpha 1e-3; torch evaluates the spline fitted by
+diffdyn), AdamW(0.05, weight decay 0.01), one full-batch step per epoch, plus the uncoupled
+no-grad solve that selects the best model. Both start from the same weights. PyTorch uses
+torchdiffeq (``pip install diffdyn[bench]``); rows: one per implementation, then a ratio row.
+
+    python benchmarks/discovery_homotopy.py [--epochs 30] [--plateau 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+from common.optim import make_optimiser  # noqa: E402
+from common.solve import SolveConfig  # noqa: E402
+from common.trainer import TrainConfig  # noqa: E402
+from oscillators.discovery import (  # noqa: E402
+    MLPField,
+    make_strategy,
+    settings_for,
+    trajectory_of,
+)
+from oscillators.systems import make_dataset  # noqa: E402
+
+
+def run_jax(epochs: int, plateau: int, field, data, settings, solve) -> dict:
+    settings = dataclasses.replace(settings, epochs_per_step=plateau)
+    strategy = make_strategy("homotopy", settings, data, solve)
+    schedule = strategy.schedule
+    opt = make_optimiser("adamw", settings.learning_rate, weight_decay=0.01)
+    t0 = time.perf_counter()
+    result = strategy.fit(
+        field,
+        data,
+        jax.random.key(0),
+        optimiser=opt,
+        config=TrainConfig(log_every=epochs, progress=False),
+    )
+    total = time.perf_counter() - t0
+    return {
+        "epochs": result.epochs,
+        "epochs_per_second": result.epochs_per_second,
+        "seconds_with_compile": total,
+        "final_mse": float(result.mse[-1]),
+        "spline": strategy.spline,
+        "lambdas": [float(schedule(e)) for e in range(result.epochs)],
+    }
+
+
+def run_torch(field: MLPField, data, spline, k: float, lr: float, lambdas, solve) -> dict:
+    import torch
+    from torchdiffeq import odeint
+
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)  # tiny ops: more threads only add synchronisation
+    layers = field.mlp.layers
+    net = torch.nn.Sequential(
+        torch.nn.Linear(2, layers[0].weight.shape[0]),
+        torch.nn.GELU(),
+        torch.nn.Linear(layers[1].weight.shape[1], 2),
+    )
+    with torch.no_grad():
+        for tl, jl in zip((net[0], net[2]), layers, strict=True):
+            tl.weight.copy_(torch.from_numpy(np.array(jl.weight)))
+            tl.bias.copy_(torch.from_numpy(np.array(jl.bias)))
+    ts = torch.from_numpy(np.array(data.ts))
+    ys = torch.from_numpy(np.array(data.ys))
+    y0 = torch.from_numpy(np.array(data.y0))
+    knots = torch.from_numpy(np.array(spline.knots))
+    second = torch.from_numpy(np.array(spline.second))
+    n = ts.shape[0]
+
+    def spline_at(t):
+        i = torch.clamp(torch.searchsorted(ts, t.reshape(1), right=True) - 1, 0, n - 2)[0]
+        t0, t1 = ts[i], ts[i + 1]
+        h, a, b = t1 - t0, t - t0, t1 - t
+        lin = (a * knots[i + 1] + b * knots[i]) / h
+        return lin - (a * b / 6) * ((1 + a / h) * second[i + 1] + (1 + b / h) * second[i])
+
+    class Coupled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lam = 1.0
+
+        def forward(self, t, u):
+            return net(u) - self.lam * k * (u - spline_at(t))
+
+    coupled = Coupled()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    kw = {"method": "dopri5", "rtol": solve.rtol, "atol": solve.atol}
+
+    def epoch(lam):
+        coupled.lam = lam
+        opt.zero_grad()
+        pred = odeint(coupled, y0, ts, **kw)
+        loss = torch.mean((pred - ys) ** 2)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            mse = torch.mean((odeint(lambda t, u: net(u), y0, ts, **kw) - ys) ** 2)
+        return float(mse)
+
+    epoch(lambdas[0])  # warm-up, as the JAX side excludes its compiling first step
+    t0 = time.perf_counter()
+    for lam in lambdas[1:]:
+        last = epoch(lam)
+    seconds = time.perf_counter() - t0
+    return {"epochs_per_second": (len(lambdas) - 1) / seconds, "final_mse": last}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30, help="epochs (6 plateaus)")
+    parser.add_argument("--skip-torch", action="store_true")
+    args = parser.parse_args()
+    plateau = max(1, args.epochs // 6)
+    dataset = make_dataset("lotka-volterra")
+    data = trajectory_of(dataset)
+    settings = settings_for("lotka-volterra", "blackbox", "homotopy")
+    solve = SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9)
+    field = MLPField(2, settings.width, settings.depth, key=jax.random.key(10))
+    sizes = {"points": int(data.ts.shape[0]), "width": settings.width, "dtype": "float64"}
+    jx = run_jax(6 * plateau, plateau, field, data, settings, solve)
+    row = {"benchmark": "discovery_homotopy", "impl": "diffdyn-jax", **sizes}
+    row.update({k: jx[k] for k in ("epochs", "epochs_per_second", "seconds_with_compile")})
+    row["final_mse"] = jx["final_mse"]
+    print(json.dumps(row), flush=True)
+    if args.skip_torch:
+        return
+    th = run_torch(
+        field, data, jx["spline"], float(settings.k), settings.learning_rate, jx["lambdas"], solve
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "discovery_homotopy",
+                "impl": "torch-torchdiffeq",
+                **sizes,
+                "epochs": len(jx["lambdas"]),
+                **th,
+            }
+        ),
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "discovery_homotopy",
+                "impl": "ratio",
+                **sizes,
+                "ratio": jx["epochs_per_second"] / th["epochs_per_second"],
+                "what": "epochs/s diffdyn-jax / epochs/s torch-torchdiffeq (CPU)",
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
