@@ -197,6 +197,9 @@ class Trainer:
         key = _as_key_data(key)
         data_key, _ = jax.random.split(jax.random.wrap_key_data(key))
         params, static = self.split(model)
+        # Weakly typed leaves (jnp.asarray(0.1)) would lose that flag in the first update and
+        # make the step compile twice: give every parameter its strong dtype up front.
+        params = jax.tree_util.tree_map(lambda x: jnp.array(x, dtype=x.dtype), params)
         aug_state = self.augmenter.init(data, data_key)
         state = TrainState(
             params=params,

@@ -186,6 +186,22 @@ def test_max_seconds_stops_early_and_checkpoints(tmp_path):
     assert read_checkpoint_header(tmp_path / "checkpoints/latest.ckpt")["step"] == result.steps
 
 
+def test_weakly_typed_parameters_compile_once():
+    traces = []
+
+    def loss(model, batch, key):
+        traces.append(1)  # runs once per trace, not per step
+        return (model.w - 3.0) ** 2
+
+    trainer = Trainer(loss, optax.adam(0.1), config=TrainConfig(steps=3, progress=False))
+    state, static = trainer.init_state(Scalar(jnp.asarray(2.0)), None, jax.random.key(0))
+    assert not state.params.w.weak_type
+    step = trainer.make_step(static)
+    for _ in range(3):
+        state, _ = step(state)
+    assert len(traces) == 1
+
+
 def test_bad_arguments_are_reported():
     with pytest.raises(TypeError, match="loss_fn"):
         Trainer(3, optax.sgd(0.1))
