@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -207,8 +208,9 @@ def get_adjoint(name: str, **kwargs: Any) -> diffrax.AbstractAdjoint:
     - ``"recursive-checkpoint"``: :class:`diffrax.RecursiveCheckpointAdjoint`, differentiate
       through the solver's operations with recursive checkpointing (exact gradients of the
       discrete solve, O(log n) memory in the number of steps). ``kwargs``: ``checkpoints``.
-    - ``"direct"``: :class:`diffrax.DirectAdjoint`, plain backpropagation through a bounded
-      loop; supports forward mode too, but memory grows with ``max_steps``. No ``kwargs``.
+    - ``"direct"``: :class:`diffrax.DirectAdjoint`, differentiate through nested scans and
+      checkpoints; supports forward mode (``jax.jvp``) as well as reverse mode, but its cost
+      grows with ``max_steps`` whatever the number of steps taken. No ``kwargs``.
     - ``"backsolve"``: :class:`diffrax.BacksolveAdjoint`, "optimise-then-discretise": solve
       the adjoint ODE :math:`\dot a = -a^\top \partial_y f` backwards in time together with
       :math:`y` and the parameter cotangents (O(1) memory, gradients exact only up to the
@@ -250,7 +252,7 @@ def _is_concrete(x: Any) -> bool:
 
 def _check_tolerances(rtol: Any, atol: Any, adaptive: bool) -> None:
     for argname, value in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise TypeError(f"{argname} must be a real number, got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{argname} must be finite and >= 0, got {value!r}")
@@ -259,6 +261,10 @@ def _check_tolerances(rtol: Any, atol: Any, adaptive: bool) -> None:
 
 
 def _check_static(solver: Any, adaptive: bool, dt0: Any, rtol: Any, atol: Any, max_steps: Any):
+    if isinstance(solver, str):
+        _normalise(solver, "solver", SOLVERS)
+    elif not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(f"solver must be a name or a diffrax.AbstractSolver, got {solver!r}")
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive must be a bool, got {adaptive!r}")
     _check_tolerances(rtol, atol, adaptive)
@@ -385,7 +391,6 @@ def _diffeqsolve(
     y0 = _check_y0(y0)
     solver_obj, controller, adjoint_obj = _build(solver, adjoint, adaptive, rtol, atol)
 
-    t1 = ts[-1]
     # Cast times and state to one time dtype up front (as diffrax would), so that the
     # closure conversion below sees exactly the dtypes the solver will call it with.
     with jax.numpy_dtype_promotion("standard"):

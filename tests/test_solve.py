@@ -62,7 +62,8 @@ def _riccati_exact(t):
 
 
 def _decay(t, y, args):
-    return -args * y
+    """y' = -k y on every leaf of a pytree state, k = args."""
+    return jax.tree.map(lambda leaf: -args * leaf, y)
 
 
 # --------------------------------------------------------------------------- registry
@@ -293,9 +294,6 @@ def test_adjoints_agree_with_each_other_and_finite_differences(gradients):
                 assert abs(float(grads[name] @ v) - fd) <= 1e-6 * abs(fd), (name, fd)
 
 
-# --------------------------------------------------------------------------- config
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -351,6 +349,8 @@ def test_rk4_refuses_adaptive_controller_in_diffrax_directly():
         (dict(adaptive=False, dt0=1e-4, max_steps=100), "more than max_steps"),
         (dict(y0=jnp.ones(2, dtype=jnp.int32)), "y0 leaves must be floating"),
         (dict(vector_field=3.0), "vector_field must be callable"),
+        (dict(solver=3), "solver must be a name"),
+        (dict(adjoint=diffrax.Tsit5()), "adjoint must be a name"),
     ],
 )
 def test_bad_arguments_raise_before_compiling(kwargs, match):
