@@ -96,7 +96,13 @@ def _tiny(name, **kw):
     return dataclasses.replace(ex.get_experiment(name), **{**base, **kw})
 
 
-@pytest.mark.parametrize("name", ["global-delay", pytest.param("cluster", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("global-delay", marks=pytest.mark.heavy),
+        pytest.param("cluster", marks=pytest.mark.slow),
+    ],
+)
 def test_loss_gradient_matches_finite_differences(name):
     """d loss / d (coupling-network weights) along a random direction, float64, through
     burn-in (no gradient), the delayed ring-buffer solver and the loss window."""

@@ -116,6 +116,7 @@ def test_png_targets_are_premultiplied(tmp_path):
         make_target(str(tmp_path / "missing.png"))
 
 
+@pytest.mark.heavy
 def test_train_and_run_commands(tmp_path, capsys):
     from common.cli import main
 

@@ -115,6 +115,7 @@ def test_adjoints_agree_with_each_other_and_finite_differences():
         assert abs(fd - dot) / abs(fd) < 1e-6
 
 
+@pytest.mark.heavy
 def test_integral_loss_matches_closed_form_and_its_gradient():
     # y' = -a y, cost y^2: C(T) = y0^2 (1 - exp(-2 a T)) / (2 a), dC/da closed form.
     a, y0, big_t = 0.7, 1.3, 2.0

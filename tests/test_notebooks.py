@@ -6,9 +6,25 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+#: Notebooks whose quick mode takes over ~40 s on 2 cores: run by ``-m heavy`` (CI does).
+HEAVY = {
+    "discovery",
+    "homotopy",
+    "kuranet_cluster",
+    "kuranet_global",
+    "kuranet_image",
+    "nca",
+    "neural_de_quickstart",
+    "neural_de_zoo",
+    "pde",
+}
+CASES = [
+    pytest.param(p, id=p.stem, marks=[pytest.mark.heavy] if p.stem in HEAVY else [])
+    for p in NOTEBOOKS
+]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", CASES)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
