@@ -53,6 +53,7 @@ def trainer_loop(steps: int, logger_kind: str, outdir: str) -> float:
     cfg = TrainConfig(steps=steps + 1, log_every=100, checkpoint_every=500, progress=True)
     trainer = Trainer(loss_fn, optax.adam(1e-3), config=cfg, logger=logger, out=outdir)
     result = trainer.fit(model, data, jax.random.key(0))
+    logger.close()  # stop tensorboardX's writer thread before the next repeat
     return steps / result.steps_per_second
 
 
