@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 from common.boundaries import AbstractBoundary, make_boundary
 from common.model import AbstractModel
 from common.operators import PERCEPTION_FILTERS, Perception, pad
-from nca.layers import ACTIVATIONS, PointwiseMLP
+from nca.layers import PointwiseMLP
 
 __all__ = [
     "BOUNDARIES",
@@ -303,8 +303,6 @@ class NCA(AbstractNCA):
             channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
         )
         self.hidden = _check_int(hidden, "hidden", 1)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}; got {activation!r}")
         self.activation = activation
         features = self.cells.perception.out_channels
         self.net = PointwiseMLP(features, hidden, channels, activation=activation, key=key)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from nca.layers import ACTIVATIONS, GaussianKAN, PointwiseMLP
+from nca.layers import GaussianKAN, PointwiseMLP
 from nca.model import DEFAULT_FILTERS, AbstractNCA, Cells, _check_int
 
 __all__ = ["GatedNCA", "MultiScaleNCA", "KANCA"]
@@ -104,8 +104,6 @@ class MultiScaleNCA(AbstractNCA):
                 f"channels ({channels}) must be divisible by the number of scales; got "
                 f"scales={list(scales)}"
             )
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}; got {activation!r}")
         self.scales = scales
         self.hidden = _check_int(hidden, "hidden", 1)
         self.activation = activation
