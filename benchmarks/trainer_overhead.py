@@ -1,14 +1,26 @@
 """Overhead of the common Trainer over a bare loop calling the same jitted step.
 
-Both run the step that ``Trainer.make_step`` compiles for a tiny MLP (so the arithmetic is
-identical). The trainer adds its progress bar, per-step loss logging (fetched in blocks),
-NaN checks and periodic checkpoints. Compilation is excluded: the trainer times its loop from
-the end of its first step, and the bare loop is warmed up first. Rows: steps/s of each, and
-the trainer's overhead as a fraction of the bare loop's time.
+Rows, for a tiny MLP (so that per-step Python costs are visible):
+
+* ``bare-loop``: the step that ``Trainer.make_step`` compiles, called on the state's flat
+  leaves in a bare ``for`` loop: the floor for this arithmetic;
+* ``trainer+null`` / ``trainer+tensorboard``: ``Trainer.fit`` with its default
+  configuration: progress bar, every step's loss and gradient norm logged (fetched in blocks
+  of 50), NaN checks, a checkpoint at the last step (``--checkpoint-every`` for more),
+  without and with TensorBoard event files;
+* ``bare-loop-again``: the bare loop once more, whose ratio to the first shows how much of
+  a difference this machine can resolve;
+* ``equinox-loop``: what one writes by hand with equinox: an ``eqx.filter_jit`` step of
+  ``filter_value_and_grad`` + optax on ``(model, opt_state)``, in a bare loop.
+
+Compilation is excluded: the trainer times its loop from the end of its first step, the loops
+are warmed up first. Each row gives steps/s and the time relative to ``bare-loop``: the
+median, with lower and upper quartiles, over interleaved rounds of the per-round time ratio.
 """
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 
@@ -37,20 +49,41 @@ def bare_loop(steps: int) -> float:
     trainer = Trainer(loss_fn, optax.adam(1e-3))
     state, static = trainer.init_state(model, data, jax.random.key(0))
     step = trainer.make_step(static)
-    state, _ = step(state)  # compile
-    jax.block_until_ready(state)
+    leaves = step.flatten(state)
+    leaves, _ = step.step_leaves(leaves)  # compile
+    jax.block_until_ready(leaves)
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, metrics = step(state)
-    jax.block_until_ready((state, metrics))
+        leaves, metrics = step.step_leaves(leaves)
+    jax.block_until_ready((leaves, metrics))
     return time.perf_counter() - t0
 
 
-def trainer_loop(steps: int, logger_kind: str, outdir: str) -> float:
+def equinox_loop(steps: int) -> float:
+    model, data = make_problem()
+    optimiser = optax.adam(1e-3)
+    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def step(model, opt_state, batch):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, batch, None)
+        updates, opt_state = optimiser.update(grads, opt_state, model)
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    model, opt_state, loss = step(model, opt_state, data)  # compile
+    jax.block_until_ready(loss)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model, opt_state, loss = step(model, opt_state, data)
+    jax.block_until_ready((model, loss))
+    return time.perf_counter() - t0
+
+
+def trainer_loop(steps: int, logger_kind: str, outdir: str, checkpoint_every: int = 0) -> float:
     """Seconds per ``steps`` steps under the trainer, compilation excluded."""
     model, data = make_problem()
     logger = NullLogger() if logger_kind == "null" else TensorBoardLogger(f"{outdir}/tb")
-    cfg = TrainConfig(steps=steps + 1, log_every=100, checkpoint_every=500, progress=True)
+    cfg = TrainConfig(steps=steps + 1, checkpoint_every=checkpoint_every, progress=True)
     trainer = Trainer(loss_fn, optax.adam(1e-3), config=cfg, logger=logger, out=outdir)
     result = trainer.fit(model, data, jax.random.key(0))
     logger.close()  # stop tensorboardX's writer thread before the next repeat
@@ -60,36 +93,45 @@ def trainer_loop(steps: int, logger_kind: str, outdir: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=0, help="0: one checkpoint, at the last step"
+    )
     args, _ = parser.parse_known_args()
     n = args.steps
-    bare = min(bare_loop(n) for _ in range(args.repeats))
-    row = {
-        "benchmark": "trainer_overhead",
-        "steps": n,
-        "impl": "bare-loop",
-        "steps_per_s": n / bare,
+    # Interleave the three loops, rotating their order each round so that machine noise and
+    # order effects hit them alike; the overhead is the median over rounds of the ratio of a
+    # trainer run to the bare run of the same round.
+    runners = {
+        "bare-loop": lambda: bare_loop(n),
+        "trainer+null": lambda: _trainer_in_tmpdir(n, "null", args.checkpoint_every),
+        "trainer+tensorboard": lambda: _trainer_in_tmpdir(n, "tensorboard", args.checkpoint_every),
+        "equinox-loop": lambda: equinox_loop(n),
+        "bare-loop-again": lambda: bare_loop(n),  # the noise floor of the ratios
     }
-    print(json.dumps(row), flush=True)
-    for kind in ("null", "tensorboard"):
-        times = []
-        for _ in range(args.repeats):
-            with tempfile.TemporaryDirectory() as out:
-                times.append(trainer_loop(n, kind, out))
-        t = min(times)
-        rate = n / t
-        print(
-            json.dumps(
-                {
-                    "benchmark": "trainer_overhead",
-                    "steps": n,
-                    "impl": f"trainer+{kind}",
-                    "steps_per_s": rate,
-                    "overhead": t / bare - 1.0,
-                }
-            ),
-            flush=True,
-        )
+    names = list(runners)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(runners[name]())
+    for name in names:
+        ratios = [t / b for t, b in zip(times[name], times["bare-loop"], strict=True)]
+        row = {
+            "benchmark": "trainer_overhead",
+            "steps": n,
+            "repeats": args.repeats,
+            "checkpoint_every": args.checkpoint_every,
+            "impl": name,
+            "steps_per_s": n / statistics.median(times[name]),
+            "overhead": statistics.median(ratios) - 1.0,
+            "overhead_quartiles": [q - 1.0 for q in statistics.quantiles(ratios, n=4)[::2]],
+        }
+        print(json.dumps(row), flush=True)
+
+
+def _trainer_in_tmpdir(steps: int, logger_kind: str, checkpoint_every: int) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        return trainer_loop(steps, logger_kind, out, checkpoint_every)
 
 
 if __name__ == "__main__":

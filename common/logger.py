@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from common.events import EventFileWriter
 
 __all__ = ["Logger", "TensorBoardLogger", "NullLogger", "to_uint8_hwc", "encode_gif"]
 
@@ -21,6 +24,9 @@ class Logger(Protocol):
     """What the trainer and the workflows write to. All ``step`` arguments are global steps."""
 
     def scalar(self, tag: str, value: float, step: int) -> None: ...
+    def scalars(self, tag: str, values: Any, steps: Any) -> None:
+        """A series of one tag, ``values[i]`` at ``steps[i]`` (logged since the last call)."""
+
     def histogram(self, tag: str, values: Any, step: int) -> None: ...
     def image(self, tag: str, image: Any, step: int) -> None: ...
     def video(self, tag: str, frames: Any, step: int, fps: int = 10) -> None: ...
@@ -34,6 +40,9 @@ class NullLogger:
     """A logger that discards everything (for tests, benchmarks and library use)."""
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        pass
+
+    def scalars(self, tag: str, values: Any, steps: Any) -> None:
         pass
 
     def histogram(self, tag: str, values: Any, step: int) -> None:
@@ -103,24 +112,53 @@ def encode_gif(frames: Any, fps: int = 10) -> bytes:
 
 
 class TensorBoardLogger:
-    """Writes TensorBoard event files with tensorboardX under ``logdir``."""
+    """Writes TensorBoard event files under ``logdir`` (see :mod:`common.events`).
 
-    def __init__(self, logdir: str | os.PathLike, *, purge_step: int | None = None):
-        from tensorboardX import SummaryWriter
+    Scalars cost a few microseconds each, so logging every training step is cheap; histograms,
+    images, videos and text are built with ``tensorboardX.summary``. Hyperparameters go to a
+    ``hparams`` sub-run, as the HParams dashboard expects.
+    """
 
+    def __init__(
+        self,
+        logdir: str | os.PathLike,
+        *,
+        purge_step: int | None = None,
+        flush_seconds: float = 10.0,
+    ):
         self.logdir = os.fspath(logdir)
-        self._writer = SummaryWriter(self.logdir, purge_step=purge_step)
+        self._events = EventFileWriter(
+            self.logdir, purge_step=purge_step, flush_seconds=flush_seconds
+        )
+        self._series_time: dict[str, float] = {}
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self._writer.add_scalar(tag, float(value), step)
+        self._events.write_scalar(tag, value, step)
+
+    def scalars(self, tag: str, values: Any, steps: Any) -> None:
+        """Write a series; its wall times are spread evenly since the tag's previous series."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        now = time.time()
+        start = self._series_time.get(tag)
+        self._series_time[tag] = now
+        n = values.size
+        walls = np.full(n, now) if start is None else np.linspace(start, now, n + 1)[1:]
+        self._events.write_scalars(
+            tag, values.tolist(), np.asarray(steps).ravel().tolist(), walls.tolist()
+        )
 
     def histogram(self, tag: str, values: Any, step: int) -> None:
+        from tensorboardX.summary import histogram
+
         values = np.asarray(values, dtype=np.float64).ravel()
         if values.size and np.all(np.isfinite(values)):
-            self._writer.add_histogram(tag, values, step)
+            self._events.write_summary(histogram(tag, values, bins="auto"), step)
 
     def image(self, tag: str, image: Any, step: int) -> None:
-        self._writer.add_image(tag, to_uint8_hwc(image), step, dataformats="HWC")
+        from tensorboardX.summary import image as image_summary
+
+        summary = image_summary(tag, to_uint8_hwc(image), dataformats="HWC")
+        self._events.write_summary(summary, step)
 
     def video(self, tag: str, frames: Any, step: int, fps: int = 10) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
@@ -129,20 +167,31 @@ class TensorBoardLogger:
         gif = encode_gif(frames, fps)
         h, w = frames.shape[-2:]
         image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif)
-        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
-        self._writer._get_file_writer().add_summary(summary, step)
+        self._events.write_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def text(self, tag: str, text: str, step: int) -> None:
-        self._writer.add_text(tag, text, step)
+        from tensorboardX.summary import text as text_summary
+
+        self._events.write_summary(text_summary(tag, text), step)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        from tensorboardX.summary import hparams as hparams_summaries
+
         flat = {
             k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()
         }
-        self._writer.add_hparams(flat, {k: float(v) for k, v in metrics.items()}, name="hparams")
+        metrics = {k: float(v) for k, v in metrics.items()}
+        sub = EventFileWriter(os.path.join(self.logdir, "hparams"))
+        try:
+            for summary in hparams_summaries(flat, metrics):
+                sub.write_summary(summary, 0)
+            for name, value in metrics.items():
+                sub.write_scalar(name, value, 0)
+        finally:
+            sub.close()
 
     def flush(self) -> None:
-        self._writer.flush()
+        self._events.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        self._events.close()

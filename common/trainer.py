@@ -33,12 +33,12 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from common.checkpoint import load_checkpoint, save_checkpoint
+from common.checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
 from common.logger import Logger, NullLogger
 from common.model import AbstractModel, trainable_filter
 from common.sharding import constrain_batch, make_mesh, replicate, shard_batch
 
-__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "FullBatch"]
+__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "FullBatch", "CompiledStep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,9 @@ class TrainState(eqx.Module):
     best_loss: Float[Array, ""]
     step: Array
     key: Array  # raw uint32 key data, so that it serialises
+    # The metrics of the last ``log_every`` steps, step ``s`` in slot ``s % log_every``: the
+    # loop fetches a whole block in one transfer instead of one transfer per value.
+    recent_metrics: dict[str, Float[Array, " log_every"]]
 
 
 @dataclasses.dataclass
@@ -123,6 +126,124 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         return float(self.losses[-1]) if len(self.losses) else math.nan
+
+
+class CompiledStep:
+    """A training step compiled once over the flat list of the state's array leaves.
+
+    Calling an ``eqx.filter_jit`` function partitions, flattens and rebuilds its pytree
+    arguments and results in Python on every call: for a train state (parameters, optimiser
+    moments, best parameters) that is hundreds of microseconds, more than the whole step of a
+    small model on a CPU. This wrapper does that work once: :meth:`flatten` turns a state into
+    its array leaves, :meth:`step_leaves` runs the step on leaves (one ``jax.jit`` dispatch),
+    and :meth:`unflatten` rebuilds the state when the loop needs it (to log, checkpoint or
+    return). Non-array leaves are static and must come out of the step unchanged.
+
+    ``step(state) -> (state, metrics)`` is also callable directly, at the cost of the
+    flattening it avoids.
+    """
+
+    def __init__(self, fn: Callable[[TrainState], tuple[TrainState, dict]]):
+        self._fn = fn
+        self._static: Any = None
+        self._treedef: Any = None
+        self._fields: dict[str, tuple[slice, Any, Any]] = {}
+        self._jit = jax.jit(self._flat_step)
+
+    def _flat_step(self, leaves: list[Array]) -> tuple[list[Array], dict]:
+        new, metrics = self._fn(self.unflatten(leaves))
+        dynamic, _ = eqx.partition(new, eqx.is_array)
+        new_leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        if treedef != self._treedef:
+            raise ValueError(
+                f"the training step changed the structure of its state:\n{self._treedef}\n"
+                f"became\n{treedef}"
+            )
+        return new_leaves, metrics
+
+    def flatten(self, state: TrainState) -> list[Array]:
+        """The array leaves of ``state`` (the first call fixes the structure)."""
+        dynamic, static = eqx.partition(state, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        if self._treedef is None:
+            self._static, self._treedef = static, treedef
+            start = 0  # TrainState flattens field by field, in declaration order
+            for field in dataclasses.fields(TrainState):
+                part, part_static = getattr(dynamic, field.name), getattr(static, field.name)
+                count = len(jax.tree_util.tree_leaves(part))
+                part_def = jax.tree_util.tree_structure(part)
+                self._fields[field.name] = (slice(start, start + count), part_def, part_static)
+                start += count
+        elif treedef != self._treedef:
+            raise ValueError("state does not have the structure this step was built for")
+        return leaves
+
+    def field(self, leaves: list[Array], name: str) -> Any:
+        """One field of the state with array leaves ``leaves``, without rebuilding the rest."""
+        where, treedef, static = self._fields[name]
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves[where]), static)
+
+    def unflatten(self, leaves: list[Array]) -> TrainState:
+        """The state whose array leaves are ``leaves``."""
+        return eqx.combine(jax.tree_util.tree_unflatten(self._treedef, leaves), self._static)
+
+    def step_leaves(self, leaves: list[Array]) -> tuple[list[Array], dict]:
+        """One step on flat leaves: ``(leaves, metrics)``."""
+        return self._jit(leaves)
+
+    def __call__(self, state: TrainState) -> tuple[TrainState, dict]:
+        leaves, metrics = self._jit(self.flatten(state))
+        return self.unflatten(leaves), metrics
+
+
+class _MetricBlocks:
+    """Fetches the per-step metrics of a run in blocks and logs them, one block behind.
+
+    At each :meth:`push` the newest block (the state's ``recent_metrics`` ring buffer, an
+    immutable snapshot) starts copying to the host, and older blocks, finished by now, are
+    logged: the loop does not wait for the device, which keeps its queue of dispatched steps.
+    ``wait=True`` logs everything pushed so far (before a checkpoint, at the end).
+
+    Attributes:
+        losses: the logged training losses, one per step from the first.
+        good_leaves: the leaves of the newest state whose losses were all finite.
+    """
+
+    def __init__(self, step_fn: CompiledStep, logger: Logger, block: int, start: int, leaves: list):
+        self._step_fn, self._logger, self._block = step_fn, logger, block
+        self._logged = start
+        self._queue: list[tuple[int, int, dict, list]] = []
+        self.losses: list[float] = []
+        self.good_leaves = leaves
+
+    def push(self, leaves: list[Array], upto: int, *, wait: bool) -> int | None:
+        """Queue the steps before ``upto``; log what is due. Returns the first step whose loss
+        is not finite (nothing after it is logged), else ``None``."""
+        if upto > self._logged:
+            recent = self._step_fn.field(leaves, "recent_metrics")
+            for array in recent.values():
+                array.copy_to_host_async()
+            self._queue.append((self._logged, upto, recent, leaves))
+            self._logged = upto
+        while self._queue and (wait or len(self._queue) > 1):
+            bad = self._log(*self._queue.pop(0))
+            if bad is not None:
+                self._queue.clear()
+                return bad
+        return None
+
+    def _log(self, first: int, upto: int, recent: dict, leaves: list) -> int | None:
+        steps = np.arange(first, upto)
+        values = {name: np.asarray(v)[steps % self._block] for name, v in recent.items()}
+        finite = np.isfinite(values["loss"])
+        bad = None if finite.all() else first + int(np.argmin(finite))
+        n = len(steps) if bad is None else bad - first
+        self.losses.extend(values["loss"][:n].tolist())
+        for name, series in values.items():
+            self._logger.scalars(f"train/{name}", series[:n], steps[:n])
+        if bad is None:
+            self.good_leaves = leaves
+        return bad
 
 
 def _as_key_data(key: Any) -> Array:
@@ -209,8 +330,12 @@ class Trainer:
             best_loss=jnp.asarray(jnp.inf, jnp.float32),
             step=jnp.asarray(0, jnp.int32),
             key=key,
+            recent_metrics={},
         )
-        return self._place(state), static
+        _, metrics = eqx.filter_eval_shape(self._advance(static), state)  # names only
+        block = self.config.log_every
+        recent = {name: jnp.zeros(block, jnp.result_type(float)) for name in metrics}
+        return self._place(dataclasses.replace(state, recent_metrics=recent)), static
 
     def _place(self, state: TrainState) -> TrainState:
         """Replicate the state over the mesh; optionally split the data along axis 0."""
@@ -222,8 +347,23 @@ class Trainer:
             placed = eqx.tree_at(lambda s: s.data, placed, data, is_leaf=lambda x: x is None)
         return placed
 
-    def make_step(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
+    def make_step(self, static: Any) -> CompiledStep:
         """The jitted training step ``state -> (state, metrics)`` for this model structure."""
+        advance, block = self._advance(static), self.config.log_every
+
+        def step(state: TrainState) -> tuple[TrainState, dict]:
+            new_state, metrics = advance(state)
+            slot = state.step % block
+            recent = {
+                name: buffer.at[slot].set(metrics[name].astype(buffer.dtype))
+                for name, buffer in state.recent_metrics.items()
+            }
+            return dataclasses.replace(new_state, recent_metrics=recent), metrics
+
+        return CompiledStep(step)
+
+    def _advance(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
+        """One optimisation step as a pure function (``recent_metrics`` left as it was)."""
         loss_fn, optimiser, augmenter = self.loss_fn, self.optimiser, self.augmenter
         mesh, track_best = self.mesh, self.config.track_best
 
@@ -231,8 +371,7 @@ class Trainer:
             loss, aux = _split_aux(loss_fn(eqx.combine(params, static), batch, key))
             return loss, aux
 
-        @eqx.filter_jit
-        def step(state: TrainState) -> tuple[TrainState, dict]:
+        def advance(state: TrainState) -> tuple[TrainState, dict]:
             key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
             data_key, loss_key = jax.random.split(key)
             batch = constrain_batch(augmenter.sample(state.data, data_key), mesh)
@@ -254,11 +393,18 @@ class Trainer:
             metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
             metrics.update({k: v for k, v in aux.items() if eqx.is_array(v) and v.ndim == 0})
             new_state = TrainState(
-                params, opt_state, data, best_params, best_loss, state.step + 1, state.key
+                params,
+                opt_state,
+                data,
+                best_params,
+                best_loss,
+                state.step + 1,
+                state.key,
+                state.recent_metrics,
             )
             return new_state, metrics
 
-        return step
+        return advance
 
     # ------------------------------------------------------------------ the loop
     @property
@@ -276,65 +422,58 @@ class Trainer:
             state = self._place(state)
             start = int(header["step"])
         step_fn = self.make_step(static)
-        losses: list[float] = []
-        good_state, diverged_at = state, None
-        pending: list[tuple[int, dict]] = []
+        diverged_at = None
         bar = tqdm(
             total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False
         )
         t_start = t_warm = time.perf_counter()
         warm_step = start
 
-        def flush() -> int | None:
-            if not pending:
-                return None
-            host = jax.device_get([m for _, m in pending])
-            bad = None
-            for (s, _), m in zip(pending, host, strict=True):
-                loss = float(m["loss"])
-                if not math.isfinite(loss):
-                    bad = s
+        checkpointer = BackgroundCheckpointer()
+        try:
+            leaves = step_fn.flatten(state)
+            blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves)
+            for s in range(start, cfg.steps):
+                leaves, metrics = step_fn.step_leaves(leaves)
+                if s == start:
+                    jax.block_until_ready(metrics)
+                    t_warm, warm_step = time.perf_counter(), s + 1
+                bar.update(1)
+                done = s + 1
+                out_of_time = (
+                    cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
+                )
+                last = done == cfg.steps or out_of_time
+                checkpoint_due = _due(done, cfg.checkpoint_every) or last
+                if done % cfg.log_every == 0 or checkpoint_due:
+                    # checkpoints and the end wait for every value; other blocks are logged
+                    # one block later, so that the device never idles waiting for the host
+                    diverged_at = blocks.push(leaves, done, wait=checkpoint_due)
+                    if diverged_at is not None:
+                        break
+                    if blocks.losses:
+                        bar.set_postfix(loss=f"{blocks.losses[-1]:.4g}")
+                if _due(done, cfg.histogram_every):
+                    self._log_histograms(step_fn.field(leaves, "params"), done)
+                if _due(done, cfg.image_every) and self.visualise is not None:
+                    params, key_data = step_fn.field(leaves, "params"), step_fn.field(leaves, "key")
+                    self._log_images(eqx.combine(params, static), key_data, done)
+                if checkpoint_due and self.out is not None:
+                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done)
+                if out_of_time:
+                    tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
                     break
-                losses.append(loss)
-                for name, value in m.items():
-                    self.logger.scalar(f"train/{name}", float(value), s)
-            pending.clear()
-            if bad is None and losses:
-                bar.set_postfix(loss=f"{losses[-1]:.4g}")
-            return bad
-
-        for s in range(start, cfg.steps):
-            state, metrics = step_fn(state)
-            if s == start:
-                jax.block_until_ready(metrics)
-                t_warm, warm_step = time.perf_counter(), s + 1
-            pending.append((s, metrics))
-            bar.update(1)
-            done = s + 1
-            out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
-            last = done == cfg.steps or out_of_time
-            if done % cfg.log_every == 0 or last or _due(done, cfg.checkpoint_every):
-                diverged_at = flush()
-                if diverged_at is not None:
-                    break
-                good_state = state
-            if _due(done, cfg.histogram_every):
-                self._log_histograms(state.params, done)
-            if _due(done, cfg.image_every) and self.visualise is not None:
-                self._log_images(eqx.combine(state.params, static), state.key, done)
-            if (_due(done, cfg.checkpoint_every) or last) and self.out is not None:
-                self._checkpoint(state, done)
-            if out_of_time:
-                tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
-                break
-        bar.close()
-        jax.block_until_ready(state)
-        t_end = time.perf_counter()
-        seconds = t_end - t_start
-        timed_steps = int(state.step) - warm_step
+            bar.close()
+            state = step_fn.unflatten(leaves)
+            jax.block_until_ready(state)
+            t_end = time.perf_counter()
+            seconds = t_end - t_start
+            timed_steps = int(state.step) - warm_step
+        finally:
+            checkpointer.close()  # the last checkpoint is on disk before fit returns
         rate = timed_steps / (t_end - t_warm) if timed_steps > 0 else math.nan
         if diverged_at is not None:
-            state = good_state
+            state = step_fn.unflatten(blocks.good_leaves)
             message = (
                 f"loss became non-finite at step {diverged_at}; training stopped, last good "
                 f"state is step {int(state.step)}"
@@ -352,7 +491,7 @@ class Trainer:
             model=final,
             best_model=best,
             best_loss=float(state.best_loss),
-            losses=np.asarray(losses),
+            losses=np.asarray(blocks.losses),
             steps=int(state.step),
             diverged_at=diverged_at,
             seconds=seconds,
@@ -360,12 +499,13 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ side effects
-    def _checkpoint(self, state: TrainState, step: int) -> None:
-        leaves = jax.tree_util.tree_leaves(eqx.filter(state.params, eqx.is_inexact_array))
-        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves):
+    def _checkpoint(self, writer: BackgroundCheckpointer, state: TrainState, step: int) -> None:
+        host = jax.device_get(state)  # one transfer; the checks and the write use this copy
+        leaves = jax.tree_util.tree_leaves(eqx.filter(host.params, eqx.is_inexact_array))
+        if not all(np.isfinite(leaf).all() for leaf in leaves):
             tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
             return
-        save_checkpoint(self.checkpoint_path, state, {"step": step})
+        writer.save(self.checkpoint_path, host, {"step": step})
 
     def _save_models(self, final: Any, best: Any) -> None:
         for name, m in (("model", final), ("best", best)):

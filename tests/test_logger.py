@@ -1,25 +1,22 @@
 """TensorBoard logging: read the event file back and check what was written."""
 
 import io
-import struct
 
 import numpy as np
 import pytest
 from PIL import Image
-from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.proto.summary_pb2 import Summary
 
+from common.events import EventFileWriter, encode_scalar_event, masked_crc32c
+from common.events import read_events as read_event_file
 from common.logger import NullLogger, TensorBoardLogger, encode_gif, to_uint8_hwc
 
 
 def read_events(logdir):
     events = []
     for path in sorted(logdir.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos : pos + 8])
-            events.append(Event.FromString(data[pos + 12 : pos + 12 + length]))
-            pos += 12 + length + 4
+        events.extend(read_event_file(path))
     return [e for e in events if e.HasField("summary")]
 
 
@@ -69,3 +66,73 @@ def test_null_logger_accepts_everything():
     log.video("v", np.zeros((2, 1, 2, 2)), 0)
     log.hparams({"a": 1}, {"m": 0.0})
     log.close()
+
+
+def test_crc32c_check_value_and_mask():
+    # CRC-32C("123456789") = 0xE3069283 is the standard check value of the Castagnoli CRC.
+    crc = 0xE3069283
+    assert masked_crc32c(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
+def test_hand_encoded_scalar_matches_protobuf(step):
+    data = encode_scalar_event("train/loss", 0.25, step, 1234.5)
+    value = Summary.Value(tag="train/loss", simple_value=0.25)
+    expected = Event(wall_time=1234.5, step=step, summary=Summary(value=[value]))
+    assert data == expected.SerializeToString()
+    assert Event.FromString(data) == expected
+
+
+def test_event_file_purge_step_flush_and_corruption(tmp_path):
+    writer = EventFileWriter(tmp_path, purge_step=7, flush_seconds=1e9)
+    size = writer.path.stat().st_size
+    writer.write_scalar("a", 1.0, 8)
+    assert writer.path.stat().st_size == size  # buffered until flushed
+    writer.flush()
+    assert writer.path.stat().st_size > size
+    writer.close()
+    events = list(read_event_file(writer.path))
+    assert events[0].file_version == "brain.Event:2"
+    assert events[1].step == 7 and events[1].session_log.status == SessionLog.START
+    assert events[2].summary.value[0].simple_value == 1.0
+    data = bytearray(writer.path.read_bytes())
+    data[-6] ^= 0xFF
+    writer.path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="bad data checksum"):
+        list(read_event_file(writer.path))
+    with pytest.raises(ValueError, match="closed"):
+        writer.write_scalar("a", 1.0, 9)
+
+
+def test_hparams_go_to_a_sub_run(tmp_path):
+    log = TensorBoardLogger(tmp_path)
+    log.hparams({"lr": 0.1, "layers": [2, 3]}, {"final/loss": 0.5})
+    log.close()
+    events = read_events(tmp_path / "hparams")
+    plugins = {v.metadata.plugin_data.plugin_name for e in events for v in e.summary.value}
+    assert "hparams" in plugins
+    scalars = [v.simple_value for e in events for v in e.summary.value if v.tag == "final/loss"]
+    assert scalars == [0.5]
+
+
+def test_scalar_series_match_single_scalars(tmp_path):
+    log = TensorBoardLogger(tmp_path / "series")
+    log.scalars("loss", np.array([3.0, 2.0, 1.0]), np.arange(3))
+    log.scalars("loss", [0.5, 0.25], [3, 4])
+    log.close()
+    events = read_events(tmp_path / "series")
+    assert [(e.step, e.summary.value[0].simple_value) for e in events] == [
+        (0, 3.0),
+        (1, 2.0),
+        (2, 1.0),
+        (3, 0.5),
+        (4, 0.25),
+    ]
+    walls = [e.wall_time for e in events]
+    assert walls == sorted(walls)
+    # each record is what the single-scalar encoder writes for the same event
+    for e in events:
+        v = e.summary.value[0]
+        assert e.SerializeToString() == encode_scalar_event(
+            v.tag, v.simple_value, e.step, e.wall_time
+        )

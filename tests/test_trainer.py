@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from common.checkpoint import load_checkpoint, read_checkpoint_header
+from common.checkpoint import BackgroundCheckpointer, load_checkpoint, read_checkpoint_header
 from common.trainer import TrainConfig, Trainer
 
 
@@ -15,10 +15,14 @@ class Recorder:
     """A Logger that remembers what it was given."""
 
     def __init__(self):
-        self.scalars, self.histograms, self.images, self.videos, self.texts = {}, [], [], [], []
+        self.logged, self.histograms, self.images, self.videos, self.texts = {}, [], [], [], []
 
     def scalar(self, tag, value, step):
-        self.scalars.setdefault(tag, {})[step] = value
+        self.logged.setdefault(tag, {})[step] = value
+
+    def scalars(self, tag, values, steps):
+        for value, step in zip(values, steps, strict=True):
+            self.scalar(tag, float(value), int(step))
 
     def histogram(self, tag, values, step):
         self.histograms.append((tag, step))
@@ -80,9 +84,9 @@ def test_training_lowers_loss_and_logs_every_step():
     assert result.steps == 200 and len(result.losses) == 200
     assert result.losses[-1] < 0.05 * result.losses[0]
     # every step's loss reaches the logger, with the right step numbers and values
-    assert sorted(log.scalars["train/loss"]) == list(range(200))
-    np.testing.assert_allclose([log.scalars["train/loss"][s] for s in range(200)], result.losses)
-    assert set(log.scalars) >= {"train/loss", "train/mae", "train/grad_norm"}
+    assert sorted(log.logged["train/loss"]) == list(range(200))
+    np.testing.assert_allclose([log.logged["train/loss"][s] for s in range(200)], result.losses)
+    assert set(log.logged) >= {"train/loss", "train/mae", "train/grad_norm"}
     assert {s for _, s in log.histograms} == {100, 200}
     # images at 100, 200 and at the end (200 again): 4-D arrays become videos
     assert [s for _, s, _ in log.images] == [100, 200, 200]
@@ -196,6 +200,7 @@ def test_weakly_typed_parameters_compile_once():
     trainer = Trainer(loss, optax.adam(0.1), config=TrainConfig(steps=3, progress=False))
     state, static = trainer.init_state(Scalar(jnp.asarray(2.0)), None, jax.random.key(0))
     assert not state.params.w.weak_type
+    traces.clear()  # init_state traced the loss once to learn the names of the metrics
     step = trainer.make_step(static)
     for _ in range(3):
         state, _ = step(state)
@@ -209,3 +214,44 @@ def test_bad_arguments_are_reported():
         Trainer(mse, "adam")
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
+
+
+def test_background_checkpointer_fixes_contents_at_save_and_reports_errors(tmp_path):
+    tree = {"w": jnp.arange(3.0), "step": jnp.asarray(4)}
+    writer = BackgroundCheckpointer()
+    writer.save(tmp_path / "a.ckpt", tree, {"step": 4})
+    tree = {"w": tree["w"] + 1.0, "step": jnp.asarray(5)}  # later updates do not leak in
+    writer.save(tmp_path / "b.ckpt", tree, {"step": 5})
+    writer.wait()
+    a, header = load_checkpoint(tmp_path / "a.ckpt", tree)
+    assert header["step"] == 4 and np.array_equal(a["w"], np.arange(3.0)) and a["step"] == 4
+    b, _ = load_checkpoint(tmp_path / "b.ckpt", tree)
+    assert np.array_equal(b["w"], np.arange(3.0) + 1.0)
+    (tmp_path / "file").write_text("not a directory")
+    writer.save(tmp_path / "file" / "c.ckpt", tree, {"step": 6})
+    with pytest.raises(OSError):
+        writer.close()
+
+
+def test_compiled_step_on_leaves_matches_the_pytree_call():
+    def loss(model, batch, key):
+        return (model.w - 3.0) ** 2, {"half": 0.5 * model.w}
+
+    trainer = Trainer(loss, optax.sgd(0.1), config=TrainConfig(log_every=4, progress=False))
+    state, static = trainer.init_state(Scalar(jnp.asarray(2.0)), None, jax.random.key(0))
+    step = trainer.make_step(static)
+    leaves = step.flatten(state)
+    for _ in range(3):
+        state, _ = step(state)
+        leaves, metrics = step.step_leaves(leaves)
+    rebuilt = step.unflatten(leaves)
+    assert bool(eqx.tree_equal(rebuilt, state))
+    # w_{k+1} = w_k - 0.1 * 2 (w_k - 3): the distance to 3 shrinks by 0.8 per step
+    np.testing.assert_allclose(step.field(leaves, "params").w, 3.0 - 0.8**3, rtol=1e-6)
+    recent = step.field(leaves, "recent_metrics")
+    np.testing.assert_allclose(recent["loss"][:3], [1.0, 0.64, 0.4096], rtol=1e-6)
+    np.testing.assert_allclose(recent["half"][2], 0.5 * (3.0 - 0.8**2), rtol=1e-6)
+    assert float(metrics["loss"]) == pytest.approx(0.4096)
+    other, _ = Trainer(loss, optax.adam(0.1)).init_state(Scalar(jnp.asarray(2.0)), None, state.key)
+    with pytest.raises(ValueError, match="structure"):
+        step.flatten(other)
