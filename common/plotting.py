@@ -67,12 +67,17 @@ def channels_to_rgb(x: Any, channels: Sequence[int] | None = None) -> np.ndarray
     return x[..., list(channels), :, :]
 
 
-def save_png(image: Any, path: str | os.PathLike) -> Path:
-    """Save a ``[C, H, W]`` / ``[H, W]`` image with values in ``[0, 1]`` as PNG."""
+def save_png(image: Any, path: str | os.PathLike, *, scale: int = 1) -> Path:
+    """Save a ``[C, H, W]`` / ``[H, W]`` image with values in ``[0, 1]`` as PNG, each pixel
+    drawn as a ``scale x scale`` block (for small grids such as cellular automata)."""
     from PIL import Image
 
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int; got {scale!r}")
     hwc = to_uint8_hwc(image)
     img = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -242,7 +242,7 @@ def _save_grow_figures(
     grown = np.asarray(model.rollout(seed, steps, key))
     regrown = np.asarray(model.rollout(erase_half(grown), steps, jax.random.fold_in(key, 1)))
     tiles = [to_rgb(target), to_rgb(grown), to_rgb(np.asarray(erase_half(grown))), to_rgb(regrown)]
-    save_png(np.concatenate(tiles, axis=-1), out / "grown_damaged_regrown.png")
+    save_png(np.concatenate(tiles, axis=-1), out / "grown_damaged_regrown.png", scale=4)
     plot_channels(frames, out / "channels.png")
     plot_perception(model, out / "perception.png")
     plot_weights(model, out / "weights.png")
