@@ -65,7 +65,7 @@ def test_hamiltonian_lagrangian_and_gradient_flow_fields_from_known_functions():
         HamiltonianField(pendulum_energy, 1)(0.0, jnp.ones(3))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_hnn_conserves_pendulum_energy_far_better_than_an_mlp():
     key_data, k1, k2 = jax.random.split(jax.random.key(0), 3)
     states = jax.random.uniform(key_data, (1024, 2), minval=-1.6, maxval=1.6)
@@ -200,7 +200,6 @@ def test_neural_cde_validation():
         NeuralCDE(3, 8, 2, interpolation="spline", key=jax.random.key(0))
 
 
-@pytest.mark.slow
 def test_neural_cde_model_output_shape():
     model = NeuralCDE(3, 8, 2, width=16, key=jax.random.key(0))
     ts = jnp.linspace(0, 1, 10)

@@ -67,7 +67,7 @@ def test_bad_input_is_rejected_before_compilation():
         ODEClassifier(2, 2, augment="zero", key=jax.random.key(0))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_adjoints_agree_with_each_other_and_finite_differences():
     with jax.enable_x64(True):
         field = MLPField(2, 8, 1, key=jax.random.key(0))
@@ -182,7 +182,7 @@ def _mse(model, batch, key):
     return jnp.mean((jax.vmap(model)(x) - y) ** 2)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_plain_node_cannot_cross_but_anode_can():
     data = crossing(jax.random.key(0), 16)
     common = dict(width=16, depth=2, readout="project", t1=1.0, key=jax.random.key(1))
@@ -195,7 +195,7 @@ def test_plain_node_cannot_cross_but_anode_can():
     assert _mse(anode, data, None) < 0.05
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_node_classifies_moons_at_99_percent():
     x, y = moons(jax.random.key(1), 512, noise=0.1)
     xt, yt = moons(jax.random.key(2), 1024, noise=0.1)
