@@ -98,8 +98,7 @@ def test_neural_rda_beats_linear_diffusion_on_held_out_frames(gray_scott_data):
     assert errors["neural"].mean() < 0.5 * errors["linear"].mean(), errors
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["multiple-shooting"])
+@pytest.mark.parametrize("strategy", ["plain", "multiple-shooting", "homotopy"])
 def test_common_strategy_recovers_a_diffusion_coefficient(strategy):
     truth = PDESolver(AdvectionDiffusion(diffusion=1.0), solver="rk4", dt=0.05)
     x0 = gaussian(12, 1.5, images=1)
