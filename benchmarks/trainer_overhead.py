@@ -86,7 +86,7 @@ def trainer_loop(steps: int, logger_kind: str, outdir: str, checkpoint_every: in
     cfg = TrainConfig(steps=steps + 1, checkpoint_every=checkpoint_every, progress=True)
     trainer = Trainer(loss_fn, optax.adam(1e-3), config=cfg, logger=logger, out=outdir)
     result = trainer.fit(model, data, jax.random.key(0))
-    logger.close()  # stop tensorboardX's writer thread before the next repeat
+    logger.close()
     return steps / result.steps_per_second
 
 

@@ -21,7 +21,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +57,38 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
     return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
-def encode_scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
-    """Serialise ``Event(wall_time, step, summary=Summary(value=[Value(tag, simple_value)]))``.
+def _scalar_event_encoder(tag: str) -> Callable[[float, int, float], bytes]:
+    """``(value, step, wall_time) -> bytes`` of the serialised
+    ``Event(wall_time, step, summary=Summary(value=[Value(tag, simple_value)]))``, with the
+    parts that depend only on ``tag`` encoded once.
 
     Field numbers: ``Event.wall_time = 1`` (double), ``Event.step = 2`` (int64),
     ``Event.summary = 5``; ``Summary.value = 1``; ``Value.tag = 1``, ``Value.simple_value = 2``
-    (float32).
+    (float32). The value is the last field, so everything before it is a fixed prefix.
     """
-    if step < 0:
-        raise ValueError(f"step must be non-negative; got {step}")
-    value_msg = _length_delimited(1, tag.encode()) + b"\x15" + struct.pack("<f", value)
-    summary = _length_delimited(1, value_msg)
-    step_field = b"\x10" + _varint(step) if step else b""  # proto3 omits zero defaults
-    return b"\x09" + struct.pack("<d", wall_time) + step_field + _length_delimited(5, summary)
+    value_prefix = _length_delimited(1, tag.encode()) + b"\x15"  # tag, then simple_value
+    summary_prefix = b"\x0a" + _varint(len(value_prefix) + 4) + value_prefix
+    summary_field = b"\x2a" + _varint(len(summary_prefix) + 4) + summary_prefix
+
+    def encode(value: float, step: int, wall_time: float) -> bytes:
+        if step < 0:
+            raise ValueError(f"step must be non-negative; got {step}")
+        step_field = b"\x10" + _varint(step) if step else b""  # proto3 omits zero defaults
+        return b"\x09" + _DOUBLE(wall_time) + step_field + summary_field + _FLOAT(value)
+
+    return encode
+
+
+def encode_scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
+    """Serialise ``Event(wall_time, step, summary=Summary(value=[Value(tag, simple_value)]))``
+    in protobuf wire format, byte for byte what protobuf itself writes."""
+    return _scalar_event_encoder(tag)(value, step, wall_time)
+
+
+def _frame(data: bytes) -> bytes:
+    """One TFRecord: length, its masked CRC, the data, its masked CRC."""
+    header = _U64(len(data))
+    return header + _U32(masked_crc32c(header)) + data + _U32(masked_crc32c(data))
 
 
 class EventFileWriter:
@@ -106,15 +125,12 @@ class EventFileWriter:
 
     def write_record(self, data: bytes) -> None:
         """Frame one serialised event as a TFRecord and append it."""
+        self._write(_frame(data))
+
+    def _write(self, framed: bytes) -> None:
         if self._file.closed:
             raise ValueError(f"event file {self.path} is closed")
-        header = struct.pack("<Q", len(data))
-        self._file.write(
-            header
-            + struct.pack("<I", masked_crc32c(header))
-            + data
-            + struct.pack("<I", masked_crc32c(data))
-        )
+        self._file.write(framed)
         if time.monotonic() - self._last_flush > self._flush_seconds:
             self.flush()
 
@@ -137,33 +153,16 @@ class EventFileWriter:
     ) -> None:
         """Append a series of one tag, one event per value: the block path of the trainer.
 
-        Byte for byte what :meth:`write_scalar` writes for each value, with the parts that do
-        not change along the series encoded once.
+        Byte for byte what :meth:`write_scalar` writes for each value, with the parts that
+        depend only on ``tag`` encoded once.
         """
-        if self._file.closed:
-            raise ValueError(f"event file {self.path} is closed")
-        value_prefix = _length_delimited(1, tag.encode()) + b"\x15"
-        value_len = len(value_prefix) + 4
-        summary_prefix = b"\x0a" + _varint(value_len) + value_prefix
-        summary_field = b"\x2a" + _varint(len(summary_prefix) + 4) + summary_prefix
-        pack_double, pack_float, pack_u32, pack_u64, crc = _DOUBLE, _FLOAT, _U32, _U64, crc32c
-        chunks = []
-        for value, step, wall in zip(values, steps, wall_times, strict=True):
-            if step < 0:
-                raise ValueError(f"step must be non-negative; got {step}")
-            step_field = b"" if step == 0 else b"\x10" + _varint(int(step))
-            data = b"\x09" + pack_double(wall) + step_field + summary_field + pack_float(value)
-            header = pack_u64(len(data))
-            h, d = crc(header), crc(data)
-            chunks.append(
-                header
-                + pack_u32((((h >> 15) | (h << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-                + data
-                + pack_u32((((d >> 15) | (d << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+        encode = _scalar_event_encoder(tag)
+        self._write(
+            b"".join(
+                _frame(encode(value, int(step), wall))
+                for value, step, wall in zip(values, steps, wall_times, strict=True)
             )
-        self._file.write(b"".join(chunks))
-        if time.monotonic() - self._last_flush > self._flush_seconds:
-            self.flush()
+        )
 
     def flush(self) -> None:
         if not self._file.closed:
