@@ -479,21 +479,8 @@ class SolveConfig:
     ) -> diffrax.Solution:
         """Like :meth:`solve`, but return the whole ``diffrax.Solution`` (``.ys``, ``.stats``,
         ``.result``); use with ``throw=False`` to inspect failures."""
-        return _diffeqsolve(
-            vector_field,
-            y0,
-            ts,
-            args,
-            t0=t0,
-            solver=self.solver,
-            dt0=self.dt0,
-            adaptive=self.adaptive,
-            rtol=self.rtol,
-            atol=self.atol,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=throw,
-        )
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _diffeqsolve(vector_field, y0, ts, args, t0=t0, throw=throw, **settings)
 
     def solve(
         self,
