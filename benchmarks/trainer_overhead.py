@@ -7,7 +7,12 @@ Rows, for a tiny MLP (so that per-step Python costs are visible):
 * ``trainer+null`` / ``trainer+tensorboard``: ``Trainer.fit`` with its default
   configuration: progress bar, every step's loss and gradient norm logged (fetched in blocks
   of 50), NaN checks, a checkpoint at the last step (``--checkpoint-every`` for more),
-  without and with TensorBoard event files;
+  without and with TensorBoard event files; by default the trainer fuses as many steps per
+  device call as last about 50 ms (``TrainConfig.steps_per_call=None``);
+* ``trainer+tensorboard,1-step-calls``: the same with ``steps_per_call=1``, one dispatch per
+  step like the bare loop: what the loop's bookkeeping itself costs;
+* ``bare-loop,50-step-calls``: the bare loop over ``CompiledStep.run(leaves, 50)``: the
+  floor of the fused arithmetic, to which the default trainer rows compare;
 * ``bare-loop-again``: the bare loop once more, whose ratio to the first shows how much of
   a difference this machine can resolve;
 * ``equinox-loop``: what one writes by hand with equinox: an ``eqx.filter_jit`` step of
@@ -15,7 +20,8 @@ Rows, for a tiny MLP (so that per-step Python costs are visible):
 
 Compilation is excluded: the trainer times its loop from the end of its first step, the loops
 are warmed up first. Each row gives steps/s and the time relative to ``bare-loop``: the
-median, with lower and upper quartiles, over interleaved rounds of the per-round time ratio.
+median, with lower and upper quartiles, over interleaved rounds of the per-round time ratio,
+and the ratio of the fastest rounds (noise on a shared machine only adds time).
 """
 
 import argparse
@@ -44,18 +50,24 @@ def make_problem():
     return model, (x, jnp.sin(x[:, :1]) * x[:, 1:])
 
 
-def bare_loop(steps: int) -> float:
+def bare_loop(steps: int, per_call: int = 0) -> float:
+    """Seconds for ``steps`` steps of the trainer's compiled step in a bare loop: one
+    ``step_leaves`` call per step, or (``per_call > 0``) ``run`` calls of that many steps."""
     model, data = make_problem()
     trainer = Trainer(loss_fn, optax.adam(1e-3))
     state, static = trainer.init_state(model, data, jax.random.key(0))
     step = trainer.make_step(static)
     leaves = step.flatten(state)
-    leaves, _ = step.step_leaves(leaves)  # compile
+    leaves = step.run(leaves, per_call) if per_call else step.step_leaves(leaves)[0]  # compile
     jax.block_until_ready(leaves)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        leaves, metrics = step.step_leaves(leaves)
-    jax.block_until_ready((leaves, metrics))
+    if per_call:
+        for _ in range(steps // per_call):
+            leaves = step.run(leaves, per_call)
+    else:
+        for _ in range(steps):
+            leaves, _ = step.step_leaves(leaves)
+    jax.block_until_ready(leaves)
     return time.perf_counter() - t0
 
 
@@ -79,11 +91,19 @@ def equinox_loop(steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def trainer_loop(steps: int, logger_kind: str, outdir: str, checkpoint_every: int = 0) -> float:
+def trainer_loop(
+    steps: int,
+    logger_kind: str,
+    outdir: str,
+    checkpoint_every: int = 0,
+    per_call: int | None = None,
+) -> float:
     """Seconds per ``steps`` steps under the trainer, compilation excluded."""
     model, data = make_problem()
     logger = NullLogger() if logger_kind == "null" else TensorBoardLogger(f"{outdir}/tb")
-    cfg = TrainConfig(steps=steps + 1, checkpoint_every=checkpoint_every, progress=True)
+    cfg = TrainConfig(
+        steps=steps + 1, checkpoint_every=checkpoint_every, steps_per_call=per_call, progress=True
+    )
     trainer = Trainer(loss_fn, optax.adam(1e-3), config=cfg, logger=logger, out=outdir)
     result = trainer.fit(model, data, jax.random.key(0))
     logger.close()
@@ -106,7 +126,11 @@ def main() -> None:
         "bare-loop": lambda: bare_loop(n),
         "trainer+null": lambda: _trainer_in_tmpdir(n, "null", args.checkpoint_every),
         "trainer+tensorboard": lambda: _trainer_in_tmpdir(n, "tensorboard", args.checkpoint_every),
+        "trainer+tensorboard,1-step-calls": lambda: _trainer_in_tmpdir(
+            n, "tensorboard", args.checkpoint_every, per_call=1
+        ),
         "equinox-loop": lambda: equinox_loop(n),
+        "bare-loop,50-step-calls": lambda: bare_loop(n, per_call=50),
         "bare-loop-again": lambda: bare_loop(n),  # the noise floor of the ratios
     }
     names = list(runners)
@@ -125,13 +149,16 @@ def main() -> None:
             "steps_per_s": n / statistics.median(times[name]),
             "overhead": statistics.median(ratios) - 1.0,
             "overhead_quartiles": [q - 1.0 for q in statistics.quantiles(ratios, n=4)[::2]],
+            "overhead_fastest_rounds": min(times[name]) / min(times["bare-loop"]) - 1.0,
         }
         print(json.dumps(row), flush=True)
 
 
-def _trainer_in_tmpdir(steps: int, logger_kind: str, checkpoint_every: int) -> float:
+def _trainer_in_tmpdir(
+    steps: int, logger_kind: str, checkpoint_every: int, per_call: int | None = None
+) -> float:
     with tempfile.TemporaryDirectory() as out:
-        return trainer_loop(steps, logger_kind, out, checkpoint_every)
+        return trainer_loop(steps, logger_kind, out, checkpoint_every, per_call)
 
 
 if __name__ == "__main__":

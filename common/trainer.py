@@ -59,6 +59,12 @@ class TrainConfig:
         progress: show a progress bar.
         max_seconds: stop after this much wall-clock time (0: no limit), as if ``steps`` had
             been reached there: the last block is logged and a checkpoint written.
+        steps_per_call: how many steps one call to the device runs (an on-device loop;
+            calls never cross a logging, image, histogram or checkpoint boundary). ``None``
+            chooses it from the measured time of one step so that a call lasts about
+            ``call_seconds``: small models run tens of steps per dispatch, large ones one.
+            The result does not depend on it: every step is the same compiled computation.
+        call_seconds: the target duration of one call when ``steps_per_call`` is ``None``.
     """
 
     steps: int = 1000
@@ -70,10 +76,17 @@ class TrainConfig:
     shard_data: bool = False
     progress: bool = True
     max_seconds: float = 0.0
+    steps_per_call: int | None = None
+    call_seconds: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.max_seconds < 0:
-            raise ValueError(f"TrainConfig.max_seconds must be >= 0; got {self.max_seconds}")
+        for name in ("max_seconds", "call_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0; got {getattr(self, name)}")
+        if self.steps_per_call is not None and self.steps_per_call < 1:
+            raise ValueError(
+                f"TrainConfig.steps_per_call must be >= 1 or None; got {self.steps_per_call}"
+            )
         for name in ("steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
@@ -139,6 +152,10 @@ class CompiledStep:
     and :meth:`unflatten` rebuilds the state when the loop needs it (to log, checkpoint or
     return). Non-array leaves are static and must come out of the step unchanged.
 
+    :meth:`run` takes ``n`` steps in one call (a ``fori_loop`` whose trip count is an
+    argument, so every ``n`` shares one compilation): for small models the dispatch of a call
+    costs more than the step, and fusing steps removes it.
+
     ``step(state) -> (state, metrics)`` is also callable directly, at the cost of the
     flattening it avoids.
     """
@@ -149,6 +166,7 @@ class CompiledStep:
         self._treedef: Any = None
         self._fields: dict[str, tuple[slice, Any, Any]] = {}
         self._jit = jax.jit(self._flat_step)
+        self._jit_many = jax.jit(self._flat_steps)
 
     def _flat_step(self, leaves: list[Array]) -> tuple[list[Array], dict]:
         new, metrics = self._fn(self.unflatten(leaves))
@@ -160,6 +178,9 @@ class CompiledStep:
                 f"became\n{treedef}"
             )
         return new_leaves, metrics
+
+    def _flat_steps(self, leaves: list[Array], n: Array) -> list[Array]:
+        return jax.lax.fori_loop(0, n, lambda _, leaves: self._flat_step(leaves)[0], leaves)
 
     def flatten(self, state: TrainState) -> list[Array]:
         """The array leaves of ``state`` (the first call fixes the structure)."""
@@ -190,6 +211,10 @@ class CompiledStep:
     def step_leaves(self, leaves: list[Array]) -> tuple[list[Array], dict]:
         """One step on flat leaves: ``(leaves, metrics)``."""
         return self._jit(leaves)
+
+    def run(self, leaves: list[Array], n: int) -> list[Array]:
+        """``n`` steps on flat leaves in one call (one compilation for every ``n``)."""
+        return self._jit_many(leaves, np.int32(n))
 
     def __call__(self, state: TrainState) -> tuple[TrainState, dict]:
         leaves, metrics = self._jit(self.flatten(state))
@@ -433,13 +458,23 @@ class Trainer:
         try:
             leaves = step_fn.flatten(state)
             blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves)
-            for s in range(start, cfg.steps):
-                leaves, metrics = step_fn.step_leaves(leaves)
-                if s == start:
-                    jax.block_until_ready(metrics)
-                    t_warm, warm_step = time.perf_counter(), s + 1
-                bar.update(1)
-                done = s + 1
+            done, per_call = start, cfg.steps_per_call
+            while done < cfg.steps:
+                # the first call compiles; with steps_per_call=None the second, one step
+                # timed alone, sets how many steps later calls fuse
+                timed = done == start or per_call is None
+                n = 1 if timed else self._call_length(done, per_call)
+                t_call = time.perf_counter()
+                leaves = step_fn.run(leaves, n)
+                if timed:
+                    jax.block_until_ready(leaves)
+                    now = time.perf_counter()
+                    if done == start:
+                        t_warm, warm_step = now, start + 1
+                    else:
+                        per_call = max(1, int(cfg.call_seconds / max(now - t_call, 1e-9)))
+                bar.update(n)
+                done += n
                 out_of_time = (
                     cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
                 )
@@ -497,6 +532,17 @@ class Trainer:
             seconds=seconds,
             steps_per_second=rate,
         )
+
+    def _call_length(self, done: int, limit: int) -> int:
+        """Steps for the next call from step ``done``: at most ``limit``, ending at the next
+        step where the loop logs, draws, writes histograms or checkpoints, or stops."""
+        cfg = self.config
+        image_every = cfg.image_every if self.visualise is not None else 0
+        end = cfg.steps
+        for every in (cfg.log_every, cfg.checkpoint_every, cfg.histogram_every, image_every):
+            if every > 0:
+                end = min(end, (done // every + 1) * every)
+        return min(limit, end - done)
 
     # ------------------------------------------------------------------ side effects
     def _checkpoint(self, writer: BackgroundCheckpointer, state: TrainState, step: int) -> None:

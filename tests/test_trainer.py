@@ -255,3 +255,69 @@ def test_compiled_step_on_leaves_matches_the_pytree_call():
     other, _ = Trainer(loss, optax.adam(0.1)).init_state(Scalar(jnp.asarray(2.0)), None, state.key)
     with pytest.raises(ValueError, match="structure"):
         step.flatten(other)
+
+
+@pytest.fixture(scope="module")
+def fused_runs():
+    """The same noisy run under three call lengths, with images and histograms on odd
+    intervals so that calls have to stop at each of them."""
+
+    def noisy_mse(model, batch, key):
+        x, y = batch
+        idx = jax.random.choice(key, x.shape[0], (8,), replace=False)
+        return jnp.mean((jax.vmap(model)(x[idx]) - y[idx]) ** 2)
+
+    def visualise(model, key):
+        return {"field": jnp.zeros((1, 2, 2))}
+
+    runs = {}
+    for per_call in (1, 7, None):
+        log = Recorder()
+        cfg = TrainConfig(
+            steps=40,
+            log_every=6,
+            image_every=9,
+            histogram_every=11,
+            steps_per_call=per_call,
+            progress=False,
+        )
+        trainer = Trainer(noisy_mse, optax.adam(1e-2), config=cfg, logger=log, visualise=visualise)
+        runs[per_call] = (trainer.fit(small_mlp(), regression_data(), jax.random.key(3)), log)
+    return runs
+
+
+def test_fused_calls_give_the_same_run_whatever_their_length(fused_runs):
+    (one, log_one), (seven, log_seven), (auto, log_auto) = fused_runs.values()
+    for result, log in ((seven, log_seven), (auto, log_auto)):
+        np.testing.assert_array_equal(params_of(result.model), params_of(one.model))
+        np.testing.assert_array_equal(result.losses, one.losses)
+        assert log.logged == log_one.logged
+    assert len(one.losses) == 40 and sorted(log_one.logged["train/loss"]) == list(range(40))
+    assert one.losses[-1] < 0.5 * one.losses[0]
+
+
+def test_fused_calls_stop_at_every_image_and_histogram_step(fused_runs):
+    for _, log in fused_runs.values():
+        # every 9 steps and at the end; histograms (one tag per leaf) every 11
+        assert [step for _, step, _ in log.images] == [9, 18, 27, 36, 40]
+        assert sorted({step for _, step in log.histograms}) == [11, 22, 33]
+
+
+def test_fused_steps_match_single_compiled_steps():
+    trainer = Trainer(mse, optax.adam(1e-2), config=TrainConfig(log_every=4, progress=False))
+    state, static = trainer.init_state(small_mlp(), regression_data(), jax.random.key(0))
+    step = trainer.make_step(static)
+    single = step.flatten(state)
+    for _ in range(5):
+        single, _ = step.step_leaves(single)
+    fused = step.run(step.flatten(state), 5)
+    assert int(step.field(fused, "step")) == 5
+    for a, b in zip(fused, single, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_call_length_is_validated():
+    with pytest.raises(ValueError, match="steps_per_call"):
+        TrainConfig(steps_per_call=0)
+    with pytest.raises(ValueError, match="call_seconds"):
+        TrainConfig(call_seconds=-1.0)
