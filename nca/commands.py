@@ -118,7 +118,9 @@ class PDEConfig:
     frame_dt: float = dataclasses.field(default=50.0, metadata={"help": "PDE time per frame"})
     trajectories: int = dataclasses.field(default=2, metadata={"help": "training trajectories"})
     steps_per_frame: int = 8
-    window: int = dataclasses.field(default=2, metadata={"help": "frames per free rollout"})
+    window: int = dataclasses.field(
+        default=6, metadata={"help": "frames per free rollout (2 learns steps, not trajectories)"}
+    )
     batch_size: int = 8
 
 
@@ -229,6 +231,7 @@ def _quick(cfg: NCATrainConfig) -> NCATrainConfig:
             frames=min(cfg.pde.frames, 8),
             trajectories=1,
             steps_per_frame=min(cfg.pde.steps_per_frame, 4),
+            window=min(cfg.pde.window, 3),
         ),
     )
 
