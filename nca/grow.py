@@ -215,24 +215,27 @@ def evaluate_growth(
     samples: int = 8,
 ) -> dict[str, float]:
     """Per-pixel MSE of the first ``O`` channels after growing ``steps`` steps from the seed
-    (mean over ``samples`` stochastic rollouts), right after erasing the right half, and
-    after ``regrow_steps`` (default ``steps``) further steps."""
+    (``mse``, mean over ``samples`` stochastic rollouts), after ``steps`` more steps
+    (``mse_persisted``: does the pattern hold?), right after erasing the right half of the
+    grown state, and after ``regrow_steps`` (default ``steps``) further steps."""
     target = jnp.asarray(target, jnp.float32)
     regrow_steps = steps if regrow_steps is None else regrow_steps
     seed = seed_state(model.channels, *target.shape[1:], first=min(3, model.channels - 1))
-    k1, k2 = jax.random.split(key)
+    k1, k2, k3 = jax.random.split(key, 3)
 
     @eqx.filter_jit
-    def run(model: AbstractNCA) -> tuple[Array, Array, Array]:
+    def run(model: AbstractNCA) -> dict[str, Array]:
         grown = rollout_batch(model, jnp.broadcast_to(seed, (samples, *seed.shape)), steps, k1)
         damaged = erase_half(grown)
-        regrown = rollout_batch(model, damaged, regrow_steps, k2)
-        err = jax.vmap(_mse, in_axes=(0, None))
-        return err(grown, target), err(damaged, target), err(regrown, target)
+        states = {
+            "mse": grown,
+            "mse_persisted": rollout_batch(model, grown, steps, k3),
+            "mse_damaged": damaged,
+            "mse_regrown": rollout_batch(model, damaged, regrow_steps, k2),
+        }
+        return {
+            name: jnp.mean(jax.vmap(_mse, in_axes=(0, None))(x, target))
+            for name, x in states.items()
+        }
 
-    grown, damaged, regrown = run(model)
-    return {
-        "mse": float(jnp.mean(grown)),
-        "mse_damaged": float(jnp.mean(damaged)),
-        "mse_regrown": float(jnp.mean(regrown)),
-    }
+    return {name: float(value) for name, value in run(model).items()}

@@ -32,7 +32,7 @@ def test_grow_loss_of_the_identity_is_the_seed_error():
     assert float(loss) == pytest.approx(expected, rel=1e-6)
     np.testing.assert_array_equal(aux["prediction"][1], seed)
     m = evaluate_growth(model, target, KEY, steps=3, samples=2)
-    assert m["mse"] == pytest.approx(expected, rel=1e-6)
+    assert m["mse"] == m["mse_persisted"] == pytest.approx(expected, rel=1e-6)
     damaged = np.mean((np.asarray(erase_half(seed))[:4] - target) ** 2)
     assert m["mse_damaged"] == pytest.approx(damaged, rel=1e-6)
 
