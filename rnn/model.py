@@ -240,6 +240,39 @@ class RateRNN(AbstractModel):
         h1, _, _, _, _ = solver.step(term, t0, t1, h, None, state, False)
         return h1
 
+    def variational_field(
+        self, t: Any, y: tuple[Float[Array, " n"], Float[Array, "n k"]], args: Any = None
+    ) -> tuple[Float[Array, " n"], Float[Array, "n k"]]:
+        r"""The vector field and its linearisation on ``k`` tangent columns together,
+        :math:`(h, Q) \mapsto (f(h),\ Df(h)\,Q)` with
+        :math:`Df(h)\,Q = -Q + J\,D\phi(h)\,Q`: both coupling products are one
+        :math:`J\,[\phi(h),\ D\phi(h)\,Q]`, so :math:`J` is read once. :math:`D\phi` comes
+        from ``jax.linearize`` of :meth:`rate` (nothing hand-differentiated)."""
+        h, q = y
+        r, rate_tangent = jax.linearize(self.rate, h)
+        rq = jax.vmap(rate_tangent, in_axes=1, out_axes=1)(q)
+        x = self.coupling @ jnp.concatenate([r[:, None], rq], axis=1)
+        return -h + x[:, 0] + self.bias, -q + x[:, 1:]
+
+    def variational_step(
+        self, h: Float[Array, " n"], q: Float[Array, "n k"], t: Real[ArrayLike, ""] = 0.0
+    ) -> tuple[Float[Array, " n"], Float[Array, "n k"]]:
+        r""":meth:`step` and its tangent map on the columns of ``q`` together:
+        ``(step(h), D step(h) @ q)``, as one step of the same solver on the variational system
+        (:meth:`variational_field`). For the explicit Runge-Kutta solvers of :meth:`step` that
+        is exactly the derivative of the step (an explicit RK step of the system extended by
+        its variational equation is the RK step together with its derivative), up to
+        rounding; :func:`rnn.lyapunov.lyapunov_spectrum` uses it instead of
+        ``jax.linearize(step)``."""
+        solver = get_solver(self.solver)
+        term = diffrax.ODETerm(self.variational_field)
+        t0 = jnp.asarray(t, h.dtype)
+        t1 = t0 + self.dt
+        y = (h, q)
+        state = solver.init(term, t0, t1, y, None)
+        y1, _, _, _, _ = solver.step(term, t0, t1, y, None, state, False)
+        return y1
+
     def simulate(
         self,
         h0: Float[ArrayLike, " n"],

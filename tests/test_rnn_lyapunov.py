@@ -1,13 +1,15 @@
 """Lyapunov spectra: exact linear spectra, the sum rule, twin simulations, tangent maps by
-finite differences, gradients, derived quantities."""
+finite differences, the fused variational step against jax.linearize, gradients, derived
+quantities."""
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.solve import SolveConfig
+from common.solve import SolveConfig, get_solver
 from rnn.lyapunov import (
     StepMapPropagator,
     benettin,
@@ -17,7 +19,7 @@ from rnn.lyapunov import (
     lyapunov_spectrum,
     random_basis,
 )
-from rnn.model import RateRNN
+from rnn.model import STEP_SOLVERS, RateRNN
 
 
 def _linear(n, seed, symmetric, dt=0.1):
@@ -117,6 +119,81 @@ def test_sum_of_exponents_is_time_average_log_det(nonlinear):
         assert abs(float(jnp.mean(res.exponents)) - np.log(1 - model.dt) / model.dt) < 0.1
 
 
+def _forward_mode_step(model):
+    """model.step with a solver whose stage loop supports jax.jvp (diffrax's default
+    checkpointed loop for multi-stage solvers does not)."""
+    solver = get_solver(model.solver)
+    if hasattr(solver, "scan_kind"):
+        solver = type(solver)(scan_kind="lax")
+    term = diffrax.ODETerm(model)
+
+    def step(h):
+        state = solver.init(term, 0.0, model.dt, h, None)
+        return solver.step(term, 0.0, model.dt, h, None, state, False)[0]
+
+    return step
+
+
+@pytest.mark.parametrize("solver", STEP_SOLVERS)
+def test_variational_step_is_step_and_its_derivative(solver):
+    with jax.enable_x64(True):
+        m = RateRNN(
+            9, g=2.5, activation="tanh-positive", n_types=3, solver=solver, key=jax.random.key(1)
+        )
+        m = eqx.tree_at(lambda m: m.bias, m, jnp.linspace(-0.3, 0.3, 9))
+        h = jax.random.normal(jax.random.key(2), (9,))
+        q = jax.random.normal(jax.random.key(3), (9, 4))
+        h1, q1 = eqx.filter_jit(lambda m, h, q: m.variational_step(h, q))(m, h, q)
+        ref = _forward_mode_step(m)
+        jvp = jax.vmap(lambda v: jax.jvp(ref, (h,), (v,)), in_axes=1, out_axes=(None, 1))
+        h_ref, q_ref = jvp(q)
+        np.testing.assert_allclose(h1, m.step(h), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(h1, h_ref, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(q1, q_ref, rtol=1e-13, atol=1e-14)
+
+
+def test_fused_and_linearized_spectra_agree():
+    """lyapunov_spectrum uses RateRNN.variational_step by default; jax.linearize of the step
+    (fused=False) gives the same exponents to rounding (here before chaos amplifies it)."""
+    with jax.enable_x64(True):
+        model = RateRNN(40, g=1.8, activation="tanh-stretched", n_types=4, key=jax.random.key(5))
+        h0 = jax.random.normal(jax.random.key(6), (40,))
+
+        @eqx.filter_jit
+        def spectrum(m, h, fused):
+            kw = dict(t_sim=8.0, t_transient=5.0, t_ons_transient=2.0, checkpoint=False)
+            return lyapunov_spectrum(m, h, key=jax.random.key(7), fused=fused, **kw).exponents
+
+        np.testing.assert_allclose(
+            spectrum(model, h0, True), spectrum(model, h0, False), rtol=0, atol=1e-12
+        )
+
+
+def test_multistage_solver_spectrum_of_linear_network():
+    """With the fused step every solver works (jax.linearize cannot differentiate diffrax's
+    multi-stage loop in forward mode); a linear network's exponents are the log-moduli of the
+    eigenvalues of its RK4 step matrix."""
+    with jax.enable_x64(True):
+        j = np.asarray(RateRNN(6, g=1.4, key=jax.random.key(0)).coupling, dtype=np.float64)
+        j = (j + j.T) / 2
+        model = RateRNN.from_coupling(j, activation="identity", dt=0.1, solver="rk4")
+        res = eqx.filter_jit(
+            lambda m, h: lyapunov_spectrum(
+                m,
+                h,
+                key=jax.random.key(1),
+                t_sim=100.0,
+                t_transient=0.0,
+                t_ons_transient=100.0,
+                checkpoint=False,
+            )
+        )(model, jnp.full(6, 0.1))
+        z = 0.1 * (j - np.eye(6))  # dt A; RK4's step matrix is its degree-4 Taylor polynomial
+        step = np.eye(6) + z + z @ z / 2 + z @ z @ z / 6 + z @ z @ z @ z / 24
+        exact = np.sort(np.log(np.abs(np.linalg.eigvals(step))))[::-1] / 0.1
+        np.testing.assert_allclose(np.sort(res.exponents)[::-1], exact, atol=1e-9)
+
+
 def test_tangent_map_matches_finite_differences_and_closed_form(nonlinear):
     with jax.enable_x64(True):
         model, h, _, _ = nonlinear
@@ -135,10 +212,13 @@ def test_tangent_map_matches_finite_differences_and_closed_form(nonlinear):
         assert np.abs(np.asarray(h1) - np.asarray(h)).max() > 1e-3  # h_{n+1} is another point
 
 
-def test_lambda_max_matches_twin_simulation():
+@pytest.mark.parametrize("fused", [False, True])
+def test_lambda_max_matches_twin_simulation(fused):
     """Growth rate of a small perturbation between two nonlinear trajectories (renormalised
     every t_ons). The reference trajectory is the one the QR method follows: in a chaotic
-    network any round-off difference would decorrelate the two over 300 time units."""
+    network any round-off difference would decorrelate the two over 300 time units. With
+    ``fused`` the QR method steps the state inside ``variational_step`` (one stacked product
+    with the tangents, rounded differently from ``m.step``), so the twins step that way."""
     with jax.enable_x64(True):
         n = 50
         model = RateRNN(n, g=4.0, key=jax.random.key(1))
@@ -157,14 +237,19 @@ def test_lambda_max_matches_twin_simulation():
                 t_transient=50.0,
                 t_ons_transient=0.0,
                 checkpoint=False,
+                fused=fused,
             )
-            h = StepMapPropagator(m.step, 1, m.dt).advance(h0, 50.0)
+            h = StepMapPropagator(m.step, 1, m.dt).advance(h0, 50.0)  # the transient
             eps = 1e-8
+            if fused:  # the state part of the stacked product does not depend on the tangent
+                state_map = lambda h: m.variational_step(h, jnp.zeros((n, 1)))[0]
+            else:
+                state_map = m.step
 
             def block(c, _):
                 a, b = c
-                a1 = StepMapPropagator(m.step, 10, m.dt).advance(a, t_ons)
-                b1 = StepMapPropagator(m.step, 10, m.dt).advance(b, t_ons)
+                a1 = StepMapPropagator(state_map, 10, m.dt).advance(a, t_ons)
+                b1 = StepMapPropagator(state_map, 10, m.dt).advance(b, t_ons)
                 d = jnp.linalg.norm(b1 - a1)
                 return (a1, a1 + (b1 - a1) * eps / d), jnp.log(d / eps)
 
