@@ -4,8 +4,11 @@ Cases (float64, tanh network, Euler dt = 0.1, one QR per time unit, over ``--t-s
 units, no transients): the full spectrum of N = 500 and the first 50 exponents of N = 2000.
 Implementations:
 
-- ``jax``: :func:`rnn.lyapunov.lyapunov_spectrum` (jax.linearize of the diffrax Euler step,
-  vmapped over the k tangent vectors: one [N, N] x [N, k] product per step);
+- ``jax``: :func:`rnn.lyapunov.lyapunov_spectrum` as users call it: the state and the k
+  tangent vectors pushed together by :meth:`rnn.model.RateRNN.variational_step` (one
+  [N, N] x [N, k + 1] product per step) and the QR of :mod:`rnn.qr` (XLA-only on CPU);
+- ``jax-linearize``: the same with ``fused=False``: jax.linearize of the diffrax Euler step,
+  vmapped over the k tangent vectors (a [N, N] x [N, k] and a matrix-vector product);
 - ``numpy-jacobian``: the reference demo's loop, forming the Jacobian
   D = (1 - dt) I + dt J diag(phi'(h_n)) every step and multiplying D @ Q;
 - ``numpy-matfree``: the same without forming D: Q <- (1 - dt) Q + dt J (phi'(h_n) * Q);
@@ -13,6 +16,7 @@ Implementations:
 
 Achieved FLOP/s count 2 N^2 k + 2 N^2 per step and 4 N k^2 - 4 k^3 / 3 per QR, and are
 compared with this machine's measured float64 matmul peak (jnp.dot of 2000 x 2000).
+Timings are the best of ``--repeats`` runs, except ``numpy-jacobian`` (one run).
 One JSON object per line.
 """
 
@@ -94,40 +98,54 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
     steps_per_ons, n_ons = round(t_ons / dt), round(t_sim / t_ons)
     model = RateRNN(n, g=g, key=jax.random.key(1))
     h0 = jax.random.normal(jax.random.key(2), (n,))
-    f = eqx.filter_jit(
-        lambda m, h: (
-            lyapunov_spectrum(
-                m,
-                h,
-                key=jax.random.key(3),
-                n_exponents=k,
-                t_sim=t_sim,
-                t_ons=t_ons,
-                t_transient=0.0,
-                t_ons_transient=0.0,
-                checkpoint=False,
-            ).exponents
-        )
-    )
-    lam_jax = np.asarray(f(model, h0))  # compile
-    sec_jax = best_of(lambda: f(model, h0).block_until_ready(), repeats)
     work = flops(n, k, steps_per_ons * n_ons, n_ons)
     case = {"n": n, "k": k, "t_sim": t_sim}
-    emit(
-        benchmark="rnn_lyapunov",
-        impl="jax",
-        **case,
-        seconds=sec_jax,
-        gflops=work / sec_jax / 1e9,
-        fraction_of_peak=work / sec_jax / peak,
-    )
+    lam, rows = {}, {}
+    for name, fused in (("jax", True), ("jax-linearize", False)):
+        f = eqx.filter_jit(
+            lambda m, h, fused=fused: (
+                lyapunov_spectrum(
+                    m,
+                    h,
+                    key=jax.random.key(3),
+                    n_exponents=k,
+                    t_sim=t_sim,
+                    t_ons=t_ons,
+                    t_transient=0.0,
+                    t_ons_transient=0.0,
+                    checkpoint=False,
+                    fused=fused,
+                ).exponents
+            )
+        )
+        t0 = time.perf_counter()
+        lam[name] = np.asarray(f(model, h0))
+        first = time.perf_counter() - t0
+        sec = best_of(lambda f=f: f(model, h0).block_until_ready(), repeats)
+        if name == "jax":
+            sec_jax = sec
+        else:
+            rows[name] = sec
+        emit(
+            benchmark="rnn_lyapunov",
+            impl=name,
+            **case,
+            seconds=sec,
+            compile_and_first_run_seconds=first,
+            gflops=work / sec / 1e9,
+            fraction_of_peak=work / sec / peak,
+            max_abs_diff_vs_jax=float(np.abs(lam[name] - lam["jax"]).max()),
+        )
+    lam_jax = lam["jax"]
     j = np.asarray(model.coupling)
     q0 = np.asarray(jnp.linalg.qr(jax.random.normal(jax.random.key(3), (n, k)))[0])
-    rows = {}
     for name, form in (("numpy-jacobian", True), ("numpy-matfree", False)):
-        t0 = time.perf_counter()
-        lam = numpy_benettin(j, np.asarray(h0), q0, dt, steps_per_ons, n_ons, form)
-        sec = time.perf_counter() - t0
+        out = {}
+
+        def run(form=form, out=out):
+            out["lam"] = numpy_benettin(j, np.asarray(h0), q0, dt, steps_per_ons, n_ons, form)
+
+        sec = best_of(run, 1 if form else repeats)
         rows[name] = sec
         emit(
             benchmark="rnn_lyapunov",
@@ -135,7 +153,8 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
             **case,
             seconds=sec,
             gflops=work / sec / 1e9,
-            max_abs_diff_vs_jax=float(np.abs(lam - lam_jax).max()),
+            fraction_of_peak=work / sec / peak,
+            max_abs_diff_vs_jax=float(np.abs(out["lam"] - lam_jax).max()),
         )
     if with_torch:
         try:
@@ -145,9 +164,12 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
         if torch is not None:
             tj, th, tq = (torch.from_numpy(np.array(x)) for x in (j, np.asarray(h0), q0))
             torch_benettin(torch, tj, th, tq, dt, steps_per_ons, 1)  # warm-up
-            t0 = time.perf_counter()
-            lam = torch_benettin(torch, tj, th, tq, dt, steps_per_ons, n_ons).numpy()
-            sec = time.perf_counter() - t0
+            out = {}
+
+            def run_torch(out=out):
+                out["lam"] = torch_benettin(torch, tj, th, tq, dt, steps_per_ons, n_ons).numpy()
+
+            sec = best_of(run_torch, repeats)
             rows["torch"] = sec
             emit(
                 benchmark="rnn_lyapunov",
@@ -155,7 +177,8 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
                 **case,
                 seconds=sec,
                 gflops=work / sec / 1e9,
-                max_abs_diff_vs_jax=float(np.abs(lam - lam_jax).max()),
+                fraction_of_peak=work / sec / peak,
+                max_abs_diff_vs_jax=float(np.abs(out["lam"] - lam_jax).max()),
             )
     for name, sec in rows.items():
         emit(benchmark="rnn_lyapunov", impl=f"ratio {name}/jax", **case, ratio=sec / sec_jax)

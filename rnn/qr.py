@@ -135,7 +135,7 @@ def _householder_qr(
     pad = n_blocks * w - k
     # exact power-of-two column scaling (undone on R), so that sums of squares cannot overflow
     _, exponent = jnp.frexp(jnp.max(jnp.abs(a), axis=0))
-    at = jnp.ldexp(a, -exponent).T
+    at = (a * jnp.exp2(-exponent.astype(a.dtype))).T  # exact: powers of two
     # pad to whole blocks with an identity block: the QR of diag(A, I) is diag(Q, I) diag(R, I)
     if pad:
         at = jnp.block(
@@ -145,50 +145,68 @@ def _householder_qr(
             ]
         )
     kk, rows = at.shape
-    # Right-looking over blocks of w columns: factorise a block, then apply its reflectors to
-    # all the columns right of it (three matrix products). The trailing matrix shrinks; its
-    # shape is fixed per phase (a static window at the phase's first block, masked inside),
-    # so that there is one compiled loop body per phase, whatever the number of blocks.
-    phases = _phases(n_blocks, n_phases)
+    # Right-looking over phases of consecutive blocks (w columns each). Inside a phase, a loop
+    # over its blocks factorises one and applies its reflectors to the phase's later columns
+    # (masked to a fixed shape, so that one compiled body serves all of the phase's blocks);
+    # the phase's reflectors, aggregated into one compact WY form, then go to all the columns
+    # right of the phase at once (three wide matrix products). Shapes shrink from one phase
+    # to the next: each phase is one more compiled body and one more trailing-matrix shape.
     stored = []
-    for b0, b1 in phases:
-        start = b0 * w
+    for b0, b1 in _phases(n_blocks, n_phases):
+        start, n = b0 * w, b1 - b0
+        width = n * w
         win = at[start:, start:]
-        later = jnp.arange(win.shape[0])[:, None]
+        own, rest = win[:width], win[width:]
+        later = jnp.arange(width)[:, None]
 
         def block(j, carry, later=later):
-            win, vts, ts = carry
+            own, vts, ts = carry
             o = j * w
-            own = lax.dynamic_slice_in_dim(win, o, w, axis=0)
-            own, vt, t = _factor_block(own, o, panel)
-            win = lax.dynamic_update_slice_in_dim(win, own, o, axis=0)
-            win = jnp.where(later >= o + w, _apply(vt, t, win, transpose=True), win)
+            blk = lax.dynamic_slice_in_dim(own, o, w, axis=0)
+            blk, vt, t = _factor_block(blk, o, panel)
+            own = lax.dynamic_update_slice_in_dim(own, blk, o, axis=0)
+            own = jnp.where(later >= o + w, _apply(vt, t, own, transpose=True), own)
             vts = lax.dynamic_update_index_in_dim(vts, vt, j, axis=0)
             ts = lax.dynamic_update_index_in_dim(ts, t, j, axis=0)
-            return win, vts, ts
+            return own, vts, ts
 
-        n = b1 - b0
-        init = (
-            win,
-            jnp.zeros((n, w, win.shape[1]), a.dtype),
-            jnp.zeros((n, w, w), a.dtype),
-        )
-        win, vts, ts = lax.fori_loop(0, n, block, init)
-        at = at.at[start:, start:].set(win)
-        stored.append((start, vts, ts))
+        init = (own, jnp.zeros((n, w, own.shape[1]), a.dtype), jnp.zeros((n, w, w), a.dtype))
+        own, vts, ts = lax.fori_loop(0, n, block, init)
+        vt = vts.reshape(width, own.shape[1])
+        t = _merge_t(vt, ts)
+        if rest.shape[0]:
+            rest = _apply(vt, t, rest, transpose=True)
+        at = at.at[start:, start:].set(jnp.concatenate([own, rest], axis=0))
+        stored.append((start, vt, t))
     r = at[:k, :k].T  # zero below the diagonal
-    # Q = H_1 ... H_n [I; 0], accumulated backwards (dorgqr): when block s's reflectors are
-    # applied, the columns left of it still hold [I; 0] and are not changed, so each phase
-    # works on its trailing window of Q only
-    qt = jnp.eye(kk, rows, dtype=a.dtype)
-    for start, vts, ts in reversed(stored):
-        n = vts.shape[0]
+    # Q = H_1 ... H_n [I; 0], accumulated backwards (dorgqr) one phase at a time: when a
+    # phase's reflectors are applied, the columns left of it still hold [I; 0] and do not
+    # change, so only the trailing window of Q is updated
+    qt = (
+        lax.broadcasted_iota(jnp.int32, (kk, rows), 0)
+        == lax.broadcasted_iota(jnp.int32, (kk, rows), 1)
+    ).astype(a.dtype)
+    for start, vt, t in reversed(stored):
+        qt = qt.at[start:, start:].set(_apply(vt, t, qt[start:, start:], transpose=False))
+    return qt[:k, :m].T, r * jnp.exp2(exponent.astype(a.dtype))[None, :]
 
-        def back(i, win, vts=vts, ts=ts, n=n):
-            return _apply(vts[n - 1 - i], ts[n - 1 - i], win, transpose=False)
 
-        qt = qt.at[start:, start:].set(lax.fori_loop(0, n, back, qt[start:, start:]))
-    return qt[:k, :m].T, jnp.ldexp(r, exponent[None, :])
+def _merge_t(vt: Float[Array, "W m"], ts: Float[Array, "n w w"]) -> Float[Array, "W W"]:
+    """``T`` of the compact WY form of ``n`` consecutive blocks of reflectors (rows of ``vt``)
+    from the blocks' own ``T``: block column ``j`` is ``-T_{<j} V_{<j}^T V_j T_j`` above
+    ``T_j``."""
+    n, w, _ = ts.shape
+    gram = vt @ vt.T
+    above = jnp.arange(n * w)[:, None]
+
+    def merge(j, t):
+        o = j * w
+        g = lax.dynamic_slice_in_dim(gram, o, w, axis=1)
+        tcol = jnp.where(above < o, -(t @ g) @ ts[j], 0.0)
+        tcol = lax.dynamic_update_slice_in_dim(tcol, ts[j], o, axis=0)
+        return lax.dynamic_update_slice_in_dim(t, tcol, o, axis=1)
+
+    return lax.fori_loop(0, n, merge, jnp.zeros((n * w, n * w), vt.dtype))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
