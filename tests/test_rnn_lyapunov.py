@@ -289,6 +289,35 @@ def test_gradient_of_spectrum_matches_finite_differences():
         np.testing.assert_allclose(grad, np.asarray(fd), rtol=1e-5, atol=1e-8)
 
 
+def test_gradient_through_the_xla_qr_matches_finite_differences():
+    """k = 64 tangents of N = 64 (4096 entries): the QR is rnn.qr's XLA-only one."""
+    with jax.enable_x64(True):
+        n = 64
+        model = RateRNN(n, g=2.5, activation="tanh-stretched", n_types=2, key=jax.random.key(4))
+        h0 = jax.random.normal(jax.random.key(5), (n,))
+
+        @eqx.filter_jit
+        def top5(gain):
+            m = eqx.tree_at(lambda m: m.gain, model, gain)
+            res = lyapunov_spectrum(
+                m,
+                h0,
+                key=jax.random.key(6),
+                n_exponents=64,
+                t_sim=2.0,
+                t_transient=1.0,
+                t_ons_transient=1.0,
+                detach_transient=False,
+            )
+            return res.exponents[:5].sum()
+
+        gain = jnp.array([1.1, 0.9])
+        grad = jax.grad(top5)(gain)
+        eps = 1e-6
+        fd = [(top5(gain.at[i].add(eps)) - top5(gain.at[i].add(-eps))) / (2 * eps) for i in (0, 1)]
+        np.testing.assert_allclose(grad, np.asarray(fd), rtol=1e-6, atol=1e-8)
+
+
 def test_derived_quantities_closed_forms():
     lam = jnp.array([1.0, -2.0, 0.5, -3.0])  # sorted: 1, 0.5, -2, -3; partial 1, 1.5, -0.5
     np.testing.assert_allclose(kaplan_yorke_dimension(lam), 2 + 1.5 / 2)
