@@ -14,7 +14,7 @@ from pde.models import (
     KellerSegel,
     Schnakenberg,
 )
-from pde.neural import NeuralChemotaxis, NeuralRDA
+from pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
 from pde.registry import PDE_MODELS, make_pde
 from pde.solver import PDESolver
 
@@ -32,6 +32,7 @@ __all__ = [
     "Chhabra",
     "NeuralRDA",
     "NeuralChemotaxis",
+    "input_normalisation",
     "PDE_MODELS",
     "make_pde",
     "PDEFitConfig",

@@ -5,13 +5,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from common.trainer import TrainConfig
 from pde.fit import PDEFitConfig, WindowAugmenter, fit_pde, fit_pde_strategy, rollout_error
 from pde.initial import gaussian, gray_scott_seeds
 from pde.models import AdvectionDiffusion, GrayScott
-from pde.neural import NeuralRDA
+from pde.neural import NeuralRDA, input_normalisation
 from pde.solver import PDESolver
 
 run = eqx.filter_jit(lambda solver, x0, ts: solver(x0, ts))
@@ -71,20 +72,62 @@ def test_gray_scott_parameter_recovery(gray_scott_data):
     assert result.losses[-1] < 1e-3 * result.losses[0]
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not reached yet: after 300 steps the neural RDA ties the linear baseline "
-    "(held-out RMSE 0.0247 vs 0.0241); needs tuning of steps / width / learning rate",
-    strict=False,
-)
+def test_reaction_network_needs_standardised_inputs_to_fit_gray_scott_kinetics(gray_scott_data):
+    """Why the neural model below needs ``input_normalisation``: fitted directly to the true
+    reaction on the training frames' states (spread ~0.2 around (0.8, 0.1)), the reaction network
+    reading raw states stays at the error of the best affine map (its hidden layer barely bends
+    over so small a range); reading standardised states it gets well below it."""
+    data, _ = gray_scott_data
+    x = jnp.asarray(data[0, :21:10]).transpose(1, 0, 2, 3).reshape(2, -1, 1)  # [2, N, 1]
+    a, b = x
+    feed, kill = TRUE["feed"], TRUE["kill"]
+    target = jnp.stack([-a * b * b + feed * (1 - a), a * b * b - (feed + kill) * b])
+    design = np.concatenate([np.asarray(x[:, :, 0]).T, np.ones((x.shape[1], 1))], axis=1)
+    coefficients = np.linalg.lstsq(design, np.asarray(target[:, :, 0]).T, rcond=None)[0]
+    affine = np.sqrt(np.mean((design @ coefficients - np.asarray(target[:, :, 0]).T) ** 2))
+    steps = 500
+    optimiser = optax.adam(optax.cosine_decay_schedule(3e-3, steps))
+
+    def fit(rhs: NeuralRDA) -> float:
+        params, static = eqx.partition(rhs, eqx.is_inexact_array)
+
+        def rmse(params):
+            m = eqx.combine(params, static)
+            return jnp.sqrt(jnp.mean((m.reaction_net(m.normalise(x)) - target) ** 2))
+
+        def step(carry, _):
+            params, state = carry
+            updates, state = optimiser.update(jax.grad(rmse)(params), state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        carry = (params, optimiser.init(params))
+        params = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps)[0][0])(carry)
+        return float(rmse(params))
+
+    raw = fit(NeuralRDA(2, key=jax.random.key(2)))
+    normalised = fit(NeuralRDA(2, key=jax.random.key(2), **input_normalisation(data[:, :21])))
+    # measured: raw 1.36e-3 against the affine 1.42e-3; normalised 3.7e-4
+    assert raw > 0.9 * affine, (raw, normalised, affine)
+    assert normalised < 0.4 * raw, (raw, normalised, affine)
+
+
+@pytest.mark.heavy
 def test_neural_rda_beats_linear_diffusion_on_held_out_frames(gray_scott_data):
+    """Both models see frames 0..20 with the same windows, optimiser and steps; frames 21..30
+    are rolled out from frame 20. Diffusion alone fits best by switching itself off (it can only
+    blur fronts that advance), so the baseline is persistence. The neural model (default size)
+    reads standardised states (``input_normalisation`` of the training frames): reading raw
+    states it tied the baseline after 300 steps (0.0247 vs 0.0241) and reached only 0.60x after
+    6000. ``learning_rate=3e-3`` is too large here (started near the true model, the fit leaves
+    it). Measured: held-out RMSE 0.0090 vs 0.0241 (0.37x; 0.31x for two other seeds)."""
     data, ts = gray_scott_data
     n_train = 21
-    cfg = PDEFitConfig(window=2, batch_size=2, learning_rate=3e-3)
-    train = TrainConfig(steps=300, log_every=50, progress=False)
+    cfg = PDEFitConfig(window=1, batch_size=2, learning_rate=1e-3)
+    train = TrainConfig(steps=4000, log_every=500, progress=False)
+    norm = input_normalisation(data[:, :n_train])  # statistics of the training frames only
     errors = {}
     for name, rhs in {
-        "neural": NeuralRDA(2, width=16, depth=1, key=jax.random.key(2)),
+        "neural": NeuralRDA(2, key=jax.random.key(2), **norm),
         "linear": NeuralRDA(2, reaction=False, stability=0.0, key=jax.random.key(2)),
     }.items():
         model = PDESolver(rhs, dt=2.0, max_steps=2000)
@@ -94,8 +137,11 @@ def test_neural_rda_beats_linear_diffusion_on_held_out_frames(gray_scott_data):
         errors[name] = rollout_error(result.model, data, ts, start=n_train - 1)
         coefficients = result.model.rhs.diffusion_coefficients
         assert bool(jnp.all(coefficients >= 0))
+    persistence = np.sqrt(np.mean((data[0, n_train:] - data[0, n_train - 1]) ** 2, (1, 2, 3)))
+    np.testing.assert_allclose(errors["linear"].mean(), persistence.mean(), rtol=0.05)
     # the reaction network must explain what diffusion alone cannot, on frames never seen
-    assert errors["neural"].mean() < 0.5 * errors["linear"].mean(), errors
+    assert np.all(errors["neural"] < 0.6 * errors["linear"]), errors
+    assert errors["neural"].mean() < 0.45 * errors["linear"].mean(), errors
 
 
 @pytest.mark.parametrize("strategy", ["plain", "multiple-shooting", "homotopy"])

@@ -1,5 +1,6 @@
-"""PDE solver and fixed models: analytic solutions, convergence order, conservation laws,
-boundary conditions, pattern statistics, gradients, save/load and input checks."""
+"""PDE solver, fixed and neural models: analytic solutions, convergence order, conservation laws,
+boundary conditions, pattern statistics, gradients, input normalisation, save/load and input
+checks."""
 
 import equinox as eqx
 import jax
@@ -11,6 +12,7 @@ import pytest
 from pde.fit import PDEFitConfig, make_pde_optimiser
 from pde.initial import gaussian, gray_scott_seeds
 from pde.models import AdvectionDiffusion, CahnHilliard, GrayScott
+from pde.neural import NeuralRDA, input_normalisation
 from pde.patterns import connected_components, dominant_wavelength
 from pde.registry import PDE_MODELS, make_pde
 from pde.solver import PDESolver
@@ -154,6 +156,64 @@ def test_non_negative_projection_holds_after_every_update():
         assert float(params.rhs.diffusion_a) >= 0 and float(params.rhs.diffusion_b) >= 0
     assert float(params.rhs.diffusion_a) == 0.0
     assert float(params.rhs.feed) < 0.0623 - 0.5  # unconstrained parameters move freely
+
+
+def test_input_normalisation_gives_per_channel_mean_and_std_of_the_data():
+    x = np.random.default_rng(0).normal(size=(2, 5, 3, 4, 4)) * [[[[2.0]], [[0.5]], [[1.0]]]]
+    x[:, :, 2] = 7.0  # a channel that never varies keeps scale 1
+    norm = input_normalisation(x, channels=4)  # one hidden channel: offset 0, scale 1
+    axes = (0, 1, 3, 4)
+    np.testing.assert_allclose(norm["input_offset"][:2], x[:, :, :2].mean(axes), atol=1e-12)
+    np.testing.assert_allclose(norm["input_scale"][:2], x[:, :, :2].std(axes), atol=1e-12)
+    assert norm["input_offset"][2:] == (7.0, 0.0) and norm["input_scale"][2:] == (1.0, 1.0)
+    with pytest.raises(ValueError, match="channels"):
+        input_normalisation(x, channels=2)
+
+
+def test_neural_rda_networks_read_normalised_states_and_the_terms_act_on_raw_ones(tmp_path):
+    offset, scale = (0.8, 0.1), (0.25, 0.15)
+    rhs = NeuralRDA(
+        2,
+        advection=True,
+        diffusion="both",
+        input_offset=offset,
+        input_scale=scale,
+        key=jax.random.key(0),
+    )
+    # give the zero-initialised output layers weights, so that every network matters
+    rhs = eqx.tree_at(
+        lambda m: [n.weights[-1] for n in (m.reaction_net, m.advection_net, m.diffusion_net)],
+        rhs,
+        [
+            0.1 * jnp.ones_like(n.weights[-1])
+            for n in (rhs.reaction_net, rhs.advection_net, rhs.diffusion_net)
+        ],
+    )
+    x = jax.random.uniform(jax.random.key(1), (2, 6, 6))
+    z = (x - jnp.array(offset)[:, None, None]) / jnp.array(scale)[:, None, None]
+    np.testing.assert_allclose(rhs.normalise(x), z, rtol=1e-6)
+    terms = rhs.terms(x)
+    np.testing.assert_allclose(terms["reaction"], rhs.reaction_net(z), rtol=1e-6)
+    np.testing.assert_allclose(terms["decay"], -rhs.stability * x**3, rtol=1e-6)
+    g = rhs.grid
+    v = jnp.tanh(rhs.advection_net(z)).reshape(2, 2, 6, 6)
+    np.testing.assert_allclose(terms["advection"], -g.divergence(v[0] * x, v[1] * x), rtol=1e-5)
+    f = jax.nn.softplus(rhs.diffusion_net(z))
+    linear = rhs.diffusion_coefficients[:, None, None] * g.laplacian(x)
+    np.testing.assert_allclose(terms["diffusion"], linear + g.flux_divergence(f, x), rtol=1e-5)
+    solver = PDESolver(rhs)
+    loaded = PDESolver.load(solver.save(tmp_path / "rda.eqx"))
+    assert loaded.rhs.input_offset == offset and loaded.rhs.input_scale == scale
+    np.testing.assert_array_equal(loaded.rhs(0.0, x), rhs(0.0, x))
+    assert NeuralRDA(3, input_scale=2.0, key=jax.random.key(0)).input_scale == (2.0,) * 3
+    for bad, match in (
+        ({"input_scale": 0.0}, "input_scale"),
+        ({"input_scale": (1.0, -1.0)}, "input_scale"),
+        ({"input_offset": (0.0, 0.0, 0.0)}, "input_offset"),
+        ({"input_offset": float("nan")}, "input_offset"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            NeuralRDA(2, key=jax.random.key(0), **bad)
 
 
 @pytest.mark.parametrize("name", sorted(PDE_MODELS))
