@@ -6,8 +6,9 @@ the seed's values for the system, model and method (:data:`oscillators.discovery
 Outputs under ``--out``: ``config.yaml``, TensorBoard events, ``model.eqx``/``best.eqx``
 (trained pytree), ``best_field.eqx`` (the selected vector field), figures and
 ``metrics.json``. With ``--sweep true`` it runs every method in ``methods`` for every seed in
-``seeds`` and every ``system:model`` in ``targets`` (default: the configured one) and writes
-``results.csv`` and ``results.md`` (mean ± standard error over seeds).
+``seeds`` and every ``system:model`` in ``targets`` (default: the configured one), ``workers``
+fits at a time in separate processes, and writes ``results.csv`` and ``results.md`` (mean ±
+standard error over seeds).
 
 Examples::
 
@@ -77,6 +78,7 @@ class DiscoverConfig:
     methods: tuple[str, ...] = _f(METHODS, "methods of the sweep")
     seeds: tuple[int, ...] = _f((10, 20, 30), "model seeds of the sweep")
     targets: tuple[str, ...] = _f((), "system:model pairs of the sweep (default: this one)")
+    workers: int = _f(1, "sweep: fits run at once, each in its own process")
 
 
 def _settings(cfg: DiscoverConfig, system: str, model: str, method: str):
@@ -219,6 +221,8 @@ def write_table(rows: list[dict[str, Any]], ctx: RunContext) -> dict[str, Any]:
 @command("oscillators", "discover", DiscoverConfig)
 def discover(cfg: DiscoverConfig, ctx: RunContext) -> dict[str, Any]:
     """Learn an oscillator's dynamics with a neural ODE (plain, multiple shooting, homotopy)."""
+    if cfg.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
     for m in cfg.methods:
         if m not in METHODS:
             raise ValueError(f"methods: unknown method {m!r}; known: {', '.join(METHODS)}")
@@ -233,16 +237,51 @@ def discover(cfg: DiscoverConfig, ctx: RunContext) -> dict[str, Any]:
     jax.config.update("jax_enable_x64", True)
     if not cfg.sweep:
         return run_one(cfg, ctx, cfg.system, cfg.model, cfg.method, ctx.seed)
+    jobs = [
+        (system, model, method, seed)
+        for system, model in targets
+        for method in cfg.methods
+        for seed in cfg.seeds
+    ]
     # Runs that differ only in the seed compile to the same program: share the compiled code.
-    jax.config.update("jax_compilation_cache_dir", str(ctx.path(".jax_cache")))
-    rows = []
-    for system, model in targets:
-        for method in cfg.methods:
-            for seed in cfg.seeds:
-                sub = ctx.sub(f"{system}-{model}/{method}/seed{seed}")
-                rows.append(run_one(cfg, sub, system, model, method, seed))
-                write_table(rows, ctx)  # partial tables survive an interrupted sweep
-    return write_table(rows, ctx)
+    cache = str(ctx.path(".jax_cache"))
+    done: dict[int, dict[str, Any]] = {}
+
+    def record(i: int, metrics: dict[str, Any]) -> None:
+        done[i] = metrics
+        write_table([done[j] for j in sorted(done)], ctx)  # partial tables survive a stop
+
+    if cfg.workers == 1:
+        for i, job in enumerate(jobs):
+            record(i, _sweep_run(cfg, ctx, cache, *job))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")  # a forked JAX runtime is not safe
+        with concurrent.futures.ProcessPoolExecutor(cfg.workers, mp_context=spawn) as pool:
+            futures = {
+                pool.submit(_sweep_run, cfg, ctx, cache, *job): i for i, job in enumerate(jobs)
+            }
+            for future in concurrent.futures.as_completed(futures):
+                record(futures[future], future.result())
+    return write_table([done[j] for j in sorted(done)], ctx)
+
+
+def _sweep_run(
+    cfg: DiscoverConfig,
+    ctx: RunContext,
+    cache: str,
+    system: str,
+    model: str,
+    method: str,
+    seed: int,
+) -> dict[str, Any]:
+    """One fit of a sweep (also the body of a worker process)."""
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_compilation_cache_dir", cache)
+    sub = ctx.sub(f"{system}-{model}/{method}/seed{seed}")
+    return run_one(cfg, sub, system, model, method, seed)
 
 
 @quickstart_part("discover", order=45)

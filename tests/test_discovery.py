@@ -1,5 +1,9 @@
 """Oscillator systems, discovery models and settings, evaluation, and the discover command."""
 
+import csv
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +11,7 @@ import pytest
 
 from common.cli import main
 from common.solve import SolveConfig
+from common.trainer import TrainConfig
 from oscillators.discovery import (
     LotkaVolterraGrayBox,
     MLPField,
@@ -96,6 +101,40 @@ def test_command_rejects_bad_input_before_compiling(tmp_path, capsys):
         main(["oscillators", "discover", "--out", out, "--sweep", "true", "--targets", "lorenz"])
         == 2
     )
+    assert main(["oscillators", "discover", "--out", out, "--sweep", "true", "--workers", "0"]) == 2
+
+
+@pytest.mark.heavy
+def test_sweep_in_two_worker_processes(tmp_path):
+    """A sweep run by two worker processes writes every run in order, and each run equals the
+    same fit done here."""
+    out = tmp_path / "sweep"
+    argv = ["oscillators", "discover", "--out", str(out), "--sweep", "true", "--workers", "2"]
+    argv += ["--methods", "plain,homotopy", "--seeds", "10,20", "--epoch_scale", "0.005"]
+    argv += ["--rtol", "1e-5", "--atol", "1e-7"]
+    code = f"from common.cli import main; raise SystemExit(main({argv!r}))"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("plain", "10"),
+        ("plain", "20"),
+        ("homotopy", "10"),
+        ("homotopy", "20"),
+    ]
+    assert "| lotka-volterra | blackbox | homotopy | 2 |" in (out / "results.md").read_text()
+    with jax.enable_x64(True):
+        _, metrics = fit_system(
+            make_dataset("lotka-volterra"),
+            "blackbox",
+            "plain",
+            settings_for("lotka-volterra", "blackbox", "plain", epoch_scale=0.005),
+            jax.random.key(20),
+            solve=SolveConfig(solver="dopri5", rtol=1e-5, atol=1e-7, max_steps=4096),
+            train=TrainConfig(log_every=100, progress=False),
+        )
+    assert int(rows[1]["epochs"]) == metrics["epochs"] == 20
+    assert float(rows[1]["interp_mse"]) == pytest.approx(metrics["interp_mse"], rel=1e-9)
 
 
 @pytest.mark.slow
