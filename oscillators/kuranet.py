@@ -210,6 +210,7 @@ class KuraNet(AbstractModel):
             var2 = jnp.var(a2, axis=(0, 1))
             return self._out(a2, mean2, var2)
         blocks = -(-n // chunk)
+        chunk = -(-n // blocks)  # as many blocks, as little padding as possible
         pad = blocks * chunk - n
         u_blocks = jnp.pad(u, ((0, pad), (0, 0))).reshape(blocks, chunk, -1)
         valid = (jnp.arange(blocks * chunk) < n).reshape(blocks, chunk, 1, 1)
