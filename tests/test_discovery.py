@@ -137,7 +137,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
     assert float(rows[1]["interp_mse"]) == pytest.approx(metrics["interp_mse"], rel=1e-9)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_graybox_recovers_a_and_d_on_noise_free_data():
     """Gray box (a x, -d y) + MLP(x y) with trainable a, d from 15 % / 11 % off; homotopy."""
     ds = make_dataset("lotka-volterra", noise=0.0)
