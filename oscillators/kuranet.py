@@ -60,7 +60,7 @@ _DENSE_LIMIT = 2**24  # hidden activations (floats) materialised at once when ro
 
 
 def _leaky(x: Array) -> Array:
-    return jax.nn.leaky_relu(x, _SLOPE)
+    return jnp.maximum(x, _SLOPE * x)  # LeakyReLU for a slope in (0, 1)
 
 
 def normalise_coupling(
@@ -184,15 +184,16 @@ class KuraNet(AbstractModel):
         var = jnp.var(u, 0) + jnp.var(v, 0)
         return u, v, mean, var
 
-    def _hidden1(self, u_rows, v, mean, var) -> Float[Array, "r n h"]:
-        a = u_rows[:, None, :] + v[None, :, :]
-        return _leaky((a - mean) * jax.lax.rsqrt(var + _EPS) * self.bn1_scale + self.bn1_shift)
+    def _hidden1(self, u_rows, v, mean, var) -> Float[Array, "rn h"]:
+        scale = jax.lax.rsqrt(var + _EPS) * self.bn1_scale
+        a = ((u_rows - mean) * scale)[:, None, :] + (v * scale + self.bn1_shift)[None, :, :]
+        return _leaky(a.reshape(-1, self.hidden))
 
-    def _pre2(self, u_rows, v, mean, var) -> Float[Array, "r n h"]:
+    def _pre2(self, u_rows, v, mean, var) -> Float[Array, "rn h"]:
         return self._hidden1(u_rows, v, mean, var) @ self.w2.T + self.b2
 
-    def _out(self, a2: Array, mean2: Array, var2: Array) -> Float[Array, "r n"]:
-        z = (a2 - mean2) * jax.lax.rsqrt(var2 + _EPS) * self.bn2_scale + self.bn2_shift
+    def _out(self, a2: Array, mean2: Array, var2: Array) -> Float[Array, " rn"]:
+        z = (a2 - mean2) * (jax.lax.rsqrt(var2 + _EPS) * self.bn2_scale) + self.bn2_shift
         return _leaky(z) @ self.w3
 
     def logits(self, x: Float[Array, "n f"]) -> Float[Array, "n n"]:
@@ -206,21 +207,19 @@ class KuraNet(AbstractModel):
         chunk = self.row_chunk or max(1, _DENSE_LIMIT // (n * self.hidden))
         if chunk >= n:
             a2 = self._pre2(u, v, mean, var)
-            mean2 = jnp.mean(a2, axis=(0, 1))
-            var2 = jnp.var(a2, axis=(0, 1))
-            return self._out(a2, mean2, var2)
+            mean2 = jnp.mean(a2, 0)
+            var2 = jnp.mean(jnp.square(a2 - mean2), 0)
+            return self._out(a2, mean2, var2).reshape(n, n)
         blocks = -(-n // chunk)
         chunk = -(-n // blocks)  # as many blocks, as little padding as possible
         pad = blocks * chunk - n
         u_blocks = jnp.pad(u, ((0, pad), (0, 0))).reshape(blocks, chunk, -1)
-        valid = (jnp.arange(blocks * chunk) < n).reshape(blocks, chunk, 1, 1)
+        valid = jnp.repeat(jnp.arange(blocks * chunk) < n, n).reshape(blocks, chunk * n, 1)
 
         def moments(args):
             ub, vb = args
-            a2 = self._pre2(ub, v, mean, var)
-            return jnp.sum(jnp.where(vb, a2, 0.0), (0, 1)), jnp.sum(
-                jnp.where(vb, a2**2, 0.0), (0, 1)
-            )
+            a2 = jnp.where(vb, self._pre2(ub, v, mean, var), 0.0)
+            return jnp.sum(a2, 0), jnp.sum(a2**2, 0)
 
         s1, s2 = jax.lax.map(moments, (u_blocks, valid))
         count = n * n
