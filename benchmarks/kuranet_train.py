@@ -7,7 +7,10 @@ and an SGD update. PyTorch builds the pair inputs by concatenation as the seed d
 
     python benchmarks/kuranet_train.py [--n 100] [--hidden 128] [--steps 20] [--threads 0]
 
-Prints one JSON object per line: one per implementation and a "ratio" row.
+Prints one JSON object per line: one per implementation and a "ratio" row. The
+"coupling-only" rows time the forward and backward pass of the pair MLP and normalisation
+alone (no dynamics) on both sides: the dense work every step must do, whose ratio bounds
+how much faster a whole step can get.
 """
 
 from __future__ import annotations
@@ -47,14 +50,33 @@ def bench_jax(cfg: ex.ExperimentConfig, steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
-    import torch
-    from torch import nn
-    from torchdiffeq import odeint
+def bench_jax_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
+    """Coupling network alone: ``grad`` of ``sum(K * G)`` for a fixed random ``G``."""
+    import equinox as eqx
+    import jax.numpy as jnp
 
-    n, f, h = cfg.num_units, 3, cfg.hidden
-    torch.manual_seed(0)
-    net = nn.Sequential(
+    model = ex.make_model(cfg, jax.random.key(0))
+    x = ex.make_data(cfg)["train"]["x"][: cfg.num_units]
+    weight = jax.random.normal(jax.random.key(2), (cfg.num_units, cfg.num_units))
+
+    @eqx.filter_jit
+    def grads(m):
+        return eqx.filter_grad(lambda m: jnp.sum(m(x) * weight))(m)
+
+    for _ in range(2):
+        g = grads(model)
+    jax.block_until_ready(g)
+    t = time.perf_counter()
+    for _ in range(steps):
+        g = grads(model)
+    jax.block_until_ready(g)
+    return steps / (time.perf_counter() - t)
+
+
+def _torch_coupling_net(f: int, h: int):
+    from torch import nn
+
+    return nn.Sequential(
         nn.Linear(2 * f, h),
         nn.BatchNorm1d(h),
         nn.LeakyReLU(0.01),
@@ -63,6 +85,46 @@ def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
         nn.LeakyReLU(0.01),
         nn.Linear(h, 1, bias=False),
     )
+
+
+def _torch_coupling(net, x, n: int, f: int, avg_deg: float):
+    import torch
+
+    pairs = torch.cat([x[:, None].expand(n, n, f), x[None].expand(n, n, f)], -1)
+    c = net(pairs.reshape(n * n, 2 * f)).reshape(n, n)
+    k = torch.softmax(c.reshape(-1), 0).reshape(n, n) * (avg_deg * n)
+    return (k + k.T) / 2
+
+
+def bench_torch_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
+    import torch
+
+    n, f = cfg.num_units, 3
+    torch.manual_seed(0)
+    net = _torch_coupling_net(f, cfg.hidden)
+    x = torch.rand(n, f)
+    weight = torch.randn(n, n)
+
+    def one():
+        net.zero_grad()
+        (_torch_coupling(net, x, n, f, cfg.avg_deg) * weight).sum().backward()
+
+    for _ in range(2):
+        one()
+    t = time.perf_counter()
+    for _ in range(steps):
+        one()
+    return steps / (time.perf_counter() - t)
+
+
+def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
+    import torch
+    from torch import nn
+    from torchdiffeq import odeint
+
+    n, f = cfg.num_units, 3
+    torch.manual_seed(0)
+    net = _torch_coupling_net(f, cfg.hidden)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(0)
     alpha = cfg.alpha
@@ -80,10 +142,7 @@ def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
         x = torch.tensor(
             np.stack([np.zeros(n), rng.uniform(-1, 1, n), np.zeros(n)], -1), dtype=torch.float32
         )
-        pairs = torch.cat([x[:, None].expand(n, n, f), x[None].expand(n, n, f)], -1)
-        c = net(pairs.reshape(n * n, 2 * f)).reshape(n, n)
-        k = torch.softmax(c.reshape(-1), 0).reshape(n, n) * (cfg.avg_deg * n)
-        k = (k + k.T) / 2
+        k = _torch_coupling(net, x, n, f, cfg.avg_deg)
         rhs = Full(k, x[:, 1], x[:, 0])
         th0 = torch.zeros(n)
         with torch.no_grad():
@@ -119,18 +178,17 @@ def main() -> None:
         ex.get_experiment("global"), num_units=a.n, hidden=a.hidden, num_samples=max(2 * a.n, 1000)
     )
     sizes = {"n": a.n, "hidden": a.hidden, "burn_in": cfg.burn_in, "gd": cfg.gd}
+
+    def row(impl: str, **values: float) -> None:
+        print(
+            json.dumps({"benchmark": "kuranet_train_global", "impl": impl, **sizes, **values}),
+            flush=True,
+        )
+
     rate = bench_jax(cfg, a.steps)
-    print(
-        json.dumps(
-            {
-                "benchmark": "kuranet_train_global",
-                "impl": "diffdyn-jax",
-                **sizes,
-                "steps_per_s": rate,
-            }
-        ),
-        flush=True,
-    )
+    row("diffdyn-jax", steps_per_s=rate)
+    coupling = bench_jax_coupling(cfg, a.steps)
+    row("diffdyn-jax coupling-only", steps_per_s=coupling)
     if a.skip_torch:
         return
     if a.threads:
@@ -138,22 +196,16 @@ def main() -> None:
 
         torch.set_num_threads(a.threads)
     rate_t = bench_torch(cfg, a.steps)
-    print(
-        json.dumps(
-            {
-                "benchmark": "kuranet_train_global",
-                "impl": "torch-torchdiffeq",
-                **sizes,
-                "steps_per_s": rate_t,
-            }
-        ),
-        flush=True,
-    )
-    print(
-        json.dumps(
-            {"benchmark": "kuranet_train_global", "impl": "ratio", **sizes, "ratio": rate / rate_t}
-        ),
-        flush=True,
+    row("torch-torchdiffeq", steps_per_s=rate_t)
+    coupling_t = bench_torch_coupling(cfg, a.steps)
+    row("torch coupling-only", steps_per_s=coupling_t)
+    row(
+        "ratio",
+        ratio=rate / rate_t,
+        coupling_ratio=coupling / coupling_t,
+        # a diffdyn step can't be faster than its coupling network alone
+        ceiling=coupling / rate_t,
+        torch_coupling_share=rate_t / coupling_t,
     )
 
 
