@@ -19,7 +19,7 @@ from pde.base import AbstractPDE
 from pde.fit import PDEFitConfig, fit_pde, fit_pde_strategy, rollout_error
 from pde.initial import initial_state
 from pde.models import FIXED_MODELS
-from pde.neural import NeuralChemotaxis, NeuralRDA
+from pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
 from pde.patterns import connected_components, dominant_wavelength
 from pde.registry import PDE_MODELS, make_pde
 from pde.solver import PDESolver
@@ -161,6 +161,9 @@ class FitConfig:
     width: int = dataclasses.field(default=32, metadata=_help("hidden width (neural)"))
     diffusion: str = dataclasses.field(default="linear", metadata=_help("neural diffusion"))
     advection: bool = dataclasses.field(default=False, metadata=_help("neural advection"))
+    normalise_inputs: bool = dataclasses.field(
+        default=True, metadata=_help("neural RDA: networks read standardised training states")
+    )
     solver: str = dataclasses.field(default="heun", metadata=_help("diffrax solver name"))
     dt: float = dataclasses.field(default=1.0, metadata=_help("time step"))
     adaptive: bool = dataclasses.field(default=False, metadata=_help("adaptive step size"))
@@ -210,15 +213,19 @@ def _generate(cfg: FitConfig, key: Any) -> tuple[np.ndarray, AbstractPDE]:
     return np.asarray(run(solver, x0, ts))[None], rhs
 
 
-def _initial_model(cfg: FitConfig, channels: int, key: Any) -> AbstractPDE:
+def _initial_model(cfg: FitConfig, train: np.ndarray, key: Any) -> AbstractPDE:
+    """The model to fit to ``train`` ``[B, T, C, H, W]``."""
+    channels = train.shape[2]
     cls = PDE_MODELS[cfg.model]
     if cls is NeuralRDA:
+        norm = input_normalisation(train, channels + cfg.hidden) if cfg.normalise_inputs else {}
         return NeuralRDA(
             channels + cfg.hidden,
             diffusion=cfg.diffusion,
             advection=cfg.advection,
             width=cfg.width,
             key=key,
+            **norm,
         )
     if cls is NeuralChemotaxis:
         return NeuralChemotaxis(
@@ -275,7 +282,7 @@ def fit(cfg: FitConfig, ctx: RunContext) -> dict[str, Any]:
             f"need at least window + 1 = {cfg.fit.window + 1}"
         )
     ts = np.arange(n_frames) * cfg.data_dt
-    rhs = _initial_model(cfg, data.shape[2], k_model)
+    rhs = _initial_model(cfg, data[:, :n_train], k_model)
     model = _solver(rhs, cfg, cfg.data_dt * n_frames)
     logger = ctx.logger()
     if cfg.fit.strategy == "plain":

@@ -157,3 +157,20 @@ def test_common_strategy_recovers_a_diffusion_coefficient(strategy):
     )
     assert abs(float(fitted.rhs.diffusion) - 1.0) < 0.05, float(fitted.rhs.diffusion)
     assert result.best_mse < 1e-3 * float(np.mean((data - data[0]) ** 2))
+
+
+def test_fit_command_standardises_the_neural_model_inputs():
+    """``diffdyn pde fit --model neural-rda`` builds a NeuralRDA that reads each observed
+    channel standardised over the training frames (hidden channels untouched)."""
+    from pde.commands import FitConfig, _initial_model
+
+    rng = np.random.default_rng(0)
+    data = np.stack([0.5 + 0.1 * rng.standard_normal((1, 6, 8, 8)), rng.random((1, 6, 8, 8))], 2)
+    rhs = _initial_model(FitConfig(model="neural-rda", hidden=1), data, jax.random.key(0))
+    np.testing.assert_allclose(rhs.input_offset[:2], data.mean(axis=(0, 1, 3, 4)), rtol=1e-12)
+    np.testing.assert_allclose(rhs.input_scale[:2], data.std(axis=(0, 1, 3, 4)), rtol=1e-12)
+    assert (rhs.input_offset[2], rhs.input_scale[2]) == (0.0, 1.0)
+    raw = _initial_model(
+        FitConfig(model="neural-rda", normalise_inputs=False), data, jax.random.key(0)
+    )
+    assert raw.input_offset == (0.0, 0.0) and raw.input_scale == (1.0, 1.0)
