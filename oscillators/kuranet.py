@@ -56,7 +56,9 @@ __all__ = [
 NORMALISATIONS = ("node", "graph", "none")
 _EPS = 1e-5
 _SLOPE = 0.01
-_DENSE_LIMIT = 2**24  # hidden activations (floats) materialised at once when row_chunk = 0
+# Hidden activations (floats) materialised at once when row_chunk = 0: 2^27 floats = 512 MB
+# per activation (N = 1000 pairs with H = 128 stay dense; its backward holds a few GB).
+_DENSE_LIMIT = 2**27
 
 
 def _leaky(x: Array) -> Array:
@@ -111,7 +113,7 @@ class KuraNet(AbstractModel):
         gain: Xavier-normal gain for the weight matrices; ``0`` keeps equinox's default
             (uniform in :math:`\pm 1/\sqrt{\mathrm{fan_{in}}}`, as torch).
         row_chunk: process this many rows of pairs at a time; ``0`` picks it so that at most
-            :math:`2^{24}` hidden activations are held at once (all rows for small ``N``).
+            :math:`2^{27}` hidden activations are held at once (all rows for small ``N``).
         key: PRNG key for the initial weights.
     """
 
