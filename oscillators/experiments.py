@@ -233,7 +233,7 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
         eval_networks=4,
         eval_burn_in=0,
         eval_window=500,
-        size_eval=(),
+        size_eval=(2000,),
     ),
 }
 
