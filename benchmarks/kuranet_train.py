@@ -19,6 +19,8 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,6 +28,18 @@ import numpy as np
 from common.augment import ArrayAugmenter
 from common.trainer import TrainConfig, Trainer
 from oscillators import experiments as ex
+
+
+def _rate(run: Callable[[], Any], steps: int) -> float:
+    """Calls of ``run`` per second, after two warm-up calls (JAX results are waited for)."""
+    for _ in range(2):
+        jax.block_until_ready(run())
+    t = time.perf_counter()
+    out = None
+    for _ in range(steps):
+        out = run()
+    jax.block_until_ready(out)
+    return steps / (time.perf_counter() - t)
 
 
 def bench_jax(cfg: ex.ExperimentConfig, steps: int) -> float:
@@ -40,14 +54,13 @@ def bench_jax(cfg: ex.ExperimentConfig, steps: int) -> float:
         ex.make_model(cfg, jax.random.key(0)), data["train"], jax.random.key(1)
     )
     step = trainer.make_step(static)
-    for _ in range(2):
-        state, m = step(state)
-    jax.block_until_ready(m["loss"])
-    t = time.perf_counter()
-    for _ in range(steps):
-        state, m = step(state)
-    jax.block_until_ready(m["loss"])
-    return steps / (time.perf_counter() - t)
+    holder = {"state": state}
+
+    def one() -> Any:
+        holder["state"], metrics = step(holder["state"])
+        return metrics["loss"]
+
+    return _rate(one, steps)
 
 
 def bench_jax_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
@@ -63,14 +76,7 @@ def bench_jax_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
     def grads(m):
         return eqx.filter_grad(lambda m: jnp.sum(m(x) * weight))(m)
 
-    for _ in range(2):
-        g = grads(model)
-    jax.block_until_ready(g)
-    t = time.perf_counter()
-    for _ in range(steps):
-        g = grads(model)
-    jax.block_until_ready(g)
-    return steps / (time.perf_counter() - t)
+    return _rate(lambda: grads(model), steps)
 
 
 def _torch_coupling_net(f: int, h: int):
@@ -109,12 +115,7 @@ def bench_torch_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
         net.zero_grad()
         (_torch_coupling(net, x, n, f, cfg.avg_deg) * weight).sum().backward()
 
-    for _ in range(2):
-        one()
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return steps / (time.perf_counter() - t)
+    return _rate(one, steps)
 
 
 def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
@@ -158,12 +159,7 @@ def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
         opt.step()
         return float(loss)
 
-    for _ in range(2):
-        one_step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    return steps / (time.perf_counter() - t)
+    return _rate(one_step, steps)
 
 
 def main() -> None:
