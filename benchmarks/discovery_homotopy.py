@@ -22,16 +22,16 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from common.optim import make_optimiser  # noqa: E402
-from common.solve import SolveConfig  # noqa: E402
-from common.trainer import TrainConfig  # noqa: E402
-from oscillators.discovery import (  # noqa: E402
+from diffdyn.common.optim import make_optimiser  # noqa: E402
+from diffdyn.common.solve import SolveConfig  # noqa: E402
+from diffdyn.common.trainer import TrainConfig  # noqa: E402
+from diffdyn.oscillators.discovery import (  # noqa: E402
     MLPField,
     make_strategy,
     settings_for,
     trajectory_of,
 )
-from oscillators.systems import make_dataset  # noqa: E402
+from diffdyn.oscillators.systems import make_dataset  # noqa: E402
 
 
 def run_jax(epochs: int, plateau: int, field, data, settings, solve) -> dict:

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oscillators.delays import AbstractDelayedVectorField
-from oscillators.kuramoto import Kuramoto, pairwise_coupling_sum, simulate
+from diffdyn.oscillators.delays import AbstractDelayedVectorField
+from diffdyn.oscillators.kuramoto import Kuramoto, pairwise_coupling_sum, simulate
 
 
 class PairwiseKuramoto(AbstractDelayedVectorField):

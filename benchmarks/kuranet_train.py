@@ -25,9 +25,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from common.augment import ArrayAugmenter
-from common.trainer import TrainConfig, Trainer
-from oscillators import experiments as ex
+from diffdyn.common.augment import ArrayAugmenter
+from diffdyn.common.trainer import TrainConfig, Trainer
+from diffdyn.oscillators import experiments as ex
 
 
 def _rate(run: Callable[[], Any], steps: int) -> float:

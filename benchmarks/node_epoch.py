@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common.augment import ArrayAugmenter
-from common.neural_de import CNF, MLPField, NeuralODE, TimeMLPField, gaussian_mixture, moons
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.augment import ArrayAugmenter
+from diffdyn.common.neural_de import CNF, MLPField, NeuralODE, TimeMLPField, gaussian_mixture, moons
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 def emit(**row):

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from pde.initial import gray_scott_seeds
-from pde.models import GrayScott
-from pde.solver import PDESolver
+from diffdyn.pde.initial import gray_scott_seeds
+from diffdyn.pde.models import GrayScott
+from diffdyn.pde.solver import PDESolver
 
 PARAMS = {"diffusion_a": 0.1, "diffusion_b": 0.05, "feed": 0.0623, "kill": 0.06268}
 

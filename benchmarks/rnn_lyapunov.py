@@ -34,8 +34,8 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnn.lyapunov import lyapunov_spectrum  # noqa: E402
-from rnn.model import RateRNN  # noqa: E402
+from diffdyn.rnn.lyapunov import lyapunov_spectrum  # noqa: E402
+from diffdyn.rnn.model import RateRNN  # noqa: E402
 
 
 def emit(**row):

@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common.logger import NullLogger, TensorBoardLogger
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.logger import NullLogger, TensorBoardLogger
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 def loss_fn(model, batch, key):

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from common.model import fixed_field
-from common.operators import PADDING_MODES
+from diffdyn.common.model import fixed_field
+from diffdyn.common.operators import PADDING_MODES
 
 __all__ = [
     "AbstractBoundary",

@@ -15,7 +15,7 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from common.model import atomic_write
+from diffdyn.common.model import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_header", "BackgroundCheckpointer"]
 

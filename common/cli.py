@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import importlib.util
 import json
 import math
 import os
@@ -29,20 +28,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.config import build_config, leaf_fields, load_config_file, write_config
-from common.model import atomic_write
+from diffdyn.common.config import build_config, leaf_fields, load_config_file, write_config
+from diffdyn.common.model import atomic_write
 
 __all__ = ["command", "quickstart_part", "RunContext", "main", "COMMANDS", "QUICKSTART"]
 
-#: Modules that register commands when imported (missing ones are skipped).
+#: Modules that register commands when imported.
 PLUGIN_MODULES = (
-    "common.commands",
-    "common.neural_de.commands",
-    "pde.commands",
-    "nca.commands",
-    "oscillators.commands",
-    "oscillators.discovery_commands",
-    "rnn.commands",
+    "diffdyn.common.commands",
+    "diffdyn.common.neural_de.commands",
+    "diffdyn.pde.commands",
+    "diffdyn.nca.commands",
+    "diffdyn.oscillators.commands",
+    "diffdyn.oscillators.discovery_commands",
+    "diffdyn.rnn.commands",
 )
 
 
@@ -63,7 +62,7 @@ class RunContext:
 
     def logger(self, subdir: str = "") -> Any:
         """A TensorBoard logger writing under ``out/subdir``."""
-        from common.logger import TensorBoardLogger
+        from diffdyn.common.logger import TensorBoardLogger
 
         return TensorBoardLogger(self.out / subdir if subdir else self.out)
 
@@ -115,13 +114,9 @@ def quickstart_part(name: str, order: int = 50) -> Callable:
 
 
 def load_plugins() -> None:
+    """Import the modules that register the commands (all ship with diffdyn)."""
     for module in PLUGIN_MODULES:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            importlib.import_module(module)
+        importlib.import_module(module)
 
 
 def is_quick() -> bool:
@@ -253,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run the imported module's main, not this __main__ copy: plugins register their
-    # commands into ``common.cli.COMMANDS``.
-    from common.cli import main as _main
+    # commands into ``diffdyn.common.cli.COMMANDS``.
+    from diffdyn.common.cli import main as _main
 
     sys.exit(_main())

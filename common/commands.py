@@ -3,40 +3,25 @@
 The damped oscillator ``x'' + 2ζω x' + ω² x = 0`` is the linear system ``y' = A y`` with
 ``A = [[0, 1], [-ω², -2ζω]]``, whose flow is ``y(t) = exp(tA) y(0)``. We observe exact
 trajectories from a few initial conditions and fit ``A`` by integrating a trainable
-:class:`LinearODE` with diffrax (``common.solve``) under the common :class:`Trainer`. The
+:class:`LinearField` with diffrax (``common.solve``) under the common :class:`Trainer`. The
 recovered matrix is compared with the true one.
 """
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.cli import RunContext, quickstart_part
-from common.model import AbstractModel
-from common.plotting import figure, save_figure
-from common.solve import solve
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.cli import RunContext, quickstart_part
+from diffdyn.common.neural_de.node import LinearField
+from diffdyn.common.plotting import figure, save_figure
+from diffdyn.common.solve import solve
+from diffdyn.common.trainer import TrainConfig, Trainer
 
-__all__ = ["LinearODE", "oscillator_matrix", "core_quickstart"]
-
-
-class LinearODE(AbstractModel):
-    """The vector field ``f(t, y) = A y`` with a trainable ``A`` (small random start)."""
-
-    dim: int = eqx.field(static=True)
-    matrix: Float[Array, "d d"]
-
-    def __init__(self, dim: int, *, key: PRNGKeyArray):
-        self.dim = dim
-        self.matrix = 0.1 * jax.random.normal(key, (dim, dim))
-
-    def __call__(self, t: Float[Array, ""], y: Float[Array, " d"], args: object = None):
-        return self.matrix @ y
+__all__ = ["oscillator_matrix", "core_quickstart"]
 
 
 def oscillator_matrix(omega: float = 1.5, zeta: float = 0.1) -> Float[Array, "2 2"]:
@@ -53,10 +38,10 @@ def core_quickstart(ctx: RunContext) -> dict[str, float]:
     ts = jnp.linspace(0.0, 4.0, 21)
     data = jax.vmap(lambda y: jax.vmap(lambda t: jax.scipy.linalg.expm(t * truth) @ y)(ts))(y0)
 
-    def predict(model: LinearODE, y0: Array) -> Array:
+    def predict(model: LinearField, y0: Array) -> Array:
         return jax.vmap(lambda y: solve(model, y, ts, solver="tsit5", rtol=1e-5, atol=1e-6))(y0)
 
-    def loss(model: LinearODE, batch: tuple[Array, Array], key: PRNGKeyArray) -> Array:
+    def loss(model: LinearField, batch: tuple[Array, Array], key: PRNGKeyArray) -> Array:
         starts, target = batch
         return jnp.mean((predict(model, starts) - target) ** 2)
 
@@ -68,7 +53,7 @@ def core_quickstart(ctx: RunContext) -> dict[str, float]:
         logger=ctx.logger(),
         out=ctx.out,
     )
-    result = trainer.fit(LinearODE(2, key=key_model), (y0, data), key_train, resume=ctx.resume)
+    result = trainer.fit(LinearField(2, key=key_model), (y0, data), key_train, resume=ctx.resume)
     fitted = predict(result.best_model, y0[:3])
     fig, ax = figure(figsize=(6, 4))
     for i in range(3):

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from common.model import atomic_write
+from diffdyn.common.model import atomic_write
 
 __all__ = [
     "load_config_file",

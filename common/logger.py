@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from common.events import EventFileWriter
+from diffdyn.common.events import EventFileWriter
 
 __all__ = ["Logger", "TensorBoardLogger", "NullLogger", "to_uint8_hwc", "encode_gif"]
 

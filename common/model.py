@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
 
 __all__ = [
     "AbstractModel",
@@ -35,6 +37,8 @@ __all__ = [
     "trainable_filter",
     "num_parameters",
     "atomic_write",
+    "model_spec",
+    "model_from_spec",
 ]
 
 _FORMAT = "diffdyn-model/1"
@@ -140,10 +144,15 @@ class AbstractModel(eqx.Module):
     """Base class of every diffdyn model: an ``eqx.Module`` that saves to and loads from one file.
 
     The file holds one JSON header line (format, class, hyperparameters) followed by the leaves
-    in equinox's serialisation format. Loading imports the recorded class, checks that it is an
-    ``AbstractModel`` subclass, builds a skeleton from the hyperparameters and fills in the
-    leaves; nothing is unpickled.
+    in equinox's serialisation format. Nothing is unpickled, and loading never imports a module
+    outside diffdyn because a file names it: a class is found either inside the ``diffdyn``
+    package or among the ``AbstractModel`` subclasses already defined in this process (so a
+    model class of your own loads once the module that defines it has been imported).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _DEFINED[(cls.__module__, cls.__qualname__)] = cls
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments (all but ``key``), read from same-named attributes."""
@@ -170,13 +179,7 @@ class AbstractModel(eqx.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write hyperparameters and leaves to ``path`` atomically."""
-        cls = type(self)
-        header = {
-            "format": _FORMAT,
-            "module": cls.__module__,
-            "class": cls.__qualname__,
-            "hyperparameters": self.hyperparameters(),
-        }
+        header = {"format": _FORMAT, **model_spec(self)}
 
         def write(f: Any) -> None:
             f.write(json.dumps(header).encode() + b"\n")
@@ -199,19 +202,126 @@ class AbstractModel(eqx.Module):
                 raise ValueError(f"{path} is not a diffdyn model file (no JSON header)") from None
             if not isinstance(header, dict) or header.get("format") != _FORMAT:
                 raise ValueError(f"{path} is not a diffdyn model file (format {_FORMAT!r})")
-            model_cls = _resolve_class(header["module"], header["class"])
-            if not issubclass(model_cls, cls):
-                raise TypeError(
-                    f"{path} holds a {model_cls.__name__}, which is not a {cls.__name__}"
-                )
-            skeleton = model_cls(**header["hyperparameters"], key=jax.random.key(0))
+            skeleton = model_from_spec(header, key=jax.random.key(0), base=cls, source=str(path))
             return eqx.tree_deserialise_leaves(f, skeleton)
 
 
-def _resolve_class(module: str, qualname: str) -> type[AbstractModel]:
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+#: Every ``AbstractModel`` subclass defined in this process, by ``(module, qualname)``.
+_DEFINED: dict[tuple[str, str], type[AbstractModel]] = {}
+
+#: Where the classes of files written by diffdyn 0.1.0 live now. Those files name the module
+#: that defined the class before the packages moved under ``diffdyn``.
+_MOVED: dict[tuple[str, str], tuple[str, str]] = {
+    ("common.commands", "LinearODE"): ("diffdyn.common.neural_de", "LinearField"),
+    **{
+        (old, name): (new, name)
+        for old, new, names in (
+            (
+                "common.neural_de.models",
+                "diffdyn.common.neural_de",
+                ("DensityCNF", "ODEClassifier"),
+            ),
+            ("nca.model", "diffdyn.nca", ("NCA",)),
+            ("nca.variants", "diffdyn.nca", ("GatedNCA", "KANCA", "MultiScaleNCA")),
+            (
+                "oscillators.discovery",
+                "diffdyn.oscillators",
+                ("LotkaVolterraGrayBox", "MLPField", "SecondOrderField"),
+            ),
+            ("oscillators.kuranet", "diffdyn.oscillators", ("KuraNet",)),
+            (
+                "pde.models",
+                "diffdyn.pde",
+                (
+                    "AdvectionDiffusion",
+                    "Brusselator",
+                    "CahnHilliard",
+                    "Chhabra",
+                    "FitzHughNagumo",
+                    "GrayScott",
+                    "KellerSegel",
+                    "Schnakenberg",
+                ),
+            ),
+            ("pde.neural", "diffdyn.pde", ("NeuralChemotaxis", "NeuralRDA")),
+            ("pde.solver", "diffdyn.pde", ("PDESolver",)),
+            ("rnn.model", "diffdyn.rnn", ("RateRNN",)),
+        )
+        for name in names
+    },
+}
+
+
+def model_spec(model: AbstractModel) -> dict[str, Any]:
+    """A JSON description of ``model``: where its class lives and its hyperparameters.
+
+    A diffdyn class is named by the public package that exports it (``diffdyn.pde``,
+    ``GrayScott``), so that files do not depend on the private module that defines it.
+    """
+    module, qualname = _public_location(type(model))
+    return {"module": module, "class": qualname, "hyperparameters": model.hyperparameters()}
+
+
+def model_from_spec(
+    spec: dict[str, Any],
+    *,
+    key: PRNGKeyArray,
+    base: type[M] | None = None,
+    source: str = "spec",
+) -> M:
+    """Build the model that :func:`model_spec` describes (its leaves drawn from ``key``).
+
+    The class must be an ``AbstractModel`` subclass (and a subclass of ``base`` if given),
+    found inside ``diffdyn`` or among the classes defined in this process; anything else is
+    refused before any import.
+    """
+    if not isinstance(spec, dict) or not {"module", "class", "hyperparameters"} <= set(spec):
+        raise ValueError(
+            f"{source}: a model spec is a dict with keys module, class and hyperparameters; "
+            f"got {spec!r}"
+        )
+    model_cls = _resolve_class(str(spec["module"]), str(spec["class"]), source)
+    base = AbstractModel if base is None else base
+    if not issubclass(model_cls, base):
+        raise TypeError(f"{source} holds a {model_cls.__name__}, which is not a {base.__name__}")
+    return model_cls(**spec["hyperparameters"], key=key)
+
+
+def _public_location(cls: type) -> tuple[str, str]:
+    """``(package, qualname)`` of the shallowest diffdyn package exporting ``cls``, else
+    ``(cls.__module__, qualname)``."""
+    parts = cls.__module__.split(".")
+    if parts[0] == "diffdyn" and "." not in cls.__qualname__:
+        for depth in range(2, len(parts) + 1):
+            package = ".".join(parts[:depth])
+            module = sys.modules.get(package)
+            if module is not None and getattr(module, cls.__qualname__, None) is cls:
+                return package, cls.__qualname__
+    return cls.__module__, cls.__qualname__
+
+
+def _resolve_class(module: str, qualname: str, source: str) -> type[AbstractModel]:
+    module, qualname = _MOVED.get((module, qualname), (module, qualname))
+    names = qualname.split(".")
+    parts = [*module.split("."), *names]
+    if not all(part.isidentifier() and not part.startswith("__") for part in parts):
+        raise ValueError(f"{source} names an invalid class {module!r}, {qualname!r}")
+    if (module, qualname) in _DEFINED:
+        return _DEFINED[(module, qualname)]
+    if module != "diffdyn" and not module.startswith("diffdyn."):
+        raise ValueError(
+            f"{source} names the class {qualname} of module {module!r}, which is outside "
+            "diffdyn and not defined in this process; diffdyn never imports a module because a "
+            "file names it: import the module that defines the class, then load"
+        )
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"{source} names the module {module!r}, which diffdyn does not have"
+        ) from None
+    for part in names:
+        obj = getattr(obj, part, None)
     if not (isinstance(obj, type) and issubclass(obj, AbstractModel)):
-        raise TypeError(f"{module}.{qualname} is not an AbstractModel subclass")
+        raise TypeError(f"{source} names {module}.{qualname}, which is not an AbstractModel")
     return obj

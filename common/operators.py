@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from common.model import fixed_field
+from diffdyn.common.model import fixed_field
 
 __all__ = [
     "PADDING_MODES",

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from common.logger import encode_gif, to_uint8_hwc
-from common.model import atomic_write
+from diffdyn.common.logger import encode_gif, to_uint8_hwc
+from diffdyn.common.model import atomic_write
 
 __all__ = [
     "figure",

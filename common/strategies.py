@@ -32,10 +32,10 @@ good state.
 
 Usage (any state shape: a PDE field ``[C, H, W]`` works the same as a 2-vector)::
 
-    from common.solve import SolveConfig
-    from common.strategies import Homotopy, HomotopySchedule, Trajectory
-    from common.optim import make_optimiser
-    from common.trainer import TrainConfig
+    from diffdyn.common.solve import SolveConfig
+    from diffdyn.common.strategies import Homotopy, HomotopySchedule, Trajectory
+    from diffdyn.common.optim import make_optimiser
+    from diffdyn.common.trainer import TrainConfig
 
     data = Trajectory(ts, ys)                        # ys: [T, *state]; y0 defaults to ys[0]
     strategy = Homotopy.from_data(
@@ -63,9 +63,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from common.solve import SolveConfig
-from common.spline import SmoothingSpline
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.spline import SmoothingSpline
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 __all__ = [
     "FAILED_MSE",

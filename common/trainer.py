@@ -33,10 +33,10 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from common.checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
-from common.logger import Logger, NullLogger
-from common.model import AbstractModel, trainable_filter
-from common.sharding import constrain_batch, make_mesh, replicate, shard_batch
+from diffdyn.common.checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
+from diffdyn.common.logger import Logger, NullLogger
+from diffdyn.common.model import AbstractModel, trainable_filter
+from diffdyn.common.sharding import constrain_batch, make_mesh, replicate, shard_batch
 
 __all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "FullBatch", "CompiledStep"]
 

@@ -20,16 +20,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from common.cli import RunContext, command, quickstart_part
-from common.config import load_config_file
-from common.plotting import plot_curves, save_gif, save_png
-from common.trainer import TrainConfig
-from nca.grow import erase_half, evaluate_growth, nca_optimiser, train_grow
-from nca.model import DEFAULT_FILTERS, NCA, AbstractNCA, seed_state
-from nca.pde_task import evaluate_trajectory, gray_scott_trajectory, train_trajectory
-from nca.targets import make_target, to_rgb
-from nca.variants import KANCA, GatedNCA, MultiScaleNCA
-from nca.visualise import plot_channels, plot_perception, plot_weights
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.config import load_config_file
+from diffdyn.common.plotting import plot_curves, save_gif, save_png
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.nca.grow import erase_half, evaluate_growth, nca_optimiser, train_grow
+from diffdyn.nca.model import DEFAULT_FILTERS, NCA, AbstractNCA, seed_state
+from diffdyn.nca.pde_task import evaluate_trajectory, gray_scott_trajectory, train_trajectory
+from diffdyn.nca.targets import make_target, to_rgb
+from diffdyn.nca.variants import KANCA, GatedNCA, MultiScaleNCA
+from diffdyn.nca.visualise import plot_channels, plot_perception, plot_weights
 
 __all__ = ["NCAModelConfig", "NCATrainConfig", "NCARunConfig", "build_model"]
 

@@ -26,13 +26,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from common.augment import RandomErase, SamplePool
-from common.logger import Logger
-from common.model import fixed_field
-from common.optim import make_optimiser, normalise_gradients
-from common.trainer import TrainConfig, Trainer, TrainResult
-from nca.model import AbstractNCA, rollout_batch, seed_state
-from nca.targets import to_rgb
+from diffdyn.common.augment import RandomErase, SamplePool
+from diffdyn.common.logger import Logger
+from diffdyn.common.model import fixed_field
+from diffdyn.common.optim import make_optimiser, normalise_gradients
+from diffdyn.common.trainer import TrainConfig, Trainer, TrainResult
+from diffdyn.nca.model import AbstractNCA, rollout_batch, seed_state
+from diffdyn.nca.targets import to_rgb
 
 __all__ = [
     "GrowLoss",

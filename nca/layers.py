@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.model import fixed_field
+from diffdyn.common.model import fixed_field
 
 __all__ = ["Pointwise", "PointwiseMLP", "GaussianKAN", "ACTIVATIONS"]
 

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from common.boundaries import AbstractBoundary, make_boundary
-from common.model import AbstractModel
-from common.operators import PERCEPTION_FILTERS, Perception, pad
-from nca.layers import PointwiseMLP
+from diffdyn.common.boundaries import AbstractBoundary, make_boundary
+from diffdyn.common.model import AbstractModel
+from diffdyn.common.operators import PERCEPTION_FILTERS, Perception, pad
+from diffdyn.nca.layers import PointwiseMLP
 
 __all__ = [
     "BOUNDARIES",

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from common.augment import ArrayAugmenter, RandomRoll
-from common.logger import Logger
-from common.losses import l2
-from common.trainer import TrainConfig, Trainer, TrainResult
-from nca.grow import nca_optimiser
-from nca.model import AbstractNCA
+from diffdyn.common.augment import ArrayAugmenter, RandomRoll
+from diffdyn.common.logger import Logger
+from diffdyn.common.losses import l2
+from diffdyn.common.trainer import TrainConfig, Trainer, TrainResult
+from diffdyn.nca.grow import nca_optimiser
+from diffdyn.nca.model import AbstractNCA
 
 __all__ = [
     "gray_scott_trajectory",
@@ -51,9 +51,9 @@ def gray_scott_trajectory(
 ) -> Float[Array, "N 2 H W"]:
     """Gray-Scott (``pde.models.GrayScott`` defaults) from ``seeds`` random seeded squares
     (``pde.initial.gray_scott_seeds``), saved every ``frame_dt`` (Heun, step ``dt``)."""
-    from pde.initial import gray_scott_seeds
-    from pde.models import GrayScott
-    from pde.solver import PDESolver
+    from diffdyn.pde.initial import gray_scott_seeds
+    from diffdyn.pde.models import GrayScott
+    from diffdyn.pde.solver import PDESolver
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int >= 2; got {frames!r}")

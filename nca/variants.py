@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from nca.layers import GaussianKAN, PointwiseMLP
-from nca.model import DEFAULT_FILTERS, AbstractNCA, Cells, _check_int
+from diffdyn.nca.layers import GaussianKAN, PointwiseMLP
+from diffdyn.nca.model import DEFAULT_FILTERS, AbstractNCA, Cells, _check_int
 
 __all__ = ["GatedNCA", "MultiScaleNCA", "KANCA"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from common.plotting import figure, save_figure
-from nca.model import AbstractNCA
+from diffdyn.common.plotting import figure, save_figure
+from diffdyn.nca.model import AbstractNCA
 
 __all__ = [
     "first_layer_blocks",

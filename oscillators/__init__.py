@@ -6,9 +6,15 @@ Kuramoto part (issue 5): :mod:`oscillators.kuramoto` (vector fields, order param
 :mod:`oscillators.experiments` (the seed's experiments as typed configs).
 """
 
-from oscillators.delays import AbstractDelayedVectorField, DelayedEuler
-from oscillators.experiments import EXPERIMENTS, ExperimentConfig, KuraNetTask, train_experiment
-from oscillators.kuramoto import (
+from diffdyn.oscillators.delays import AbstractDelayedVectorField, DelayedEuler
+from diffdyn.oscillators.discovery import LotkaVolterraGrayBox, MLPField, SecondOrderField
+from diffdyn.oscillators.experiments import (
+    EXPERIMENTS,
+    ExperimentConfig,
+    KuraNetTask,
+    train_experiment,
+)
+from diffdyn.oscillators.kuramoto import (
     Kuramoto,
     XYModel,
     coupling_sum,
@@ -17,7 +23,7 @@ from oscillators.kuramoto import (
     simulate,
     xy_energy,
 )
-from oscillators.kuranet import (
+from diffdyn.oscillators.kuranet import (
     KuraNet,
     circular_moments,
     circular_variance,
@@ -26,6 +32,9 @@ from oscillators.kuranet import (
 )
 
 __all__ = [
+    "LotkaVolterraGrayBox",
+    "MLPField",
+    "SecondOrderField",
     "AbstractDelayedVectorField",
     "DelayedEuler",
     "EXPERIMENTS",

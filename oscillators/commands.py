@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.cli import RunContext, command, quickstart_part
-from common.plotting import plot_curves
-from oscillators import experiments as ex
-from oscillators import figures
-from oscillators.kuramoto import Kuramoto, order_parameter, simulate
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.plotting import plot_curves
+from diffdyn.oscillators import experiments as ex
+from diffdyn.oscillators import figures
+from diffdyn.oscillators.kuramoto import Kuramoto, order_parameter, simulate
 
 __all__ = ["KuraNetRunConfig", "KuramotoConfig", "run_kuranet", "run_kuramoto"]
 

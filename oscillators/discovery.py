@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.model import AbstractModel
-from common.optim import make_optimiser
-from common.solve import SolveConfig
-from common.strategies import (
+from diffdyn.common.model import AbstractModel
+from diffdyn.common.optim import make_optimiser
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.strategies import (
     FitResult,
     Homotopy,
     HomotopySchedule,
@@ -40,8 +40,8 @@ from common.strategies import (
     Plain,
     Trajectory,
 )
-from common.trainer import TrainConfig
-from oscillators.systems import SYSTEMS, Dataset
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.oscillators.systems import SYSTEMS, Dataset
 
 __all__ = [
     "MLPField",

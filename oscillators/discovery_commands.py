@@ -28,13 +28,13 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from common.cli import RunContext, command, quickstart_part
-from common.model import atomic_write
-from common.plotting import figure, save_figure
-from common.solve import SolveConfig
-from common.trainer import TrainConfig
-from oscillators.discovery import METHODS, fit_system, settings_for
-from oscillators.systems import SYSTEMS, make_dataset
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.model import atomic_write
+from diffdyn.common.plotting import figure, save_figure
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.oscillators.discovery import METHODS, fit_system, settings_for
+from diffdyn.oscillators.systems import SYSTEMS, make_dataset
 
 __all__ = ["DiscoverConfig", "discover", "run_one", "write_table"]
 

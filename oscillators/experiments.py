@@ -47,8 +47,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from oscillators.kuramoto import Kuramoto, XYModel, one_hot_groups, order_parameter, simulate
-from oscillators.kuranet import KuraNet, circular_moments, circular_variance
+from diffdyn.oscillators.kuramoto import (
+    Kuramoto,
+    XYModel,
+    one_hot_groups,
+    order_parameter,
+    simulate,
+)
+from diffdyn.oscillators.kuranet import KuraNet, circular_moments, circular_variance
 
 __all__ = [
     "ExperimentConfig",
@@ -568,7 +574,7 @@ def evaluate(
 
 def make_optimiser_for(cfg: ExperimentConfig):
     """``clip_by_global_norm(clip)`` then SGD (with momentum) or Adam, as in the seed."""
-    from common.optim import make_optimiser
+    from diffdyn.common.optim import make_optimiser
 
     kw = {"momentum": cfg.momentum} if cfg.optimiser == "sgd" and cfg.momentum > 0 else {}
     return make_optimiser(cfg.optimiser, cfg.lr, clip_norm=cfg.clip, **kw)
@@ -588,8 +594,8 @@ def train_experiment(
     control: same architecture and normalisation) on held-out networks: at the training
     window, on the long run (``eval_burn_in`` + ``eval_window``) and at the sizes
     ``size_eval``. Returns metrics and, under ``"artifacts"``, models and curves."""
-    from common.augment import ArrayAugmenter
-    from common.trainer import TrainConfig, Trainer
+    from diffdyn.common.augment import ArrayAugmenter
+    from diffdyn.common.trainer import TrainConfig, Trainer
 
     data = make_data(cfg) if data is None else data
     k_model, k_train, k_eval = jax.random.split(key, 3)

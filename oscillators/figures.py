@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from common.plotting import figure, save_figure
+from diffdyn.common.plotting import figure, save_figure
 
 __all__ = ["phase_raster", "order_parameter_plot", "coupling_vs_distance", "phase_map"]
 

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from common.solve import solve
-from oscillators.delays import AbstractDelayedVectorField, DelayedEuler
+from diffdyn.common.solve import solve
+from diffdyn.oscillators.delays import AbstractDelayedVectorField, DelayedEuler
 
 __all__ = [
     "coupling_sum",

@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from common.model import AbstractModel
-from oscillators.kuramoto import group_order_parameter, one_hot_groups, order_parameter
+from diffdyn.common.model import AbstractModel
+from diffdyn.oscillators.kuramoto import group_order_parameter, one_hot_groups, order_parameter
 
 __all__ = [
     "NORMALISATIONS",

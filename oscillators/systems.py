@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from common.solve import solve
+from diffdyn.common.solve import solve
 
 __all__ = [
     "LotkaVolterra",

@@ -1,10 +1,10 @@
 """diffdyn.pde: semi-discrete PDEs solved with diffrax, fixed and neural reaction-diffusion
 models, and fitting PDEs to trajectories on the common trainer."""
 
-from pde.base import AbstractPDE
-from pde.fit import PDEFitConfig, fit_pde, fit_pde_strategy, rollout_error
-from pde.grid import Grid
-from pde.models import (
+from diffdyn.pde.base import AbstractPDE
+from diffdyn.pde.fit import PDEFitConfig, fit_pde, fit_pde_strategy, rollout_error
+from diffdyn.pde.grid import Grid
+from diffdyn.pde.models import (
     AdvectionDiffusion,
     Brusselator,
     CahnHilliard,
@@ -14,9 +14,9 @@ from pde.models import (
     KellerSegel,
     Schnakenberg,
 )
-from pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
-from pde.registry import PDE_MODELS, make_pde
-from pde.solver import PDESolver
+from diffdyn.pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
+from diffdyn.pde.registry import PDE_MODELS, make_pde
+from diffdyn.pde.solver import PDESolver
 
 __all__ = [
     "AbstractPDE",

@@ -15,8 +15,8 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PyTree
 
-from common.model import AbstractModel
-from pde.grid import Grid
+from diffdyn.common.model import AbstractModel
+from diffdyn.pde.grid import Grid
 
 __all__ = ["AbstractPDE", "check_state"]
 

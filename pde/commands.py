@@ -12,17 +12,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.cli import RunContext, command, quickstart_part
-from common.plotting import figure, normalise, plot_curves, save_figure, save_gif, save_png
-from common.trainer import TrainConfig
-from pde.base import AbstractPDE
-from pde.fit import PDEFitConfig, fit_pde, fit_pde_strategy, rollout_error
-from pde.initial import initial_state
-from pde.models import FIXED_MODELS
-from pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
-from pde.patterns import connected_components, dominant_wavelength
-from pde.registry import PDE_MODELS, make_pde
-from pde.solver import PDESolver
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.plotting import figure, normalise, plot_curves, save_figure, save_gif, save_png
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.pde.base import AbstractPDE
+from diffdyn.pde.fit import PDEFitConfig, fit_pde, fit_pde_strategy, rollout_error
+from diffdyn.pde.initial import initial_state
+from diffdyn.pde.models import FIXED_MODELS
+from diffdyn.pde.neural import NeuralChemotaxis, NeuralRDA, input_normalisation
+from diffdyn.pde.patterns import connected_components, dominant_wavelength
+from diffdyn.pde.registry import PDE_MODELS, make_pde
+from diffdyn.pde.solver import PDESolver
 
 __all__ = ["SimulateConfig", "FitConfig", "simulate", "fit"]
 

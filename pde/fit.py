@@ -33,12 +33,12 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from common.augment import AbstractAugmenter
-from common.logger import Logger
-from common.losses import get_loss
-from common.optim import make_optimiser, non_negative
-from common.trainer import TrainConfig, Trainer, TrainResult
-from pde.solver import PDESolver
+from diffdyn.common.augment import AbstractAugmenter
+from diffdyn.common.logger import Logger
+from diffdyn.common.losses import get_loss
+from diffdyn.common.optim import make_optimiser, non_negative
+from diffdyn.common.trainer import TrainConfig, Trainer, TrainResult
+from diffdyn.pde.solver import PDESolver
 
 __all__ = [
     "STRATEGIES",
@@ -363,7 +363,13 @@ def fit_pde_strategy(
     ``train.steps / (decrements + 1)`` epochs). The field trained is the solver's projected
     vector field, with the model's solve configuration; diffusion coefficients stay >= 0.
     Returns the best solver (lowest uncoupled MSE) and the strategy's ``FitResult``."""
-    from common.strategies import Homotopy, HomotopySchedule, MultipleShooting, Plain, Trajectory
+    from diffdyn.common.strategies import (
+        Homotopy,
+        HomotopySchedule,
+        MultipleShooting,
+        Plain,
+        Trajectory,
+    )
 
     train = TrainConfig() if train is None else train
     x = np.asarray(trajectory)

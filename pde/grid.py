@@ -24,8 +24,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from common import operators as ops
-from common.boundaries import AbstractBoundary, Dirichlet, make_boundary
+from diffdyn.common import operators as ops
+from diffdyn.common.boundaries import AbstractBoundary, Dirichlet, make_boundary
 
 __all__ = ["Grid", "GRID_BOUNDARIES", "scalar_parameter"]
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from pde.base import AbstractPDE
+from diffdyn.pde.base import AbstractPDE
 
 __all__ = ["gaussian", "gray_scott_seeds", "perturbed", "initial_state"]
 
@@ -80,7 +80,7 @@ def initial_state(
     """A literature initial state for ``model`` (by class): Gray-Scott seeded squares, fixed
     points plus noise for Turing models, uniform noise for Cahn-Hilliard (U(-1, 1)) and
     Chhabra (U(0, 0.5)), a Gaussian for advection-diffusion, U(0, 1) otherwise."""
-    from pde import models as m
+    from diffdyn.pde import models as m
 
     h, w = _check_size(size)
     if isinstance(model, m.GrayScott):

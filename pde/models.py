@@ -24,8 +24,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from pde.base import AbstractPDE
-from pde.grid import Grid, scalar_parameter
+from diffdyn.pde.base import AbstractPDE
+from diffdyn.pde.grid import Grid, scalar_parameter
 
 __all__ = [
     "AdvectionDiffusion",

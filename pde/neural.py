@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from pde.base import AbstractPDE
-from pde.grid import Grid
+from diffdyn.pde.base import AbstractPDE
+from diffdyn.pde.grid import Grid
 
 __all__ = [
     "PointwiseMLP",

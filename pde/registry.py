@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pde.base import AbstractPDE
-from pde.models import FIXED_MODELS
-from pde.neural import NeuralChemotaxis, NeuralRDA
+from diffdyn.pde.base import AbstractPDE
+from diffdyn.pde.models import FIXED_MODELS
+from diffdyn.pde.neural import NeuralChemotaxis, NeuralRDA
 
 __all__ = ["PDE_MODELS", "make_pde"]
 

@@ -11,43 +11,17 @@ tolerances and adjoint from the constructor.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import equinox as eqx
 import jax
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from common.model import AbstractModel
-from common.solve import SolveConfig
-from pde.base import AbstractPDE, check_state
+from diffdyn.common.model import AbstractModel, model_from_spec, model_spec
+from diffdyn.common.solve import SolveConfig
+from diffdyn.pde.base import AbstractPDE, check_state
 
-__all__ = ["PDESolver", "model_spec", "model_from_spec"]
-
-
-def model_spec(model: AbstractModel) -> dict[str, Any]:
-    """A JSON description of ``model``: its module, class and hyperparameters."""
-    cls = type(model)
-    return {
-        "module": cls.__module__,
-        "class": cls.__qualname__,
-        "hyperparameters": model.hyperparameters(),
-    }
-
-
-def model_from_spec(spec: dict[str, Any], key: Any) -> AbstractModel:
-    """Build the model described by :func:`model_spec` (its leaves from ``key``)."""
-    if not isinstance(spec, dict) or not {"module", "class", "hyperparameters"} <= set(spec):
-        raise ValueError(
-            f"rhs must be an AbstractPDE or a dict with keys module, class, hyperparameters; "
-            f"got {spec!r}"
-        )
-    obj: Any = importlib.import_module(spec["module"])
-    for part in spec["class"].split("."):
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, AbstractPDE)):
-        raise TypeError(f"{spec['module']}.{spec['class']} is not an AbstractPDE")
-    return obj(**spec["hyperparameters"], key=key)
+__all__ = ["PDESolver"]
 
 
 class PDESolver(AbstractModel):
@@ -91,7 +65,8 @@ class PDESolver(AbstractModel):
         key: Any = None,
     ):
         if isinstance(rhs, dict):
-            rhs = model_from_spec(rhs, jax.random.key(0) if key is None else key)
+            key = jax.random.key(0) if key is None else key
+            rhs = model_from_spec(rhs, key=key, base=AbstractPDE, source="rhs")
         if not isinstance(rhs, AbstractPDE):
             raise TypeError(f"rhs must be an AbstractPDE; got {type(rhs).__name__}")
         self.config = SolveConfig(

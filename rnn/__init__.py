@@ -1,14 +1,14 @@
 """diffdyn.rnn: continuous-time rate RNNs, Lyapunov spectra, the transition to chaos,
 connectome-constrained networks and training on spectra."""
 
-from rnn.lyapunov import (
+from diffdyn.rnn.lyapunov import (
     convergence_diagnostics,
     entropy_rate,
     kaplan_yorke_dimension,
     lyapunov_spectrum,
     max_exponent,
 )
-from rnn.model import RateRNN
+from diffdyn.rnn.model import RateRNN
 
 __all__ = [
     "RateRNN",

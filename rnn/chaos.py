@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.plotting import figure, save_figure
-from rnn.lyapunov import entropy_rate, kaplan_yorke_dimension, lyapunov_spectrum
-from rnn.model import RateRNN
+from diffdyn.common.plotting import figure, save_figure
+from diffdyn.rnn.lyapunov import entropy_rate, kaplan_yorke_dimension, lyapunov_spectrum
+from diffdyn.rnn.model import RateRNN
 
 __all__ = ["chaos_sweep", "plot_sweep", "sample_network"]
 

@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.cli import RunContext, command, quickstart_part
-from common.model import atomic_write
-from common.plotting import figure, save_figure
-from common.solve import SolveConfig
-from common.trainer import TrainConfig
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.model import atomic_write
+from diffdyn.common.plotting import figure, save_figure
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.trainer import TrainConfig
 
 __all__ = ["LyapunovConfig", "ChaosSweepConfig", "TrainSpectrumConfig"]
 
@@ -124,8 +124,8 @@ class TrainSpectrumConfig:
 
 # ---------------------------------------------------------------------- helpers
 def _build_network(cfg: NetworkConfig, key: Any) -> Any:
-    from rnn.connectome import load_connectome
-    from rnn.model import RateRNN
+    from diffdyn.rnn.connectome import load_connectome
+    from diffdyn.rnn.model import RateRNN
 
     if cfg.connectome:
         conn = load_connectome(cfg.connectome)
@@ -152,7 +152,7 @@ def _write_json(path: Any, obj: Any) -> None:
 
 
 def _summary(exponents: Any) -> dict[str, float]:
-    from rnn.lyapunov import entropy_rate, kaplan_yorke_dimension
+    from diffdyn.rnn.lyapunov import entropy_rate, kaplan_yorke_dimension
 
     lam = jnp.asarray(exponents)
     return {
@@ -171,7 +171,7 @@ def run_lyapunov(cfg: LyapunovConfig, ctx: RunContext) -> dict[str, Any]:
     jax.config.update("jax_enable_x64", True)
     import equinox as eqx
 
-    from rnn.lyapunov import convergence_diagnostics, lyapunov_spectrum, running_exponents
+    from diffdyn.rnn.lyapunov import convergence_diagnostics, lyapunov_spectrum, running_exponents
 
     s = cfg.spectrum
     net_key, h_key, q_key = jax.random.split(ctx.key, 3)
@@ -226,7 +226,7 @@ def run_lyapunov(cfg: LyapunovConfig, ctx: RunContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- chaos sweep
 def _sweep(cfg: ChaosSweepConfig, ctx: RunContext) -> dict[str, Any]:
-    from rnn.chaos import chaos_sweep, plot_sweep
+    from diffdyn.rnn.chaos import chaos_sweep, plot_sweep
 
     if cfg.n_g < 1 or cfg.gmax < cfg.gmin:
         raise ValueError(f"need n_g >= 1 and gmax >= gmin; got {cfg.n_g}, {cfg.gmin}, {cfg.gmax}")
@@ -296,8 +296,8 @@ def quickstart_rnn(ctx: RunContext) -> dict[str, Any]:
 def run_train(cfg: TrainSpectrumConfig, ctx: RunContext) -> dict[str, Any]:
     """Gradient descent on weights, or gains and shifts, towards a target Lyapunov spectrum."""
     jax.config.update("jax_enable_x64", True)
-    from rnn.lyapunov import lyapunov_spectrum
-    from rnn.train import SpectrumObjective, fit_spectrum, spectrum_optimiser
+    from diffdyn.rnn.lyapunov import lyapunov_spectrum
+    from diffdyn.rnn.train import SpectrumObjective, fit_spectrum, spectrum_optimiser
 
     net_key, h_key, fit_key, eval_key = jax.random.split(ctx.key, 4)
     model = _build_network(cfg.network, net_key)

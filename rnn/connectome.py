@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from common.model import atomic_write
-from rnn.model import RateRNN
+from diffdyn.common.model import atomic_write
+from diffdyn.rnn.model import RateRNN
 
 __all__ = [
     "FORMAT",

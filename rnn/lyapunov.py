@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from common.solve import SolveConfig
-from rnn.qr import qr as _thin_qr
+from diffdyn.common.solve import SolveConfig
+from diffdyn.rnn.qr import qr as _thin_qr
 
 __all__ = [
     "LyapunovSpectrum",

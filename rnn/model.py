@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from common.model import AbstractModel, fixed_field
-from common.solve import SolveConfig, get_solver
-from rnn.activations import get_activation
+from diffdyn.common.model import AbstractModel, fixed_field
+from diffdyn.common.solve import SolveConfig, get_solver
+from diffdyn.rnn.activations import get_activation
 
 __all__ = ["RateRNN", "STEP_SOLVERS", "random_coupling"]
 

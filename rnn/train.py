@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.losses import mse
-from common.optim import make_optimiser, non_negative
-from common.trainer import TrainConfig, Trainer, TrainResult
-from rnn.lyapunov import lyapunov_spectrum
-from rnn.model import RateRNN
+from diffdyn.common.losses import mse
+from diffdyn.common.optim import make_optimiser, non_negative
+from diffdyn.common.trainer import TrainConfig, Trainer, TrainResult
+from diffdyn.rnn.lyapunov import lyapunov_spectrum
+from diffdyn.rnn.model import RateRNN
 
 __all__ = ["SpectrumObjective", "TRAINABLE", "trainable_spec", "spectrum_optimiser", "fit_spectrum"]
 

@@ -7,7 +7,7 @@ flattened parameters to OUT.npy (process 0 only) and prints the device count.
 
 import sys
 
-from common.sharding import initialize_distributed
+from diffdyn.common.sharding import initialize_distributed
 
 initialize_distributed()
 
@@ -17,7 +17,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from common.trainer import TrainConfig, Trainer  # noqa: E402
+from diffdyn.common.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def loss_fn(model, batch, key):

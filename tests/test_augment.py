@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.augment import (
+from diffdyn.common.augment import (
     AbstractAugmenter,
     ArrayAugmenter,
     Compose,

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import boundaries as bc
-from common import operators as ops
-from common.model import num_parameters, trainable_filter
+from diffdyn.common import boundaries as bc
+from diffdyn.common import operators as ops
+from diffdyn.common.model import num_parameters, trainable_filter
 
 SHAPE = (3, 5, 6)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from common import cli
+from diffdyn.common import cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,10 @@ def test_quickstart_rejects_unknown_parts(tmp_path, capsys):
 
 def test_console_script_lists_every_registered_group():
     proc = subprocess.run(
-        [sys.executable, "-m", "common.cli", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "diffdyn.common.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0
     assert "quickstart" in proc.stdout

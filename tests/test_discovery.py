@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.cli import main
-from common.solve import SolveConfig
-from common.trainer import TrainConfig
-from oscillators.discovery import (
+from diffdyn.common.cli import main
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.oscillators.discovery import (
     LotkaVolterraGrayBox,
     MLPField,
     SecondOrderField,
@@ -20,7 +20,7 @@ from oscillators.discovery import (
     fit_system,
     settings_for,
 )
-from oscillators.systems import SYSTEMS, DoublePendulum, LotkaVolterra, make_dataset
+from diffdyn.oscillators.systems import SYSTEMS, DoublePendulum, LotkaVolterra, make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
     argv = ["oscillators", "discover", "--out", str(out), "--sweep", "true", "--workers", "2"]
     argv += ["--methods", "plain,homotopy", "--seeds", "10,20", "--epoch_scale", "0.005"]
     argv += ["--rtol", "1e-5", "--atol", "1e-7"]
-    code = f"from common.cli import main; raise SystemExit(main({argv!r}))"
+    code = f"from diffdyn.common.cli import main; raise SystemExit(main({argv!r}))"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from oscillators.delays import DelayedEuler, gather_delayed
-from oscillators.kuramoto import (
+from diffdyn.oscillators.delays import DelayedEuler, gather_delayed
+from diffdyn.oscillators.kuramoto import (
     Kuramoto,
     XYModel,
     coupling_sum,

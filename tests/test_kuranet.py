@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from oscillators import experiments as ex
-from oscillators.kuramoto import splay_state
-from oscillators.kuranet import (
+from diffdyn.oscillators import experiments as ex
+from diffdyn.oscillators.kuramoto import splay_state
+from diffdyn.oscillators.kuranet import (
     KuraNet,
     circular_moments,
     circular_variance,

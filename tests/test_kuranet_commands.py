@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from common.cli import main
-from oscillators.commands import KuraNetRunConfig, resolve
+from diffdyn.common.cli import main
+from diffdyn.oscillators.commands import KuraNetRunConfig, resolve
 
 
 def test_kuramoto_command_synchronises_above_kc(tmp_path, capsys):

@@ -8,9 +8,9 @@ from PIL import Image
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 
-from common.events import EventFileWriter, encode_scalar_event, masked_crc32c
-from common.events import read_events as read_event_file
-from common.logger import NullLogger, TensorBoardLogger, encode_gif, to_uint8_hwc
+from diffdyn.common.events import EventFileWriter, encode_scalar_event, masked_crc32c
+from diffdyn.common.events import read_events as read_event_file
+from diffdyn.common.logger import NullLogger, TensorBoardLogger, encode_gif, to_uint8_hwc
 
 
 def read_events(logdir):

@@ -1,12 +1,23 @@
 """AbstractModel: save/load round trip, trainable filter, parameter count."""
 
+import json
+import shutil
+import sys
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from common.model import AbstractModel, fixed_field, num_parameters, trainable_filter
+from diffdyn.common.logger import NullLogger
+from diffdyn.common.model import AbstractModel, fixed_field, num_parameters, trainable_filter
+from diffdyn.common.neural_de import LinearField
+from diffdyn.common.solve import solve
+from diffdyn.common.trainer import TrainConfig, Trainer
+from diffdyn.pde import GrayScott
 
 
 class Tiny(AbstractModel):
@@ -100,3 +111,112 @@ def test_trainable_filter_and_parameter_count():
     assert params.kernel is None and static.kernel is not None
     grads = eqx.filter_grad(lambda p: jnp.sum(eqx.combine(p, static)(jnp.ones(2))))(params)
     assert grads.layers[0].weight.shape == (5, 2)
+
+
+# ----------------------------------------------------------------- files of earlier versions
+FIXTURES = Path(__file__).parent / "fixtures" / "models_0_1_0"
+OLD_FILES = {
+    "gray_scott_solver": "PDESolver",
+    "nca": "NCA",
+    "rate_rnn": "RateRNN",
+    "kuranet": "KuraNet",
+    "ode_classifier": "ODEClassifier",
+    "linear_ode": "LinearField",
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_FILES))
+def test_files_written_before_the_namespace_load_with_their_leaves(name):
+    path = FIXTURES / f"{name}.eqx"
+    header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    assert not header["module"].startswith("diffdyn")
+    model = AbstractModel.load(path)
+    assert type(model).__name__ == OLD_FILES[name]
+    assert type(model).__module__.startswith("diffdyn.")
+    stored = np.load(FIXTURES / f"{name}.leaves.npz")
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(model) if eqx.is_array(leaf)]
+    assert len(leaves) == len(stored.files)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_array_equal(np.asarray(leaf), stored[f"arr_{i}"])
+
+
+def test_an_old_pde_solver_file_reproduces_its_trajectory():
+    solver = AbstractModel.load(FIXTURES / "gray_scott_solver.eqx")
+    x0 = jnp.stack([jnp.ones((8, 8)), jnp.zeros((8, 8)).at[3:5, 3:5].set(0.5)])
+    frames = solver(x0, jnp.linspace(0.0, 5.0, 3))
+    np.testing.assert_allclose(
+        frames, np.load(FIXTURES / "gray_scott_solver.frames.npy"), rtol=1e-6
+    )
+
+
+def test_an_old_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "linear_run", run)
+    stored = np.load(FIXTURES / "linear_run.data.npz")
+    y0, data = jnp.asarray(stored["y0"]), jnp.asarray(stored["data"])
+    ts = jnp.linspace(0.0, 1.0, 5)
+
+    def loss(model, batch, key):
+        starts, target = batch
+        return jnp.mean(
+            (jax.vmap(lambda y: solve(model, y, ts, solver="tsit5"))(starts) - target) ** 2
+        )
+
+    keys = jax.random.split(jax.random.key(42), 8)
+    config = TrainConfig(steps=10, log_every=5, checkpoint_every=5)
+    trainer = Trainer(loss, optax.adam(0.05), config=config, logger=NullLogger(), out=run)
+    result = trainer.fit(LinearField(2, key=keys[4]), (y0, data), keys[7], resume=True)
+    assert result.steps == 10
+    np.testing.assert_array_equal(
+        np.asarray(result.model.matrix), np.load(FIXTURES / "linear_run.matrix_after_10.npy")
+    )
+
+
+def test_new_files_name_the_public_package_not_the_private_module(tmp_path):
+    path = GrayScott().save(tmp_path / "gs.eqx")
+    header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    assert (header["module"], header["class"]) == ("diffdyn.pde", "GrayScott")
+    assert isinstance(AbstractModel.load(path), GrayScott)
+
+
+def test_a_file_naming_a_module_outside_diffdyn_is_refused_without_importing_it(
+    tmp_path, monkeypatch
+):
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_models.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from diffdyn.common import AbstractModel\n"
+        "class Evil(AbstractModel):\n    def __init__(self, *, key): pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("evil_models", "os", "subprocess"):
+        crafted = tmp_path / f"{module}.eqx"
+        header = {
+            "format": "diffdyn-model/1",
+            "module": module,
+            "class": "Evil",
+            "hyperparameters": {},
+        }
+        crafted.write_bytes(json.dumps(header).encode() + b"\n")
+        with pytest.raises(ValueError, match="outside diffdyn"):
+            AbstractModel.load(crafted)
+    assert not marker.exists() and "evil_models" not in sys.modules
+
+
+def test_a_file_naming_a_missing_or_non_model_diffdyn_class_is_refused(tmp_path):
+    for module, cls, error in (
+        ("diffdyn.nowhere", "X", ValueError),
+        ("diffdyn.pde", "__class__", ValueError),
+        ("diffdyn.pde", "make_pde", TypeError),
+        ("diffdyn.pde", "A.B(1)", ValueError),
+    ):
+        crafted = tmp_path / "m.eqx"
+        header = {
+            "format": "diffdyn-model/1",
+            "module": module,
+            "class": cls,
+            "hyperparameters": {},
+        }
+        crafted.write_bytes(json.dumps(header).encode() + b"\n")
+        with pytest.raises(error):
+            AbstractModel.load(crafted)

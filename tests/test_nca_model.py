@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from nca.layers import GaussianKAN, Pointwise
-from nca.model import NCA, AbstractNCA, rollout_batch, seed_state
-from nca.variants import KANCA, GatedNCA, MultiScaleNCA
+from diffdyn.nca.layers import GaussianKAN, Pointwise
+from diffdyn.nca.model import NCA, AbstractNCA, rollout_batch, seed_state
+from diffdyn.nca.variants import KANCA, GatedNCA, MultiScaleNCA
 
 C, H, W = 6, 12, 12
 KEY = jax.random.key(0)

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.trainer import TrainConfig
-from nca.grow import GrowLoss, erase_half, evaluate_growth, nca_optimiser, train_grow
-from nca.model import NCA, seed_state
-from nca.pde_task import TrajectoryLoss, evaluate_trajectory, windows
-from nca.targets import builtin_target, load_png, make_target, to_rgb
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.nca.grow import GrowLoss, erase_half, evaluate_growth, nca_optimiser, train_grow
+from diffdyn.nca.model import NCA, seed_state
+from diffdyn.nca.pde_task import TrajectoryLoss, evaluate_trajectory, windows
+from diffdyn.nca.targets import builtin_target, load_png, make_target, to_rgb
 
 KEY = jax.random.key(0)
 
@@ -118,7 +118,7 @@ def test_png_targets_are_premultiplied(tmp_path):
 
 @pytest.mark.heavy
 def test_train_and_run_commands(tmp_path, capsys):
-    from common.cli import main
+    from diffdyn.common.cli import main
 
     out = tmp_path / "train"
     args = [

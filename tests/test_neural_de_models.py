@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from common.neural_de import (
+from diffdyn.common.neural_de import (
     CNF,
     GradientFlowField,
     GraphODEField,
@@ -31,9 +31,9 @@ from common.neural_de import (
     spirals,
     standard_normal_log_prob,
 )
-from common.neural_de.sde import get_sde_solver
-from common.solve import SolveConfig
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.neural_de.sde import get_sde_solver
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 def pendulum_energy(y):

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from common.neural_de import (
+from diffdyn.common.neural_de import (
     GalerkinLinear,
     HigherOrderField,
     MLPField,
@@ -22,7 +22,7 @@ from common.neural_de import (
     with_cost,
     zero_augment,
 )
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 class Linear(eqx.Module):

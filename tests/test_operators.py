@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from common import operators as ops
-from common.model import num_parameters, trainable_filter
+from diffdyn.common import operators as ops
+from diffdyn.common.model import num_parameters, trainable_filter
 
 NUMPY_MODE = {"periodic": "wrap", "zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 SCIPY_MODE = {"periodic": "wrap", "zeros": "constant", "reflect": "mirror", "replicate": "nearest"}

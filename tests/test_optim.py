@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from common.optim import (
+from diffdyn.common.optim import (
     OPTIMISERS,
     make_optimiser,
     make_schedule,

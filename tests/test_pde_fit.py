@@ -8,12 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from common.trainer import TrainConfig
-from pde.fit import PDEFitConfig, WindowAugmenter, fit_pde, fit_pde_strategy, rollout_error
-from pde.initial import gaussian, gray_scott_seeds
-from pde.models import AdvectionDiffusion, GrayScott
-from pde.neural import NeuralRDA, input_normalisation
-from pde.solver import PDESolver
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.pde.fit import PDEFitConfig, WindowAugmenter, fit_pde, fit_pde_strategy, rollout_error
+from diffdyn.pde.initial import gaussian, gray_scott_seeds
+from diffdyn.pde.models import AdvectionDiffusion, GrayScott
+from diffdyn.pde.neural import NeuralRDA, input_normalisation
+from diffdyn.pde.solver import PDESolver
 
 run = eqx.filter_jit(lambda solver, x0, ts: solver(x0, ts))
 TRUE = {"diffusion_a": 0.1, "diffusion_b": 0.05, "feed": 0.0623, "kill": 0.06268}
@@ -162,7 +162,7 @@ def test_common_strategy_recovers_a_diffusion_coefficient(strategy):
 def test_fit_command_standardises_the_neural_model_inputs():
     """``diffdyn pde fit --model neural-rda`` builds a NeuralRDA that reads each observed
     channel standardised over the training frames (hidden channels untouched)."""
-    from pde.commands import FitConfig, _initial_model
+    from diffdyn.pde.commands import FitConfig, _initial_model
 
     rng = np.random.default_rng(0)
     data = np.stack([0.5 + 0.1 * rng.standard_normal((1, 6, 8, 8)), rng.random((1, 6, 8, 8))], 2)

@@ -7,11 +7,11 @@ import numpy as np
 import optax
 import pytest
 
-from common.trainer import TrainConfig
-from rnn.chaos import chaos_sweep, sample_network
-from rnn.lyapunov import lyapunov_spectrum
-from rnn.model import RateRNN
-from rnn.train import SpectrumObjective, fit_spectrum, spectrum_optimiser, trainable_spec
+from diffdyn.common.trainer import TrainConfig
+from diffdyn.rnn.chaos import chaos_sweep, sample_network
+from diffdyn.rnn.lyapunov import lyapunov_spectrum
+from diffdyn.rnn.model import RateRNN
+from diffdyn.rnn.train import SpectrumObjective, fit_spectrum, spectrum_optimiser, trainable_spec
 
 
 def test_chaos_sweep_small_network():

@@ -7,12 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-from rnn.connectome import save_connectome
+from diffdyn.rnn.connectome import save_connectome
 
 
 def _diffdyn(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from common.cli import main; sys.exit(main())", *args],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from diffdyn.common.cli import main; sys.exit(main())",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common.solve import SolveConfig, get_solver
-from rnn.lyapunov import (
+from diffdyn.common.solve import SolveConfig, get_solver
+from diffdyn.rnn.lyapunov import (
     StepMapPropagator,
     benettin,
     convergence_diagnostics,
@@ -19,7 +19,7 @@ from rnn.lyapunov import (
     lyapunov_spectrum,
     random_basis,
 )
-from rnn.model import STEP_SOLVERS, RateRNN
+from diffdyn.rnn.model import STEP_SOLVERS, RateRNN
 
 
 def _linear(n, seed, symmetric, dt=0.1):

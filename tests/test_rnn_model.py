@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from common.solve import SolveConfig
-from rnn.activations import get_activation
-from rnn.model import RateRNN
+from diffdyn.common.solve import SolveConfig
+from diffdyn.rnn.activations import get_activation
+from diffdyn.rnn.model import RateRNN
 
 
 def test_activation_values_and_slopes():

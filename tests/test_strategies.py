@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from common.solve import SolveConfig
-from common.strategies import (
+from diffdyn.common.solve import SolveConfig
+from diffdyn.common.strategies import (
     Homotopy,
     HomotopySchedule,
     MultipleShooting,
@@ -16,7 +16,7 @@ from common.strategies import (
     Trajectory,
     segment_bounds,
 )
-from common.trainer import TrainConfig
+from diffdyn.common.trainer import TrainConfig
 
 W_TRUE = np.array([-0.5, 0.3])
 SOLVE = SolveConfig(solver="dopri5", rtol=1e-10, atol=1e-12)

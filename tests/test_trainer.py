@@ -7,8 +7,12 @@ import numpy as np
 import optax
 import pytest
 
-from common.checkpoint import BackgroundCheckpointer, load_checkpoint, read_checkpoint_header
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.checkpoint import (
+    BackgroundCheckpointer,
+    load_checkpoint,
+    read_checkpoint_header,
+)
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 class Recorder:
@@ -165,7 +169,7 @@ def test_nan_guard_with_coarse_logging_returns_the_last_verified_state():
 
 
 def test_fixed_leaves_are_not_trained():
-    from common.model import fixed_field
+    from diffdyn.common.model import fixed_field
 
     class WithKernel(eqx.Module):
         w: jax.Array

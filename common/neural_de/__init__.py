@@ -15,26 +15,32 @@
 - :mod:`~common.neural_de.models`: saveable classifier and CNF models for the CLI.
 """
 
-from common.neural_de.augment import HigherOrderField, InputLayerAugment, ZeroAugment, zero_augment
-from common.neural_de.cde import CDEField, NeuralCDE, cde_solve, interpolate
-from common.neural_de.cnf import CNF, standard_normal_log_prob
-from common.neural_de.datasets import circles, crossing, gaussian_mixture, moons, spirals
-from common.neural_de.depth import GalerkinLinear, GalerkinMLPField, TimeMLPField, basis
-from common.neural_de.graph import GraphConv, GraphODEField, normalised_adjacency
-from common.neural_de.integral import RunningCost, with_cost
-from common.neural_de.models import DensityCNF, ODEClassifier
-from common.neural_de.node import MLPField, NeuralODE
-from common.neural_de.physics import (
+from diffdyn.common.neural_de.augment import (
+    HigherOrderField,
+    InputLayerAugment,
+    ZeroAugment,
+    zero_augment,
+)
+from diffdyn.common.neural_de.cde import CDEField, NeuralCDE, cde_solve, interpolate
+from diffdyn.common.neural_de.cnf import CNF, standard_normal_log_prob
+from diffdyn.common.neural_de.datasets import circles, crossing, gaussian_mixture, moons, spirals
+from diffdyn.common.neural_de.depth import GalerkinLinear, GalerkinMLPField, TimeMLPField, basis
+from diffdyn.common.neural_de.graph import GraphConv, GraphODEField, normalised_adjacency
+from diffdyn.common.neural_de.integral import RunningCost, with_cost
+from diffdyn.common.neural_de.models import DensityCNF, ODEClassifier
+from diffdyn.common.neural_de.node import LinearField, MLPField, NeuralODE
+from diffdyn.common.neural_de.physics import (
     GradientFlowField,
     HamiltonianField,
     LagrangianField,
     ScalarMLP,
 )
-from common.neural_de.sde import NeuralSDE
+from diffdyn.common.neural_de.sde import NeuralSDE
 
 __all__ = [
     "NeuralODE",
     "MLPField",
+    "LinearField",
     "ZeroAugment",
     "InputLayerAugment",
     "HigherOrderField",

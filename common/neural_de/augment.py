@@ -22,7 +22,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.neural_de.node import _check_dim
+from diffdyn.common.neural_de.node import _check_dim
 
 __all__ = ["zero_augment", "ZeroAugment", "InputLayerAugment", "HigherOrderField"]
 

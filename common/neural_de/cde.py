@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.neural_de.node import _check_dim, get_activation
-from common.solve import SolveConfig, supports_adaptive
+from diffdyn.common.neural_de.node import _check_dim, get_activation
+from diffdyn.common.solve import SolveConfig, supports_adaptive
 
 __all__ = ["INTERPOLATIONS", "interpolate", "cde_solve", "CDEField", "NeuralCDE"]
 

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common.neural_de.node import _check_dim
-from common.solve import SolveConfig, supports_adaptive
+from diffdyn.common.neural_de.node import _check_dim
+from diffdyn.common.solve import SolveConfig, supports_adaptive
 
 __all__ = ["CNF", "TRACE_ESTIMATORS", "standard_normal_log_prob"]
 

@@ -21,13 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common.augment import ArrayAugmenter
-from common.cli import RunContext, command, quickstart_part
-from common.neural_de.datasets import make
-from common.neural_de.models import DensityCNF, ODEClassifier
-from common.optim import make_optimiser
-from common.plotting import figure, plot_curves, save_figure
-from common.trainer import TrainConfig, Trainer
+from diffdyn.common.augment import ArrayAugmenter
+from diffdyn.common.cli import RunContext, command, quickstart_part
+from diffdyn.common.neural_de.datasets import make
+from diffdyn.common.neural_de.models import DensityCNF, ODEClassifier
+from diffdyn.common.optim import make_optimiser
+from diffdyn.common.plotting import figure, plot_curves, save_figure
+from diffdyn.common.trainer import TrainConfig, Trainer
 
 __all__ = ["NodeFitConfig", "fit", "PRESETS"]
 

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.model import fixed_field
-from common.neural_de.node import _check_dim, get_activation
+from diffdyn.common.model import fixed_field
+from diffdyn.common.neural_de.node import _check_dim, get_activation
 
 __all__ = ["normalised_adjacency", "GraphConv", "GraphODEField"]
 

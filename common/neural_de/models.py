@@ -21,11 +21,11 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.model import AbstractModel
-from common.neural_de.augment import HigherOrderField, InputLayerAugment, zero_augment
-from common.neural_de.cnf import CNF
-from common.neural_de.depth import GalerkinMLPField, TimeMLPField
-from common.neural_de.node import MLPField, NeuralODE, _check_dim
+from diffdyn.common.model import AbstractModel
+from diffdyn.common.neural_de.augment import HigherOrderField, InputLayerAugment, zero_augment
+from diffdyn.common.neural_de.cnf import CNF
+from diffdyn.common.neural_de.depth import GalerkinMLPField, TimeMLPField
+from diffdyn.common.neural_de.node import MLPField, NeuralODE, _check_dim
 
 __all__ = ["ODEClassifier", "DensityCNF", "AUGMENTS", "FIELDS", "READOUTS"]
 
@@ -161,7 +161,7 @@ class _Acceleration(eqx.Module):
     mlp: eqx.nn.MLP
 
     def __init__(self, dim: int, width: int, depth: int, activation: str, key: PRNGKeyArray):
-        from common.neural_de.node import get_activation
+        from diffdyn.common.neural_de.node import get_activation
 
         self.mlp = eqx.nn.MLP(
             2 * dim, dim, width, depth, activation=get_activation(activation), key=key

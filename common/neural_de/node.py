@@ -30,9 +30,10 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Real
 
-from common.solve import SolveConfig, supports_adaptive
+from diffdyn.common.model import AbstractModel
+from diffdyn.common.solve import SolveConfig, supports_adaptive
 
-__all__ = ["NeuralODE", "MLPField", "ACTIVATIONS", "get_activation"]
+__all__ = ["NeuralODE", "MLPField", "LinearField", "ACTIVATIONS", "get_activation"]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
@@ -99,6 +100,24 @@ class MLPField(eqx.Module):
 
 def _leading(tree: Any) -> set[int]:
     return {jnp.shape(leaf)[0] if jnp.ndim(leaf) else -1 for leaf in jtu.tree_leaves(tree)}
+
+
+class LinearField(AbstractModel):
+    r"""The linear vector field $f(t, y) = A y$ with a trainable matrix $A$ (small random start).
+
+    Its flow is $y(t) = e^{tA} y(0)$, so fitting it to trajectories recovers $A$: the
+    smallest system identification problem, and the one ``diffdyn quickstart`` starts with.
+    """
+
+    dim: int = eqx.field(static=True)
+    matrix: Float[Array, "d d"]
+
+    def __init__(self, dim: int, *, key: PRNGKeyArray):
+        self.dim = _check_dim(dim, "dim")
+        self.matrix = 0.1 * jax.random.normal(key, (dim, dim))
+
+    def __call__(self, t: Any, y: Float[Array, " d"], args: Any = None) -> Float[Array, " d"]:
+        return self.matrix @ y
 
 
 class NeuralODE(eqx.Module):

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.neural_de.node import _check_dim, get_activation
+from diffdyn.common.neural_de.node import _check_dim, get_activation
 
 __all__ = ["ScalarMLP", "HamiltonianField", "LagrangianField", "GradientFlowField"]
 

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from common.neural_de.node import _check_dim
-from common.solve import get_adjoint, get_solver
+from diffdyn.common.neural_de.node import _check_dim
+from diffdyn.common.solve import get_adjoint, get_solver
 
 __all__ = ["NeuralSDE", "SDE_SOLVERS", "get_sde_solver"]
 
