@@ -22,21 +22,23 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from diffdyn.common.optim import make_optimiser  # noqa: E402
-from diffdyn.common.solve import SolveConfig  # noqa: E402
-from diffdyn.common.trainer import TrainConfig  # noqa: E402
-from diffdyn.oscillators.discovery import (  # noqa: E402
+from diffdyn.common import (
+    SolveConfig,
+    TrainConfig,
+    make_optimiser,
+)
+from diffdyn.oscillators import (
     MLPField,
-    make_strategy,
-    settings_for,
+    discovery_settings,
+    discovery_strategy,
+    make_dataset,
     trajectory_of,
 )
-from diffdyn.oscillators.systems import make_dataset  # noqa: E402
 
 
 def run_jax(epochs: int, plateau: int, field, data, settings, solve) -> dict:
     settings = dataclasses.replace(settings, epochs_per_step=plateau)
-    strategy = make_strategy("homotopy", settings, data, solve)
+    strategy = discovery_strategy("homotopy", settings, data, solve)
     schedule = strategy.schedule
     opt = make_optimiser("adamw", settings.learning_rate, weight_decay=0.01)
     t0 = time.perf_counter()
@@ -127,7 +129,7 @@ def main() -> None:
     plateau = max(1, args.epochs // 6)
     dataset = make_dataset("lotka-volterra")
     data = trajectory_of(dataset)
-    settings = settings_for("lotka-volterra", "blackbox", "homotopy")
+    settings = discovery_settings("lotka-volterra", "blackbox", "homotopy")
     solve = SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9)
     field = MLPField(2, settings.width, settings.depth, key=jax.random.key(10))
     sizes = {"points": int(data.ts.shape[0]), "width": settings.width, "dtype": "float64"}

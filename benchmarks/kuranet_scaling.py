@@ -19,8 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffdyn.oscillators.delays import AbstractDelayedVectorField
-from diffdyn.oscillators.kuramoto import Kuramoto, pairwise_coupling_sum, simulate
+from diffdyn.oscillators import (
+    AbstractDelayedVectorField,
+    Kuramoto,
+    pairwise_coupling_sum,
+    simulate,
+)
 
 
 class PairwiseKuramoto(AbstractDelayedVectorField):

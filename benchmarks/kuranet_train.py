@@ -25,9 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from diffdyn.common.augment import ArrayAugmenter
-from diffdyn.common.trainer import TrainConfig, Trainer
-from diffdyn.oscillators import experiments as ex
+from diffdyn import oscillators as osc
+from diffdyn.common import ArrayAugmenter, TrainConfig, Trainer
 
 
 def _rate(run: Callable[[], Any], steps: int) -> float:
@@ -42,16 +41,16 @@ def _rate(run: Callable[[], Any], steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def bench_jax(cfg: ex.ExperimentConfig, steps: int) -> float:
-    data = ex.make_data(cfg)
+def bench_jax(cfg: osc.ExperimentConfig, steps: int) -> float:
+    data = osc.kuranet_data(cfg)
     trainer = Trainer(
-        ex.KuraNetTask(cfg),
-        ex.make_optimiser_for(cfg),
+        osc.KuraNetTask(cfg),
+        osc.kuranet_optimiser(cfg),
         ArrayAugmenter(cfg.num_units),
         config=TrainConfig(steps=steps, progress=False),
     )
     state, static = trainer.init_state(
-        ex.make_model(cfg, jax.random.key(0)), data["train"], jax.random.key(1)
+        osc.make_kuranet(cfg, jax.random.key(0)), data["train"], jax.random.key(1)
     )
     step = trainer.make_step(static)
     holder = {"state": state}
@@ -63,13 +62,13 @@ def bench_jax(cfg: ex.ExperimentConfig, steps: int) -> float:
     return _rate(one, steps)
 
 
-def bench_jax_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
+def bench_jax_coupling(cfg: osc.ExperimentConfig, steps: int) -> float:
     """Coupling network alone: ``grad`` of ``sum(K * G)`` for a fixed random ``G``."""
     import equinox as eqx
     import jax.numpy as jnp
 
-    model = ex.make_model(cfg, jax.random.key(0))
-    x = ex.make_data(cfg)["train"]["x"][: cfg.num_units]
+    model = osc.make_kuranet(cfg, jax.random.key(0))
+    x = osc.kuranet_data(cfg)["train"]["x"][: cfg.num_units]
     weight = jax.random.normal(jax.random.key(2), (cfg.num_units, cfg.num_units))
 
     @eqx.filter_jit
@@ -102,7 +101,7 @@ def _torch_coupling(net, x, n: int, f: int, avg_deg: float):
     return (k + k.T) / 2
 
 
-def bench_torch_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
+def bench_torch_coupling(cfg: osc.ExperimentConfig, steps: int) -> float:
     import torch
 
     n, f = cfg.num_units, 3
@@ -118,7 +117,7 @@ def bench_torch_coupling(cfg: ex.ExperimentConfig, steps: int) -> float:
     return _rate(one, steps)
 
 
-def bench_torch(cfg: ex.ExperimentConfig, steps: int) -> float:
+def bench_torch(cfg: osc.ExperimentConfig, steps: int) -> float:
     import torch
     from torch import nn
     from torchdiffeq import odeint
@@ -171,7 +170,7 @@ def main() -> None:
     p.add_argument("--skip-torch", action="store_true")
     a = p.parse_args()
     cfg = dataclasses.replace(
-        ex.get_experiment("global"), num_units=a.n, hidden=a.hidden, num_samples=max(2 * a.n, 1000)
+        osc.get_experiment("global"), num_units=a.n, hidden=a.hidden, num_samples=max(2 * a.n, 1000)
     )
     sizes = {"n": a.n, "hidden": a.hidden, "burn_in": cfg.burn_in, "gd": cfg.gd}
 

@@ -39,9 +39,8 @@ def _time(fn, repeats: int) -> float:
 
 
 def jax_rates(args: argparse.Namespace) -> tuple[float, float]:
-    from diffdyn.common.trainer import TrainConfig, Trainer
-    from diffdyn.nca.grow import GrowLoss, make_pool, nca_optimiser
-    from diffdyn.nca.model import NCA, seed_state
+    from diffdyn.common import TrainConfig, Trainer
+    from diffdyn.nca import NCA, GrowLoss, make_pool, nca_optimiser, seed_state
 
     c, s = args.channels, args.size
     key = jax.random.key(0)

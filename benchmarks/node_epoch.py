@@ -26,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffdyn.common.augment import ArrayAugmenter
+from diffdyn.common import ArrayAugmenter, TrainConfig, Trainer
 from diffdyn.common.neural_de import CNF, MLPField, NeuralODE, TimeMLPField, gaussian_mixture, moons
-from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 def emit(**row):

@@ -25,9 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from diffdyn.pde.initial import gray_scott_seeds
-from diffdyn.pde.models import GrayScott
-from diffdyn.pde.solver import PDESolver
+from diffdyn.pde import GrayScott, PDESolver, gray_scott_seeds
 
 PARAMS = {"diffusion_a": 0.1, "diffusion_b": 0.05, "feed": 0.0623, "kill": 0.06268}
 

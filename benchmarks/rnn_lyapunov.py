@@ -30,12 +30,14 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import equinox as eqx  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
 
-from diffdyn.rnn.lyapunov import lyapunov_spectrum  # noqa: E402
-from diffdyn.rnn.model import RateRNN  # noqa: E402
+from diffdyn.rnn import (
+    RateRNN,
+    lyapunov_spectrum,
+)
 
 
 def emit(**row):

@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from diffdyn.common.logger import NullLogger, TensorBoardLogger
-from diffdyn.common.trainer import TrainConfig, Trainer
+from diffdyn.common import NullLogger, TensorBoardLogger, TrainConfig, Trainer
 
 
 def loss_fn(model, batch, key):

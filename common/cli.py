@@ -28,20 +28,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from diffdyn.common.config import build_config, leaf_fields, load_config_file, write_config
-from diffdyn.common.model import atomic_write
+from ._config import build_config, leaf_fields, load_config_file, write_config
+from ._helpers import atomic_write
 
 __all__ = ["command", "quickstart_part", "RunContext", "main", "COMMANDS", "QUICKSTART"]
 
 #: Modules that register commands when imported.
 PLUGIN_MODULES = (
-    "diffdyn.common.commands",
-    "diffdyn.common.neural_de.commands",
-    "diffdyn.pde.commands",
-    "diffdyn.nca.commands",
-    "diffdyn.oscillators.commands",
-    "diffdyn.oscillators.discovery_commands",
-    "diffdyn.rnn.commands",
+    "diffdyn.common._commands",
+    "diffdyn.common.neural_de._commands",
+    "diffdyn.pde._commands",
+    "diffdyn.nca._commands",
+    "diffdyn.oscillators._commands",
+    "diffdyn.oscillators._discovery_commands",
+    "diffdyn.rnn._commands",
 )
 
 
@@ -62,7 +62,7 @@ class RunContext:
 
     def logger(self, subdir: str = "") -> Any:
         """A TensorBoard logger writing under ``out/subdir``."""
-        from diffdyn.common.logger import TensorBoardLogger
+        from ._logger import TensorBoardLogger
 
         return TensorBoardLogger(self.out / subdir if subdir else self.out)
 

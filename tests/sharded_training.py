@@ -7,17 +7,17 @@ flattened parameters to OUT.npy (process 0 only) and prints the device count.
 
 import sys
 
-from diffdyn.common.sharding import initialize_distributed
+from diffdyn.common import initialize_distributed
 
 initialize_distributed()
 
-import equinox as eqx  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-from diffdyn.common.trainer import TrainConfig, Trainer  # noqa: E402
+from diffdyn.common import TrainConfig, Trainer
 
 
 def loss_fn(model, batch, key):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common.augment import (
+from diffdyn.common import (
     AbstractAugmenter,
     ArrayAugmenter,
     Compose,

@@ -6,9 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common import boundaries as bc
-from diffdyn.common import operators as ops
-from diffdyn.common.model import num_parameters, trainable_filter
+from diffdyn import common
+from diffdyn.common import num_parameters, trainable_filter
 
 SHAPE = (3, 5, 6)
 
@@ -27,12 +26,12 @@ def edge_mask(spatial):
 
 def test_abstract_boundary_cannot_be_instantiated():
     with pytest.raises(TypeError):
-        bc.AbstractBoundary()
+        common.AbstractBoundary()
 
 
 def test_periodic_is_identity_with_periodic_padding():
     u = random(SHAPE)
-    b = bc.Periodic()
+    b = common.Periodic()
     assert b.padding == "periodic"
     np.testing.assert_array_equal(np.asarray(b(jnp.asarray(u))), u)
     np.testing.assert_array_equal(np.asarray(b(jnp.asarray(u[:, 0]))), u[:, 0])
@@ -43,7 +42,7 @@ def test_periodic_is_identity_with_periodic_padding():
 
 def test_dirichlet_scalar_sets_every_edge_cell():
     u = random(SHAPE, 1)
-    b = bc.Dirichlet(2.5)
+    b = common.Dirichlet(2.5)
     assert b.padding == "replicate"
     out = np.asarray(b(jnp.asarray(u)))
     edge = edge_mask(SHAPE[1:])
@@ -55,25 +54,25 @@ def test_dirichlet_scalar_sets_every_edge_cell():
 def test_dirichlet_per_channel_values_and_channel_selection():
     u = random(SHAPE, 2)
     edge = edge_mask(SHAPE[1:])
-    out = np.asarray(bc.Dirichlet([1.0, -1.0], channels=(0, -1))(jnp.asarray(u)))
+    out = np.asarray(common.Dirichlet([1.0, -1.0], channels=(0, -1))(jnp.asarray(u)))
     assert np.all(out[0, edge] == 1.0)
     assert np.all(out[2, edge] == -1.0)
     np.testing.assert_array_equal(out[1], u[1])  # unselected channel untouched
     np.testing.assert_array_equal(out[:, ~edge], u[:, ~edge])
-    full = np.asarray(bc.Dirichlet([1.0, 2.0, 3.0])(jnp.asarray(u)))
+    full = np.asarray(common.Dirichlet([1.0, 2.0, 3.0])(jnp.asarray(u)))
     for c in range(3):
         assert np.all(full[c, edge] == c + 1.0)
 
 
 def test_dirichlet_1d():
     u = random((2, 7), 3)
-    out = np.asarray(bc.Dirichlet(0.0)(jnp.asarray(u)))
+    out = np.asarray(common.Dirichlet(0.0)(jnp.asarray(u)))
     np.testing.assert_array_equal(out[:, [0, -1]], 0.0)
     np.testing.assert_array_equal(out[:, 1:-1], u[:, 1:-1])
 
 
 def test_dirichlet_values_are_fixed_and_work_under_jit():
-    b = bc.Dirichlet([1.0, 2.0], channels=(1, 2))
+    b = common.Dirichlet([1.0, 2.0], channels=(1, 2))
     assert trainable_filter(b).values is False
     assert num_parameters(b) == 0
     u = jnp.asarray(random(SHAPE, 4))
@@ -82,22 +81,22 @@ def test_dirichlet_values_are_fixed_and_work_under_jit():
 
 def test_dirichlet_bad_input():
     with pytest.raises(ValueError, match=r"values must have one entry per selected channel \(1"):
-        bc.Dirichlet([1.0, 2.0], channels=0)
+        common.Dirichlet([1.0, 2.0], channels=0)
     with pytest.raises(ValueError, match=r"values must be a scalar or one value per channel"):
-        bc.Dirichlet(np.zeros((2, 2)))
+        common.Dirichlet(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="values must be a number"):
-        bc.Dirichlet("hot")
+        common.Dirichlet("hot")
     with pytest.raises(ValueError, match="channels must contain ints"):
-        bc.Dirichlet(1.0, channels=(0.5,))
+        common.Dirichlet(1.0, channels=(0.5,))
     u = jnp.zeros(SHAPE)
     with pytest.raises(ValueError, match=r"channels: index 3 is out of range .* 3 channels"):
-        bc.Dirichlet(1.0, channels=3)(u)
+        common.Dirichlet(1.0, channels=3)(u)
     with pytest.raises(ValueError, match="channels must not name a channel twice"):
-        bc.Dirichlet(1.0, channels=(0, -3))(u)
+        common.Dirichlet(1.0, channels=(0, -3))(u)
     with pytest.raises(ValueError, match=r"values has 2 entries .* 3 channels"):
-        bc.Dirichlet([1.0, 2.0])(u)
+        common.Dirichlet([1.0, 2.0])(u)
     with pytest.raises(ValueError, match=r"state must have shape \[C, H, W\].*\(1, 3, 5, 6\)"):
-        bc.Dirichlet(1.0)(jnp.zeros((1, *SHAPE)))
+        common.Dirichlet(1.0)(jnp.zeros((1, *SHAPE)))
 
 
 # --------------------------------------------------------------------------------- Neumann
@@ -105,7 +104,7 @@ def test_dirichlet_bad_input():
 
 def test_neumann_zero_normal_difference_on_every_wall():
     u = random(SHAPE, 5)
-    b = bc.Neumann()
+    b = common.Neumann()
     assert b.padding == "replicate"
     out = np.asarray(b(jnp.asarray(u)))
     np.testing.assert_array_equal(out[:, 0, :], out[:, 1, :])
@@ -117,14 +116,14 @@ def test_neumann_zero_normal_difference_on_every_wall():
     np.testing.assert_array_equal(out[:, 0, 0], u[:, 1, 1])
     np.testing.assert_array_equal(out[:, -1, -1], u[:, -2, -2])
     # one-sided normal differences vanish, so the edge gradient with the padding is zero
-    g = np.asarray(ops.gradient(jnp.asarray(out), padding=b.padding))
+    g = np.asarray(common.gradient(jnp.asarray(out), padding=b.padding))
     np.testing.assert_allclose(g[0][:, :, [0, -1]], 0.0, atol=1e-6)
     np.testing.assert_allclose(g[1][:, [0, -1], :], 0.0, atol=1e-6)
 
 
 def test_neumann_1d():
     u = random((2, 6), 6)
-    out = np.asarray(bc.Neumann()(jnp.asarray(u)))
+    out = np.asarray(common.Neumann()(jnp.asarray(u)))
     np.testing.assert_array_equal(out[:, 0], u[:, 1])
     np.testing.assert_array_equal(out[:, -1], u[:, -2])
     np.testing.assert_array_equal(out[:, 1:-1], u[:, 1:-1])
@@ -134,16 +133,16 @@ def test_neumann_padding_conserves_mass():
     # replicate padding = no flux through the outer faces: the Laplacian sums to zero
     with jax.enable_x64(True):
         u = jnp.asarray(random(SHAPE, 7).astype(np.float64))
-        lap = np.asarray(ops.laplacian(u, padding=bc.Neumann().padding, dx=0.1))
+        lap = np.asarray(common.laplacian(u, padding=common.Neumann().padding, dx=0.1))
         np.testing.assert_allclose(lap.sum(axis=(1, 2)), 0.0, atol=1e-9)
         assert np.abs(lap).max() > 1.0
 
 
 def test_neumann_bad_input():
     with pytest.raises(ValueError, match=r"at least 3 cells .* got shape \(1, 2, 5\)"):
-        bc.Neumann()(jnp.zeros((1, 2, 5)))
+        common.Neumann()(jnp.zeros((1, 2, 5)))
     with pytest.raises(TypeError, match="state must be an array"):
-        bc.Neumann()([[0.0, 1.0, 2.0]])
+        common.Neumann()([[0.0, 1.0, 2.0]])
 
 
 # ---------------------------------------------------------------------------------- masks
@@ -156,12 +155,12 @@ def binary_mask(spatial, seed=8):
 def test_fixed_mask_hard_shared_and_per_channel():
     u = random(SHAPE, 9)
     m = binary_mask(SHAPE[1:])
-    out = np.asarray(bc.FixedMask(m)(jnp.asarray(u)))
+    out = np.asarray(common.FixedMask(m)(jnp.asarray(u)))
     np.testing.assert_array_equal(out, u * m)
     mc = binary_mask(SHAPE, 10)
-    np.testing.assert_array_equal(np.asarray(bc.FixedMask(mc)(jnp.asarray(u))), u * mc)
+    np.testing.assert_array_equal(np.asarray(common.FixedMask(mc)(jnp.asarray(u))), u * mc)
     # only selected channels
-    out = np.asarray(bc.FixedMask(m, channels=(1,))(jnp.asarray(u)))
+    out = np.asarray(common.FixedMask(m, channels=(1,))(jnp.asarray(u)))
     np.testing.assert_array_equal(out[1], u[1] * m)
     np.testing.assert_array_equal(out[[0, 2]], u[[0, 2]])
 
@@ -170,22 +169,22 @@ def test_fixed_mask_soft_overwrites_where_mask_is_one():
     u = random(SHAPE, 11)
     m = binary_mask(SHAPE[1:], 12)
     inside = m == 1
-    b = bc.FixedMask(m, mode="soft", channels=(-1,), values=4.0)
+    b = common.FixedMask(m, mode="soft", channels=(-1,), values=4.0)
     out = np.asarray(b(jnp.asarray(u)))
     assert np.all(out[2][inside] == 4.0)
     np.testing.assert_array_equal(out[2][~inside], u[2][~inside])
     np.testing.assert_array_equal(out[:2], u[:2])
     # per-channel values, all channels; default values 0
-    out = np.asarray(bc.FixedMask(m, mode="soft", values=[1.0, 2.0, 3.0])(jnp.asarray(u)))
+    out = np.asarray(common.FixedMask(m, mode="soft", values=[1.0, 2.0, 3.0])(jnp.asarray(u)))
     for c in range(3):
         assert np.all(out[c][inside] == c + 1.0)
         np.testing.assert_array_equal(out[c][~inside], u[c][~inside])
-    out = np.asarray(bc.FixedMask(m, mode="soft")(jnp.asarray(u)))
+    out = np.asarray(common.FixedMask(m, mode="soft")(jnp.asarray(u)))
     assert np.all(out[:, inside] == 0.0)
     # a field of values and a fractional mask blend: m v + (1 - m) u
     v = random((2, *SHAPE[1:]), 13)
     frac = np.full(SHAPE[1:], 0.25, np.float32)
-    out = np.asarray(bc.FixedMask(frac, "soft", channels=(0, 1), values=v)(jnp.asarray(u)))
+    out = np.asarray(common.FixedMask(frac, "soft", channels=(0, 1), values=v)(jnp.asarray(u)))
     np.testing.assert_allclose(out[:2], 0.25 * v + 0.75 * u[:2], rtol=1e-6)
     np.testing.assert_array_equal(out[2], u[2])
 
@@ -193,36 +192,36 @@ def test_fixed_mask_soft_overwrites_where_mask_is_one():
 def test_fixed_mask_1d_and_fixed_field():
     u = random((2, 6), 14)
     m = np.array([0, 1, 1, 1, 1, 0], np.float32)
-    b = bc.FixedMask(m)
+    b = common.FixedMask(m)
     np.testing.assert_array_equal(np.asarray(b(jnp.asarray(u))), u * m)
     assert b.padding == "zeros"
     assert trainable_filter(b).mask is False
-    assert num_parameters(bc.FixedMask(m, "soft", values=[1.0, 2.0])) == 0
+    assert num_parameters(common.FixedMask(m, "soft", values=[1.0, 2.0])) == 0
 
 
 def test_fixed_mask_bad_input():
     m = np.ones(SHAPE[1:], np.float32)
     with pytest.raises(ValueError, match=r"mode must be one of \['hard', 'soft'\]; got 'sharp'"):
-        bc.FixedMask(m, mode="sharp")
+        common.FixedMask(m, mode="sharp")
     with pytest.raises(ValueError, match="values is only used with mode='soft'"):
-        bc.FixedMask(m, values=1.0)
+        common.FixedMask(m, values=1.0)
     with pytest.raises(ValueError, match=r"mask must have shape .*got shape \(1, 1, 5, 6\)"):
-        bc.FixedMask(np.ones((1, 1, 5, 6)))
+        common.FixedMask(np.ones((1, 1, 5, 6)))
     with pytest.raises(ValueError, match="padding must be one of"):
-        bc.FixedMask(m, padding="wrap")
+        common.FixedMask(m, padding="wrap")
     u = jnp.zeros(SHAPE)
     with pytest.raises(ValueError, match=r"mask must have shape \[5, 6\] or \[1, 5, 6\]"):
-        bc.FixedMask(np.ones((4, 4)), channels=0)(u)
+        common.FixedMask(np.ones((4, 4)), channels=0)(u)
     with pytest.raises(ValueError, match=r"mask must have shape \[5, 6\] or \[3, 5, 6\]"):
-        bc.FixedMask(np.ones((2, 5, 6)))(u)
+        common.FixedMask(np.ones((2, 5, 6)))(u)
     with pytest.raises(ValueError, match=r"values must be a scalar, one value per selected"):
-        bc.FixedMask(m, "soft", values=[1.0, 2.0])(u)
+        common.FixedMask(m, "soft", values=[1.0, 2.0])(u)
 
 
 def test_trainable_mask_multiplies_and_has_gradients():
     u = random(SHAPE, 15)
     logits = random(SHAPE[1:], 16)
-    b = bc.TrainableMask(logits)
+    b = common.TrainableMask(logits)
     sig = 1 / (1 + np.exp(-logits))
     np.testing.assert_allclose(np.asarray(b(jnp.asarray(u))), u * sig, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(b.coverage()), sig.sum(), rtol=1e-5)
@@ -239,7 +238,7 @@ def test_trainable_mask_multiplies_and_has_gradients():
     expected = (w * u).sum(0) * sig * (1 - sig)
     np.testing.assert_allclose(np.asarray(grads.logits), expected, rtol=1e-4, atol=1e-6)
     # per-channel logits restricted to chosen channels
-    b2 = bc.TrainableMask(np.zeros((2, *SHAPE[1:])), channels=(0, 2))
+    b2 = common.TrainableMask(np.zeros((2, *SHAPE[1:])), channels=(0, 2))
     out = np.asarray(b2(jnp.asarray(u)))
     np.testing.assert_allclose(out[[0, 2]], 0.5 * u[[0, 2]], rtol=1e-6)
     np.testing.assert_array_equal(out[1], u[1])
@@ -247,21 +246,21 @@ def test_trainable_mask_multiplies_and_has_gradients():
 
 def test_trainable_mask_bad_input():
     with pytest.raises(ValueError, match=r"logits must have shape"):
-        bc.TrainableMask(np.zeros((1, 1, 5, 6)))
+        common.TrainableMask(np.zeros((1, 1, 5, 6)))
     with pytest.raises(ValueError, match=r"logits must have shape \[5, 6\] or \[3, 5, 6\]"):
-        bc.TrainableMask(np.zeros((4, 4)))(jnp.zeros(SHAPE))
+        common.TrainableMask(np.zeros((4, 4)))(jnp.zeros(SHAPE))
 
 
 # ---------------------------------------------------------------------------- make_boundary
 
 
 def test_make_boundary():
-    assert isinstance(bc.make_boundary("periodic"), bc.Periodic)
-    assert isinstance(bc.make_boundary("Neumann"), bc.Neumann)
-    d = bc.make_boundary("dirichlet", values=2.0, channels=[0])
-    assert isinstance(d, bc.Dirichlet) and d.channels == (0,)
+    assert isinstance(common.make_boundary("periodic"), common.Periodic)
+    assert isinstance(common.make_boundary("Neumann"), common.Neumann)
+    d = common.make_boundary("dirichlet", values=2.0, channels=[0])
+    assert isinstance(d, common.Dirichlet) and d.channels == (0,)
     assert float(d.values) == 2.0
     with pytest.raises(ValueError, match=r"name must be one of \['periodic', 'dirichlet', 'neu"):
-        bc.make_boundary("robin")
+        common.make_boundary("robin")
     with pytest.raises(ValueError, match="bad keyword arguments"):
-        bc.make_boundary("neumann", values=1.0)
+        common.make_boundary("neumann", values=1.0)

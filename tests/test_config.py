@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from diffdyn.common.config import build_config, config_to_dict, load_config_file, write_config
+from diffdyn.common import build_config, config_to_dict, load_config_file, write_config
 
 
 @dataclasses.dataclass(frozen=True)

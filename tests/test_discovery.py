@@ -9,18 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from diffdyn.common import SolveConfig, TrainConfig
 from diffdyn.common.cli import main
-from diffdyn.common.solve import SolveConfig
-from diffdyn.common.trainer import TrainConfig
-from diffdyn.oscillators.discovery import (
+from diffdyn.oscillators import (
+    SYSTEMS,
+    DoublePendulum,
+    LotkaVolterra,
     LotkaVolterraGrayBox,
     MLPField,
     SecondOrderField,
-    evaluate,
+    discovery_settings,
+    evaluate_field,
     fit_system,
-    settings_for,
+    make_dataset,
 )
-from diffdyn.oscillators.systems import SYSTEMS, DoublePendulum, LotkaVolterra, make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def test_double_pendulum_conserves_energy():
 
 def test_true_field_has_zero_interpolation_and_extrapolation_error(lv):
     with jax.enable_x64(True):
-        m = evaluate(LotkaVolterra(), lv, SolveConfig(solver="dopri5", rtol=1e-10, atol=1e-12))
+        m = evaluate_field(
+            LotkaVolterra(), lv, SolveConfig(solver="dopri5", rtol=1e-10, atol=1e-12)
+        )
     assert m["interp_mse_clean"] < 1e-14 and m["extrap_mse"] < 1e-14
     np.testing.assert_allclose(m["interp_mse"], np.mean((lv.ys - lv.clean) ** 2), rtol=1e-6)
 
@@ -75,16 +79,21 @@ def test_models_structure_and_save_load(tmp_path):
 
 
 def test_settings_follow_the_seed_and_overrides():
-    s = settings_for("lotka-volterra", "blackbox", "homotopy")
+    s = discovery_settings("lotka-volterra", "blackbox", "homotopy")
     assert (s.width, s.depth, s.k, s.learning_rate, s.alpha) == (32, 1, 6.0, 0.05, 1e-3)
     assert (s.decrements + 1) * s.epochs_per_step == 600
-    s = settings_for("lorenz", "blackbox", "homotopy", epoch_scale=0.5, k=None, learning_rate=0.1)
+    s = discovery_settings(
+        "lorenz", "blackbox", "homotopy", epoch_scale=0.5, k=None, learning_rate=0.1
+    )
     assert (s.decrements, s.epochs_per_step, s.k, s.learning_rate) == (7, 150, 6.0, 0.1)
-    assert settings_for("double-pendulum", "second-order", "multiple-shooting").continuity == 2e-3
+    assert (
+        discovery_settings("double-pendulum", "second-order", "multiple-shooting").continuity
+        == 2e-3
+    )
     with pytest.raises(ValueError, match="graybox"):
-        settings_for("lorenz", "graybox", "plain")
+        discovery_settings("lorenz", "graybox", "plain")
     with pytest.raises(ValueError, match="method"):
-        settings_for("lorenz", "blackbox", "adjoint")
+        discovery_settings("lorenz", "blackbox", "adjoint")
     with pytest.raises(ValueError, match="unknown system"):
         make_dataset("pendulum")
     assert set(SYSTEMS) == {"lotka-volterra", "lorenz", "double-pendulum", "van-der-pol"}
@@ -128,7 +137,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
             make_dataset("lotka-volterra"),
             "blackbox",
             "plain",
-            settings_for("lotka-volterra", "blackbox", "plain", epoch_scale=0.005),
+            discovery_settings("lotka-volterra", "blackbox", "plain", epoch_scale=0.005),
             jax.random.key(20),
             solve=SolveConfig(solver="dopri5", rtol=1e-5, atol=1e-7, max_steps=4096),
             train=TrainConfig(log_every=100, progress=False),
@@ -141,7 +150,7 @@ def test_sweep_in_two_worker_processes(tmp_path):
 def test_graybox_recovers_a_and_d_on_noise_free_data():
     """Gray box (a x, -d y) + MLP(x y) with trainable a, d from 15 % / 11 % off; homotopy."""
     ds = make_dataset("lotka-volterra", noise=0.0)
-    s = settings_for(
+    s = discovery_settings(
         "lotka-volterra",
         "graybox",
         "homotopy",

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.oscillators.delays import DelayedEuler, gather_delayed
-from diffdyn.oscillators.kuramoto import (
+from diffdyn.oscillators import (
+    DelayedEuler,
     Kuramoto,
     XYModel,
     coupling_sum,
+    gather_delayed,
     group_order_parameter,
     one_hot_groups,
     order_parameter,

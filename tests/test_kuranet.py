@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.oscillators import experiments as ex
-from diffdyn.oscillators.kuramoto import splay_state
-from diffdyn.oscillators.kuranet import (
+from diffdyn import oscillators as osc
+from diffdyn.oscillators import (
     KuraNet,
     circular_moments,
     circular_variance,
     feature_assortativity,
     normalise_coupling,
     segmentation_loss,
+    splay_state,
 )
 
 
@@ -93,7 +93,7 @@ def test_feature_assortativity_hand_made():
 
 def _tiny(name, **kw):
     base = dict(num_units=12, num_samples=64, hidden=8, burn_in=4, gd=4)
-    return dataclasses.replace(ex.get_experiment(name), **{**base, **kw})
+    return dataclasses.replace(osc.get_experiment(name), **{**base, **kw})
 
 
 @pytest.mark.parametrize(
@@ -109,14 +109,14 @@ def test_loss_gradient_matches_finite_differences(name):
     extra = {"max_delay": 3} if name == "global-delay" else {"alpha": 2.0, "num_classes": 3}
     with jax.enable_x64(True):
         cfg = _tiny(name, **extra)
-        data = ex.make_data(cfg)
+        data = osc.kuranet_data(cfg)
         batch = {k: v[: cfg.num_units] for k, v in data["train"].items()}
-        model = ex.make_model(cfg, jax.random.key(6))
+        model = osc.make_kuranet(cfg, jax.random.key(6))
         model = jax.tree_util.tree_map(
             lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model
         )
         batch["x"] = batch["x"].astype(jnp.float64)
-        task = ex.KuraNetTask(cfg)
+        task = osc.KuraNetTask(cfg)
         params, static = eqx.partition(model, eqx.is_inexact_array)
         key = jax.random.key(7)
         x, labels = batch["x"], batch["labels"]
@@ -149,8 +149,8 @@ def test_loss_gradient_matches_finite_differences(name):
 
 
 def test_data_distributions():
-    cfg = dataclasses.replace(ex.get_experiment("global-delay"), num_samples=20000)
-    data = ex.make_data(cfg)["train"]["x"]
+    cfg = dataclasses.replace(osc.get_experiment("global-delay"), num_samples=20000)
+    data = osc.kuranet_data(cfg)["train"]["x"]
     np.testing.assert_array_equal(data[:, 0], 0.0)
     assert float(data[:, 1].min()) >= 2.0 and float(data[:, 1].max()) <= 4.0
     tau = np.asarray(data[:, 2])
@@ -172,6 +172,6 @@ def test_bad_input():
     with pytest.raises(ValueError, match="features"):
         KuraNet(3, 8, key=jax.random.key(0))(jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="num_classes"):
-        dataclasses.replace(ex.get_experiment("global"), loss="circular-moments")
+        dataclasses.replace(osc.get_experiment("global"), loss="circular-moments")
     with pytest.raises(ValueError, match="unknown experiment"):
-        ex.get_experiment("moons")
+        osc.get_experiment("moons")

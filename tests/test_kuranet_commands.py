@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffdyn.common.cli import main
-from diffdyn.oscillators.commands import KuraNetRunConfig, resolve
+from diffdyn.oscillators import configure_experiment
 
 
 def test_kuramoto_command_synchronises_above_kc(tmp_path, capsys):
@@ -29,8 +29,8 @@ def test_kuranet_bad_override_is_one_line_error(tmp_path, capsys):
     assert "experiment" in capsys.readouterr().err
 
 
-def test_resolve_overrides_preset():
-    cfg = resolve(KuraNetRunConfig(experiment="global-delay", steps=7, lr=0.1))
+def test_overrides_replace_the_preset_and_none_keeps_it():
+    cfg = configure_experiment("global-delay", steps=7, lr=0.1, momentum=None)
     assert (cfg.steps, cfg.lr, cfg.momentum, cfg.delay) == (7, 0.1, 0.5, "negative-binomial")
     with pytest.raises(ValueError, match="num_classes"):
-        resolve(KuraNetRunConfig(experiment="global", loss="circular-moments"))
+        configure_experiment("global", loss="circular-moments")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from diffdyn.common.landscape import hutchinson_trace, hvp, loss_surface, pca_path, top_eigenpairs
+from diffdyn.common import hutchinson_trace, hvp, loss_surface, pca_path, top_eigenpairs
 
 
 @pytest.fixture(scope="module")

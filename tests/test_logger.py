@@ -1,6 +1,7 @@
 """TensorBoard logging: read the event file back and check what was written."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -8,9 +9,8 @@ from PIL import Image
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 
-from diffdyn.common.events import EventFileWriter, encode_scalar_event, masked_crc32c
-from diffdyn.common.events import read_events as read_event_file
-from diffdyn.common.logger import NullLogger, TensorBoardLogger, encode_gif, to_uint8_hwc
+from diffdyn.common import NullLogger, TensorBoardLogger
+from diffdyn.common import read_events as read_event_file
 
 
 def read_events(logdir):
@@ -48,15 +48,21 @@ def test_scalars_images_videos_text_reach_the_event_file(tmp_path):
     assert any(tag.startswith("note") for tag in values)
 
 
-def test_image_conversion():
-    x = np.stack([np.full((2, 3), 0.5), np.zeros((2, 3))])
-    hwc = to_uint8_hwc(x)
-    assert hwc.shape == (2, 3, 3) and hwc[0, 0].tolist() == [128, 0, 0]
-    assert to_uint8_hwc(np.full((2, 2), 2.0)).max() == 255  # clipped
+def test_images_are_scaled_clipped_and_checked_and_videos_keep_their_frame_rate(tmp_path):
+    log = TensorBoardLogger(tmp_path)
+    log.image("two", np.stack([np.full((2, 3), 0.5), np.zeros((2, 3))]), 0)  # [C, H, W], C = 2
+    log.image("bright", np.full((2, 2), 2.0), 0)
     with pytest.raises(ValueError, match="image must be"):
-        to_uint8_hwc(np.zeros((1, 2, 3, 4)))
+        log.image("bad", np.zeros((1, 2, 3, 4)), 0)
     frames = np.arange(3.0)[:, None, None] / 2 * np.ones((3, 4, 4))
-    gif = Image.open(io.BytesIO(encode_gif(frames, fps=5)))
+    log.video("movie", frames, 0, fps=5)
+    log.close()
+    values = {v.tag: v for e in read_events(tmp_path) for v in e.summary.value}
+    two = Image.open(io.BytesIO(values["two"].image.encoded_image_string))
+    assert two.size == (3, 2) and two.getpixel((0, 0))[:3] == (128, 0, 0)  # no blue channel
+    bright = Image.open(io.BytesIO(values["bright"].image.encoded_image_string))
+    assert max(bright.getdata()) in (255, (255, 255, 255))  # clipped to 1
+    gif = Image.open(io.BytesIO(values["movie"].image.encoded_image_string))
     assert gif.n_frames == 3 and gif.info["duration"] == 200
 
 
@@ -68,40 +74,89 @@ def test_null_logger_accepts_everything():
     log.close()
 
 
-def test_crc32c_check_value_and_mask():
-    # CRC-32C("123456789") = 0xE3069283 is the standard check value of the Castagnoli CRC.
-    crc = 0xE3069283
-    assert masked_crc32c(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+def _crc32c_reference(data: bytes) -> int:
+    """Bitwise CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), independent of diffdyn."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+
+
+def _records(path):
+    """The TFRecord bodies of an event file, with their stored length and data checksums."""
+    data, pos, out = path.read_bytes(), 0, []
+    while pos < len(data):
+        header = data[pos : pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[pos + 8 : pos + 12])
+        body = data[pos + 12 : pos + 12 + length]
+        (body_crc,) = struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])
+        out.append((header, header_crc, body, body_crc))
+        pos += 16 + length
+    return out
+
+
+def test_every_record_is_framed_with_the_masked_crc32c_of_tfrecord(tmp_path):
+    # the reference CRC gives the standard check value CRC-32C("123456789") = 0xE3069283
+    assert _crc32c_reference(b"123456789") == 0xE3069283
+    log = TensorBoardLogger(tmp_path)
+    log.scalar("a", 1.5, 0)
+    log.scalars("b", [1.0, 2.0], [1, 2])
+    log.text("note", "hello", 3)
+    log.close()
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    records = _records(path)
+    assert len(records) == 5  # file version, a, b, b, note
+    for header, header_crc, body, body_crc in records:
+        assert header_crc == _masked(_crc32c_reference(header))
+        assert body_crc == _masked(_crc32c_reference(body))
 
 
 @pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
-def test_hand_encoded_scalar_matches_protobuf(step):
-    data = encode_scalar_event("train/loss", 0.25, step, 1234.5)
-    value = Summary.Value(tag="train/loss", simple_value=0.25)
-    expected = Event(wall_time=1234.5, step=step, summary=Summary(value=[value]))
-    assert data == expected.SerializeToString()
-    assert Event.FromString(data) == expected
+def test_scalars_are_byte_for_byte_what_protobuf_serialises(tmp_path, step):
+    log = TensorBoardLogger(tmp_path)
+    log.scalar("train/loss", 0.25, step)
+    log.scalars("train/series", [0.5], [step])
+    log.close()
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    for (_, _, body, _), tag, value in zip(
+        _records(path)[1:], ("train/loss", "train/series"), (0.25, 0.5), strict=True
+    ):
+        event = Event.FromString(body)
+        expected = Event(
+            wall_time=event.wall_time,
+            step=step,
+            summary=Summary(value=[Summary.Value(tag=tag, simple_value=value)]),
+        )
+        assert body == expected.SerializeToString()
 
 
-def test_event_file_purge_step_flush_and_corruption(tmp_path):
-    writer = EventFileWriter(tmp_path, purge_step=7, flush_seconds=1e9)
-    size = writer.path.stat().st_size
-    writer.write_scalar("a", 1.0, 8)
-    assert writer.path.stat().st_size == size  # buffered until flushed
-    writer.flush()
-    assert writer.path.stat().st_size > size
-    writer.close()
-    events = list(read_event_file(writer.path))
+def test_a_resumed_log_starts_with_a_purge_step_and_a_corrupt_file_is_refused(tmp_path):
+    log = TensorBoardLogger(tmp_path, purge_step=7, flush_seconds=1e9)
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    size = path.stat().st_size
+    log.scalar("a", 1.0, 8)
+    assert path.stat().st_size == size  # buffered until flushed
+    log.flush()
+    assert path.stat().st_size > size
+    log.close()
+    events = list(read_event_file(path))
     assert events[0].file_version == "brain.Event:2"
     assert events[1].step == 7 and events[1].session_log.status == SessionLog.START
     assert events[2].summary.value[0].simple_value == 1.0
-    data = bytearray(writer.path.read_bytes())
+    data = bytearray(path.read_bytes())
     data[-6] ^= 0xFF
-    writer.path.write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="bad data checksum"):
-        list(read_event_file(writer.path))
+        list(read_event_file(path))
     with pytest.raises(ValueError, match="closed"):
-        writer.write_scalar("a", 1.0, 9)
+        log.scalar("a", 1.0, 9)
 
 
 def test_hparams_go_to_a_sub_run(tmp_path):
@@ -130,9 +185,3 @@ def test_scalar_series_match_single_scalars(tmp_path):
     ]
     walls = [e.wall_time for e in events]
     assert walls == sorted(walls)
-    # each record is what the single-scalar encoder writes for the same event
-    for e in events:
-        v = e.summary.value[0]
-        assert e.SerializeToString() == encode_scalar_event(
-            v.tag, v.simple_value, e.step, e.wall_time
-        )

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common.losses import LOSSES, euclidean, get_loss, l1, l2, mse, spectral
+from diffdyn.common import LOSSES, euclidean, get_loss, l1, l2, mse, spectral
 
 P = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
 T = np.array([[1.0, 0.0, 4.0], [4.0, 9.0, 3.0]], np.float32)

@@ -12,11 +12,17 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.logger import NullLogger
-from diffdyn.common.model import AbstractModel, fixed_field, num_parameters, trainable_filter
+from diffdyn.common import (
+    AbstractModel,
+    NullLogger,
+    TrainConfig,
+    Trainer,
+    fixed_field,
+    num_parameters,
+    solve,
+    trainable_filter,
+)
 from diffdyn.common.neural_de import LinearField
-from diffdyn.common.solve import solve
-from diffdyn.common.trainer import TrainConfig, Trainer
 from diffdyn.pde import GrayScott
 
 

@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from diffdyn.nca.layers import GaussianKAN, Pointwise
-from diffdyn.nca.model import NCA, AbstractNCA, rollout_batch, seed_state
-from diffdyn.nca.variants import KANCA, GatedNCA, MultiScaleNCA
+from diffdyn.nca import (
+    KANCA,
+    NCA,
+    AbstractNCA,
+    GatedNCA,
+    GaussianKAN,
+    MultiScaleNCA,
+    Pointwise,
+    rollout_batch,
+    seed_state,
+)
 
 C, H, W = 6, 12, 12
 KEY = jax.random.key(0)

@@ -7,11 +7,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common.trainer import TrainConfig
-from diffdyn.nca.grow import GrowLoss, erase_half, evaluate_growth, nca_optimiser, train_grow
-from diffdyn.nca.model import NCA, seed_state
-from diffdyn.nca.pde_task import TrajectoryLoss, evaluate_trajectory, windows
-from diffdyn.nca.targets import builtin_target, load_png, make_target, to_rgb
+from diffdyn.common import TrainConfig
+from diffdyn.nca import (
+    NCA,
+    GrowLoss,
+    TrajectoryLoss,
+    builtin_target,
+    erase_half,
+    evaluate_growth,
+    evaluate_trajectory,
+    load_png,
+    make_target,
+    nca_optimiser,
+    seed_state,
+    to_rgb,
+    train_grow,
+    trajectory_windows,
+)
 
 KEY = jax.random.key(0)
 
@@ -70,7 +82,7 @@ def test_short_training_lowers_the_loss_on_a_tiny_target():
 def test_trajectory_loss_of_the_identity_is_the_frame_difference():
     frames = jax.random.uniform(KEY, (5, 2, 8, 8))
     model = NCA(4, filters=("identity", "laplacian"), hidden=8, fire_rate=1.0, key=KEY)
-    w = windows(frames, 2)
+    w = trajectory_windows(frames, 2)
     assert w.shape == (4, 2, 2, 8, 8)
     np.testing.assert_array_equal(w[2], frames[2:4])
     loss = TrajectoryLoss(steps_per_frame=3)(model, w, KEY)

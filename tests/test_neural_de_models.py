@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from diffdyn.common import SolveConfig, TrainConfig, Trainer
 from diffdyn.common.neural_de import (
     CNF,
     GradientFlowField,
@@ -25,15 +26,13 @@ from diffdyn.common.neural_de import (
     circles,
     crossing,
     gaussian_mixture,
+    get_sde_solver,
     interpolate,
     moons,
     normalised_adjacency,
     spirals,
     standard_normal_log_prob,
 )
-from diffdyn.common.neural_de.sde import get_sde_solver
-from diffdyn.common.solve import SolveConfig
-from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 def pendulum_energy(y):

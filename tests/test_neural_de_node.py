@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from diffdyn.common import TrainConfig, Trainer
 from diffdyn.common.neural_de import (
     GalerkinLinear,
     HigherOrderField,
@@ -22,7 +23,6 @@ from diffdyn.common.neural_de import (
     with_cost,
     zero_augment,
 )
-from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 class Linear(eqx.Module):

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.optim import (
+from diffdyn.common import (
     OPTIMISERS,
     make_optimiser,
     make_schedule,

@@ -8,12 +8,22 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.trainer import TrainConfig
-from diffdyn.pde.fit import PDEFitConfig, WindowAugmenter, fit_pde, fit_pde_strategy, rollout_error
-from diffdyn.pde.initial import gaussian, gray_scott_seeds
-from diffdyn.pde.models import AdvectionDiffusion, GrayScott
-from diffdyn.pde.neural import NeuralRDA, input_normalisation
-from diffdyn.pde.solver import PDESolver
+from diffdyn.common import TrainConfig
+from diffdyn.pde import (
+    AdvectionDiffusion,
+    GrayScott,
+    NeuralRDA,
+    PDEFitConfig,
+    PDESolver,
+    WindowAugmenter,
+    fit_pde,
+    fit_pde_strategy,
+    gaussian,
+    gray_scott_seeds,
+    input_normalisation,
+    model_to_fit,
+    rollout_error,
+)
 
 run = eqx.filter_jit(lambda solver, x0, ts: solver(x0, ts))
 TRUE = {"diffusion_a": 0.1, "diffusion_b": 0.05, "feed": 0.0623, "kill": 0.06268}
@@ -159,18 +169,15 @@ def test_common_strategy_recovers_a_diffusion_coefficient(strategy):
     assert result.best_mse < 1e-3 * float(np.mean((data - data[0]) ** 2))
 
 
-def test_fit_command_standardises_the_neural_model_inputs():
-    """``diffdyn pde fit --model neural-rda`` builds a NeuralRDA that reads each observed
-    channel standardised over the training frames (hidden channels untouched)."""
-    from diffdyn.pde.commands import FitConfig, _initial_model
-
+def test_the_neural_model_to_fit_reads_standardised_inputs():
+    """``model_to_fit("neural-rda", ...)`` (what ``diffdyn pde fit`` fits) builds a NeuralRDA that
+    reads each observed channel standardised over the training frames (hidden channels
+    untouched)."""
     rng = np.random.default_rng(0)
     data = np.stack([0.5 + 0.1 * rng.standard_normal((1, 6, 8, 8)), rng.random((1, 6, 8, 8))], 2)
-    rhs = _initial_model(FitConfig(model="neural-rda", hidden=1), data, jax.random.key(0))
+    rhs = model_to_fit("neural-rda", data, hidden=1, key=jax.random.key(0))
     np.testing.assert_allclose(rhs.input_offset[:2], data.mean(axis=(0, 1, 3, 4)), rtol=1e-12)
     np.testing.assert_allclose(rhs.input_scale[:2], data.std(axis=(0, 1, 3, 4)), rtol=1e-12)
     assert (rhs.input_offset[2], rhs.input_scale[2]) == (0.0, 1.0)
-    raw = _initial_model(
-        FitConfig(model="neural-rda", normalise_inputs=False), data, jax.random.key(0)
-    )
+    raw = model_to_fit("neural-rda", data, normalise_inputs=False, key=jax.random.key(0))
     assert raw.input_offset == (0.0, 0.0) and raw.input_scale == (1.0, 1.0)

@@ -9,13 +9,22 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.pde.fit import PDEFitConfig, make_pde_optimiser
-from diffdyn.pde.initial import gaussian, gray_scott_seeds
-from diffdyn.pde.models import AdvectionDiffusion, CahnHilliard, GrayScott
-from diffdyn.pde.neural import NeuralRDA, input_normalisation
-from diffdyn.pde.patterns import connected_components, dominant_wavelength
-from diffdyn.pde.registry import PDE_MODELS, make_pde
-from diffdyn.pde.solver import PDESolver
+from diffdyn.pde import (
+    PDE_MODELS,
+    AdvectionDiffusion,
+    CahnHilliard,
+    GrayScott,
+    NeuralRDA,
+    PDEFitConfig,
+    PDESolver,
+    connected_components,
+    dominant_wavelength,
+    gaussian,
+    gray_scott_seeds,
+    input_normalisation,
+    make_pde,
+    make_pde_optimiser,
+)
 
 run = eqx.filter_jit(lambda solver, x0, ts: solver(x0, ts))
 

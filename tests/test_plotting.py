@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffdyn.common.plotting import plot_curves, save_gif, save_png
+from diffdyn.common import plot_curves, save_gif, save_png
 
 
 def test_save_png_scales_each_pixel_to_a_block(tmp_path):

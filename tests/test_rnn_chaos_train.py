@@ -7,11 +7,17 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.trainer import TrainConfig
-from diffdyn.rnn.chaos import chaos_sweep, sample_network
-from diffdyn.rnn.lyapunov import lyapunov_spectrum
-from diffdyn.rnn.model import RateRNN
-from diffdyn.rnn.train import SpectrumObjective, fit_spectrum, spectrum_optimiser, trainable_spec
+from diffdyn.common import TrainConfig
+from diffdyn.rnn import (
+    RateRNN,
+    SpectrumObjective,
+    chaos_sweep,
+    fit_spectrum,
+    lyapunov_spectrum,
+    sample_network,
+    spectrum_optimiser,
+    trainable_spec,
+)
 
 
 def test_chaos_sweep_small_network():

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from diffdyn.rnn.connectome import save_connectome
+from diffdyn.rnn import save_connectome
 
 
 def _diffdyn(*args, cwd):

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from diffdyn.rnn.connectome import (
+from diffdyn.rnn import (
     load_connectome,
     name_map_to_index,
     read_plain_pickle,

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common.solve import SolveConfig, get_solver
-from diffdyn.rnn.lyapunov import (
+from diffdyn.common import SolveConfig, get_solver
+from diffdyn.rnn import (
+    STEP_SOLVERS,
+    RateRNN,
     StepMapPropagator,
     benettin,
     convergence_diagnostics,
@@ -19,7 +21,6 @@ from diffdyn.rnn.lyapunov import (
     lyapunov_spectrum,
     random_basis,
 )
-from diffdyn.rnn.model import STEP_SOLVERS, RateRNN
 
 
 def _linear(n, seed, symmetric, dt=0.1):

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from diffdyn.common.solve import SolveConfig
-from diffdyn.rnn.activations import get_activation
-from diffdyn.rnn.model import RateRNN
+from diffdyn.common import SolveConfig
+from diffdyn.rnn import RateRNN, get_activation
 
 
 def test_activation_values_and_slopes():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.rnn.qr import householder_qr, qr
+from diffdyn.rnn import householder_qr, qr
 
 
 def _graded(m, k, seed, spread=3.0):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from diffdyn.common.sharding import initialize_distributed, make_mesh, shard_batch
+from diffdyn.common import initialize_distributed, make_mesh, shard_batch
 
 SCRIPT = Path(__file__).with_name("sharded_training.py")
 ROOT = SCRIPT.parent.parent

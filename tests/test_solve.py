@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from diffdyn.common.solve import (
+from diffdyn.common import (
     ADAPTIVE_SOLVERS,
     ADJOINTS,
     RK4,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn.common.spline import SmoothingSpline
+from diffdyn.common import SmoothingSpline
 
 
 @pytest.fixture(scope="module")

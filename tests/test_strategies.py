@@ -7,16 +7,16 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.solve import SolveConfig
-from diffdyn.common.strategies import (
+from diffdyn.common import (
     Homotopy,
     HomotopySchedule,
     MultipleShooting,
     Plain,
+    SolveConfig,
+    TrainConfig,
     Trajectory,
     segment_bounds,
 )
-from diffdyn.common.trainer import TrainConfig
 
 W_TRUE = np.array([-0.5, 0.3])
 SOLVE = SolveConfig(solver="dopri5", rtol=1e-10, atol=1e-12)

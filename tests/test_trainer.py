@@ -7,12 +7,13 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common.checkpoint import (
+from diffdyn.common import (
     BackgroundCheckpointer,
+    TrainConfig,
+    Trainer,
     load_checkpoint,
     read_checkpoint_header,
 )
-from diffdyn.common.trainer import TrainConfig, Trainer
 
 
 class Recorder:
@@ -169,7 +170,7 @@ def test_nan_guard_with_coarse_logging_returns_the_last_verified_state():
 
 
 def test_fixed_leaves_are_not_trained():
-    from diffdyn.common.model import fixed_field
+    from diffdyn.common import fixed_field
 
     class WithKernel(eqx.Module):
         w: jax.Array

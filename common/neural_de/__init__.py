@@ -1,54 +1,95 @@
-"""Neural differential equations over diffrax: torchdyn's feature set, in JAX, and more.
+r"""Neural differential equations over diffrax: torchdyn's feature set, in JAX, and more.
 
-- :mod:`~common.neural_de.node`: :class:`NeuralODE` (solver, tolerances, adjoint by name;
-  batches with per-sample time spans; inputs through ``args``), :class:`MLPField`.
-- :mod:`~common.neural_de.augment`: ANODE zero augmentation, input-layer augmentation,
-  higher-order systems.
-- :mod:`~common.neural_de.depth`: depth-variant fields (time as input, Galerkin weights).
-- :mod:`~common.neural_de.integral`: integral losses (running cost in the state).
-- :mod:`~common.neural_de.physics`: Hamiltonian, Lagrangian and gradient-flow fields.
-- :mod:`~common.neural_de.cnf`: continuous normalising flows (exact or Hutchinson trace).
-- :mod:`~common.neural_de.sde`: neural SDEs (Itô/Stratonovich, virtual Brownian trees).
-- :mod:`~common.neural_de.cde`: neural CDEs (cubic/linear interpolated controls).
-- :mod:`~common.neural_de.graph`: graph neural ODEs (GCN vector fields).
-- :mod:`~common.neural_de.datasets`: moons, circles, spirals, Gaussian mixtures, crossing.
-- :mod:`~common.neural_de.models`: saveable classifier and CNF models for the CLI.
+Neural ODEs with any solver and adjoint (`NeuralODE`, `MLPField`, `LinearField`), augmented
+and higher-order systems (ANODE), depth-variant and Galerkin fields, integral losses,
+Hamiltonian, Lagrangian and gradient-flow fields, continuous normalising flows, neural SDEs and
+CDEs, graph neural ODEs, toy datasets, and saveable classifier and density models.
 """
 
-from diffdyn.common.neural_de.augment import (
-    HigherOrderField,
-    InputLayerAugment,
-    ZeroAugment,
-    zero_augment,
+from ._node import (
+    NeuralODE as NeuralODE,
+    MLPField as MLPField,
+    LinearField as LinearField,
+    ACTIVATIONS as ACTIVATIONS,
+    get_activation as get_activation,
 )
-from diffdyn.common.neural_de.cde import CDEField, NeuralCDE, cde_solve, interpolate
-from diffdyn.common.neural_de.cnf import CNF, standard_normal_log_prob
-from diffdyn.common.neural_de.datasets import circles, crossing, gaussian_mixture, moons, spirals
-from diffdyn.common.neural_de.depth import GalerkinLinear, GalerkinMLPField, TimeMLPField, basis
-from diffdyn.common.neural_de.graph import GraphConv, GraphODEField, normalised_adjacency
-from diffdyn.common.neural_de.integral import RunningCost, with_cost
-from diffdyn.common.neural_de.models import DensityCNF, ODEClassifier
-from diffdyn.common.neural_de.node import LinearField, MLPField, NeuralODE
-from diffdyn.common.neural_de.physics import (
-    GradientFlowField,
-    HamiltonianField,
-    LagrangianField,
-    ScalarMLP,
+from ._augment import (
+    zero_augment as zero_augment,
+    ZeroAugment as ZeroAugment,
+    InputLayerAugment as InputLayerAugment,
+    HigherOrderField as HigherOrderField,
 )
-from diffdyn.common.neural_de.sde import NeuralSDE
+from ._depth import (
+    BASES as BASES,
+    basis as basis,
+    TimeMLPField as TimeMLPField,
+    GalerkinLinear as GalerkinLinear,
+    GalerkinMLPField as GalerkinMLPField,
+)
+from ._integral import (
+    RunningCost as RunningCost,
+    with_cost as with_cost,
+)
+from ._physics import (
+    ScalarMLP as ScalarMLP,
+    HamiltonianField as HamiltonianField,
+    LagrangianField as LagrangianField,
+    GradientFlowField as GradientFlowField,
+)
+from ._cnf import (
+    CNF as CNF,
+    TRACE_ESTIMATORS as TRACE_ESTIMATORS,
+    standard_normal_log_prob as standard_normal_log_prob,
+)
+from ._sde import (
+    NeuralSDE as NeuralSDE,
+    SDE_SOLVERS as SDE_SOLVERS,
+    get_sde_solver as get_sde_solver,
+)
+from ._cde import (
+    INTERPOLATIONS as INTERPOLATIONS,
+    interpolate as interpolate,
+    cde_solve as cde_solve,
+    CDEField as CDEField,
+    NeuralCDE as NeuralCDE,
+)
+from ._graph import (
+    normalised_adjacency as normalised_adjacency,
+    GraphConv as GraphConv,
+    GraphODEField as GraphODEField,
+)
+from ._datasets import (
+    moons as moons,
+    circles as circles,
+    spirals as spirals,
+    gaussian_mixture as gaussian_mixture,
+    crossing as crossing,
+    DATASETS as DATASETS,
+    make as make,
+)
+from ._models import (
+    ODEClassifier as ODEClassifier,
+    DensityCNF as DensityCNF,
+    AUGMENTS as AUGMENTS,
+    FIELDS as FIELDS,
+    READOUTS as READOUTS,
+)
 
 __all__ = [
     "NeuralODE",
     "MLPField",
     "LinearField",
+    "ACTIVATIONS",
+    "get_activation",
+    "zero_augment",
     "ZeroAugment",
     "InputLayerAugment",
     "HigherOrderField",
-    "zero_augment",
+    "BASES",
+    "basis",
     "TimeMLPField",
     "GalerkinLinear",
     "GalerkinMLPField",
-    "basis",
     "RunningCost",
     "with_cost",
     "ScalarMLP",
@@ -56,20 +97,29 @@ __all__ = [
     "LagrangianField",
     "GradientFlowField",
     "CNF",
+    "TRACE_ESTIMATORS",
     "standard_normal_log_prob",
     "NeuralSDE",
-    "NeuralCDE",
-    "CDEField",
-    "cde_solve",
+    "SDE_SOLVERS",
+    "get_sde_solver",
+    "INTERPOLATIONS",
     "interpolate",
+    "cde_solve",
+    "CDEField",
+    "NeuralCDE",
+    "normalised_adjacency",
     "GraphConv",
     "GraphODEField",
-    "normalised_adjacency",
     "moons",
     "circles",
     "spirals",
     "gaussian_mixture",
     "crossing",
+    "DATASETS",
+    "make",
     "ODEClassifier",
     "DensityCNF",
+    "AUGMENTS",
+    "FIELDS",
+    "READOUTS",
 ]

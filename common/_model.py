@@ -1,0 +1,306 @@
+"""The model base class: one-file save/load, trainable/fixed split, parameter count.
+
+Every model in diffdyn subclasses :class:`AbstractModel`. Two conventions make a model
+saveable without pickle:
+
+1. every constructor argument other than ``key`` is stored on the model under the same name
+   (usually as a static field), and its value is JSON-serialisable (numbers, strings, bools,
+   ``None`` and lists/tuples/dicts of those);
+2. the constructor builds a model of the right *structure* from those arguments and any key,
+   so that loading can build a skeleton and then fill its leaves from the file.
+
+Arrays that must never be trained (stencil kernels, masks) are declared with
+:func:`fixed_field`; :meth:`AbstractModel.trainable_filter` leaves them out, together with
+every non-floating leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
+
+from ._helpers import atomic_write
+
+__all__ = [
+    "AbstractModel",
+    "fixed_field",
+    "trainable_filter",
+    "num_parameters",
+    "model_spec",
+    "model_from_spec",
+]
+
+_FORMAT = "diffdyn-model/1"
+_FIXED = "diffdyn_fixed"
+M = TypeVar("M", bound="AbstractModel")
+
+
+def fixed_field(**kwargs: Any) -> Any:
+    """A dataclass field whose arrays are part of the model but never trained.
+
+    Use it for stencil kernels, masks and other constants that should travel with the model
+    (and be saved with it) but be left out of the gradient: ``kernel: Array = fixed_field()``.
+    """
+    metadata = dict(kwargs.pop("metadata", {}))
+    metadata[_FIXED] = True
+    return eqx.field(metadata=metadata, **kwargs)
+
+
+def _is_trainable_leaf(leaf: Any) -> bool:
+    return eqx.is_inexact_array(leaf)
+
+
+def trainable_filter(tree: Any) -> Any:
+    """A filter spec (same structure as ``tree``, boolean leaves) marking trainable leaves.
+
+    A leaf is trainable when it is a floating-point array and no enclosing module field was
+    declared with :func:`fixed_field`. Use it with ``eqx.partition(tree, trainable_filter(tree))``.
+    """
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, eqx.Module):
+            updates = {}
+            for field in dataclasses.fields(node):
+                if field.metadata.get("static", False):
+                    continue
+                value = getattr(node, field.name, None)
+                if field.metadata.get(_FIXED, False):
+                    updates[field.name] = jax.tree_util.tree_map(lambda _: False, value)
+                else:
+                    updates[field.name] = visit(value)
+            return _replace_fields(node, updates)
+        if isinstance(node, (list, tuple, dict)) and not eqx.is_array(node):
+            children, treedef = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
+            return jax.tree_util.tree_unflatten(treedef, [visit(c) for c in children])
+        return jax.tree_util.tree_map(_is_trainable_leaf, node)
+
+    return visit(tree)
+
+
+def _replace_fields(module: eqx.Module, updates: dict[str, Any]) -> eqx.Module:
+    names = list(updates)
+    return eqx.tree_at(
+        lambda m: [getattr(m, n) for n in names],
+        module,
+        [updates[n] for n in names],
+        is_leaf=lambda x: x is None,
+    )
+
+
+def num_parameters(tree: Any) -> int:
+    """The number of trainable scalars in ``tree`` (see :func:`trainable_filter`)."""
+    params, _ = eqx.partition(tree, trainable_filter(tree))
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (jnp.ndarray,)) and value.ndim == 0:
+        return value.item()
+    raise TypeError(
+        f"hyperparameter {where!r} must be JSON-serialisable (numbers, strings, bools, None, "
+        f"lists, dicts); got {type(value).__name__}"
+    )
+
+
+class AbstractModel(eqx.Module):
+    """Base class of every diffdyn model: an ``eqx.Module`` that saves to and loads from one file.
+
+    The file holds one JSON header line (format, class, hyperparameters) followed by the leaves
+    in equinox's serialisation format. Nothing is unpickled, and loading never imports a module
+    outside diffdyn because a file names it: a class is found either inside the ``diffdyn``
+    package or among the ``AbstractModel`` subclasses already defined in this process (so a
+    model class of your own loads once the module that defines it has been imported).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _DEFINED[(cls.__module__, cls.__qualname__)] = cls
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments (all but ``key``), read from same-named attributes."""
+        params = inspect.signature(type(self).__init__).parameters
+        out: dict[str, Any] = {}
+        for name, p in list(params.items())[1:]:
+            if name == "key" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if not hasattr(self, name):
+                raise TypeError(
+                    f"{type(self).__name__} cannot be saved: constructor argument {name!r} is "
+                    "not stored as an attribute of the same name"
+                )
+            out[name] = _jsonable(getattr(self, name), name)
+        return out
+
+    def trainable_filter(self) -> Any:
+        """Boolean filter spec of trainable leaves (floating arrays not in fixed fields)."""
+        return trainable_filter(self)
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return num_parameters(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write hyperparameters and leaves to ``path`` atomically."""
+        header = {"format": _FORMAT, **model_spec(self)}
+
+        def write(f: Any) -> None:
+            f.write(json.dumps(header).encode() + b"\n")
+            eqx.tree_serialise_leaves(f, self)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls: type[M], path: str | os.PathLike) -> M:
+        """Read a model written by :meth:`save`; the class is taken from the file.
+
+        Called on a subclass, the stored class must be that subclass or derive from it.
+        """
+        path = Path(path)
+        with path.open("rb") as f:
+            line = f.readline()
+            try:
+                header = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path} is not a diffdyn model file (no JSON header)") from None
+            if not isinstance(header, dict) or header.get("format") != _FORMAT:
+                raise ValueError(f"{path} is not a diffdyn model file (format {_FORMAT!r})")
+            skeleton = model_from_spec(header, key=jax.random.key(0), base=cls, source=str(path))
+            return eqx.tree_deserialise_leaves(f, skeleton)
+
+
+#: Every ``AbstractModel`` subclass defined in this process, by ``(module, qualname)``.
+_DEFINED: dict[tuple[str, str], type[AbstractModel]] = {}
+
+#: Where the classes of files written by diffdyn 0.1.0 live now. Those files name the module
+#: that defined the class before the packages moved under ``diffdyn``.
+_MOVED: dict[tuple[str, str], tuple[str, str]] = {
+    ("common.commands", "LinearODE"): ("diffdyn.common.neural_de", "LinearField"),
+    **{
+        (old, name): (new, name)
+        for old, new, names in (
+            (
+                "common.neural_de.models",
+                "diffdyn.common.neural_de",
+                ("DensityCNF", "ODEClassifier"),
+            ),
+            ("nca.model", "diffdyn.nca", ("NCA",)),
+            ("nca.variants", "diffdyn.nca", ("GatedNCA", "KANCA", "MultiScaleNCA")),
+            (
+                "oscillators.discovery",
+                "diffdyn.oscillators",
+                ("LotkaVolterraGrayBox", "MLPField", "SecondOrderField"),
+            ),
+            ("oscillators.kuranet", "diffdyn.oscillators", ("KuraNet",)),
+            (
+                "pde.models",
+                "diffdyn.pde",
+                (
+                    "AdvectionDiffusion",
+                    "Brusselator",
+                    "CahnHilliard",
+                    "Chhabra",
+                    "FitzHughNagumo",
+                    "GrayScott",
+                    "KellerSegel",
+                    "Schnakenberg",
+                ),
+            ),
+            ("pde.neural", "diffdyn.pde", ("NeuralChemotaxis", "NeuralRDA")),
+            ("pde.solver", "diffdyn.pde", ("PDESolver",)),
+            ("rnn.model", "diffdyn.rnn", ("RateRNN",)),
+        )
+        for name in names
+    },
+}
+
+
+def model_spec(model: AbstractModel) -> dict[str, Any]:
+    """A JSON description of ``model``: where its class lives and its hyperparameters.
+
+    A diffdyn class is named by the public package that exports it (``diffdyn.pde``,
+    ``GrayScott``), so that files do not depend on the private module that defines it.
+    """
+    module, qualname = _public_location(type(model))
+    return {"module": module, "class": qualname, "hyperparameters": model.hyperparameters()}
+
+
+def model_from_spec(
+    spec: dict[str, Any],
+    *,
+    key: PRNGKeyArray,
+    base: type[M] | None = None,
+    source: str = "spec",
+) -> M:
+    """Build the model that :func:`model_spec` describes (its leaves drawn from ``key``).
+
+    The class must be an ``AbstractModel`` subclass (and a subclass of ``base`` if given),
+    found inside ``diffdyn`` or among the classes defined in this process; anything else is
+    refused before any import.
+    """
+    if not isinstance(spec, dict) or not {"module", "class", "hyperparameters"} <= set(spec):
+        raise ValueError(
+            f"{source}: a model spec is a dict with keys module, class and hyperparameters; "
+            f"got {spec!r}"
+        )
+    model_cls = _resolve_class(str(spec["module"]), str(spec["class"]), source)
+    base = AbstractModel if base is None else base
+    if not issubclass(model_cls, base):
+        raise TypeError(f"{source} holds a {model_cls.__name__}, which is not a {base.__name__}")
+    return model_cls(**spec["hyperparameters"], key=key)
+
+
+def _public_location(cls: type) -> tuple[str, str]:
+    """``(package, qualname)`` of the shallowest diffdyn package exporting ``cls``, else
+    ``(cls.__module__, qualname)``."""
+    parts = cls.__module__.split(".")
+    if parts[0] == "diffdyn" and "." not in cls.__qualname__:
+        for depth in range(2, len(parts) + 1):
+            package = ".".join(parts[:depth])
+            module = sys.modules.get(package)
+            if module is not None and getattr(module, cls.__qualname__, None) is cls:
+                return package, cls.__qualname__
+    return cls.__module__, cls.__qualname__
+
+
+def _resolve_class(module: str, qualname: str, source: str) -> type[AbstractModel]:
+    module, qualname = _MOVED.get((module, qualname), (module, qualname))
+    names = qualname.split(".")
+    parts = [*module.split("."), *names]
+    if not all(part.isidentifier() and not part.startswith("__") for part in parts):
+        raise ValueError(f"{source} names an invalid class {module!r}, {qualname!r}")
+    if (module, qualname) in _DEFINED:
+        return _DEFINED[(module, qualname)]
+    if module != "diffdyn" and not module.startswith("diffdyn."):
+        raise ValueError(
+            f"{source} names the class {qualname} of module {module!r}, which is outside "
+            "diffdyn and not defined in this process; diffdyn never imports a module because a "
+            "file names it: import the module that defines the class, then load"
+        )
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"{source} names the module {module!r}, which diffdyn does not have"
+        ) from None
+    for part in names:
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, AbstractModel)):
+        raise TypeError(f"{source} names {module}.{qualname}, which is not an AbstractModel")
+    return obj

@@ -1,0 +1,279 @@
+"""Optimisers from config strings, and two gradient transforms used across diffdyn.
+
+- :func:`make_optimiser` builds ``clip -> weight decay -> optimiser(schedule)`` from names;
+- :func:`make_schedule` builds the learning-rate schedule alone (e.g. to log it);
+- :func:`normalise_gradients` rescales every parameter block to unit norm (neural CA);
+- :func:`non_negative` projects chosen parameters onto ``p >= 0`` exactly (last in a chain).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._helpers import check_int
+
+__all__ = [
+    "OPTIMISERS",
+    "SCHEDULES",
+    "make_optimiser",
+    "make_schedule",
+    "normalise_gradients",
+    "non_negative",
+]
+
+OPTIMISERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "nadam": optax.nadam,
+    "nadamw": optax.nadamw,
+    "sgd": optax.sgd,
+    "lion": optax.lion,
+    "rmsprop": optax.rmsprop,
+    "adabelief": optax.adabelief,
+    "adagrad": optax.adagrad,
+    "adamax": optax.adamax,
+    "amsgrad": optax.amsgrad,
+    "lamb": optax.lamb,
+    "radam": optax.radam,
+    "yogi": optax.yogi,
+    "novograd": optax.novograd,
+    "sign_sgd": optax.sign_sgd,
+}
+
+SCHEDULES = ("constant", "linear", "cosine", "warmup-cosine", "exponential")
+_SCHEDULE_KWARGS = ("alpha", "decay_rate")
+
+
+def _known(kind: str, name: Any, known: Any) -> ValueError:
+    return ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
+
+
+def make_schedule(
+    name: str,
+    learning_rate: float,
+    *,
+    steps: int | None = None,
+    warmup: int = 0,
+    alpha: float = 0.0,
+    decay_rate: float = 0.1,
+) -> optax.Schedule:
+    """The learning rate ``lr(t)`` at step ``t`` (counted from 0).
+
+    With ``W = warmup`` and ``S = steps`` (the total, warmup included), ``lr`` rises linearly
+    ``lr(t) = lr0 * t / W`` for ``t < W``; afterwards, with ``u = (t - W) / (S - W)`` clipped
+    to [0, 1]:
+
+    - ``constant``: ``lr0`` (``steps`` not needed);
+    - ``linear``: ``lr0 * (1 - (1 - alpha) u)``;
+    - ``cosine``: ``lr0 * (alpha + (1 - alpha) (1 + cos(pi u)) / 2)``;
+    - ``warmup-cosine``: ``cosine`` with a required warmup ``W > 0``;
+    - ``exponential``: ``lr0 * decay_rate ** u`` (continuous; keeps decaying past ``S``).
+    """
+    if not isinstance(name, str) or name.lower() not in SCHEDULES:
+        raise _known("schedule", name, SCHEDULES)
+    name = name.lower()
+    lr0 = float(learning_rate)
+    if not lr0 > 0:
+        raise ValueError(f"argument 'learning_rate' must be > 0; got {learning_rate!r}")
+    warmup = check_int(warmup, "warmup", 0)
+    if name == "warmup-cosine" and warmup == 0:
+        raise ValueError(
+            "schedule 'warmup-cosine' needs argument 'warmup' > 0; got 0 (use 'cosine')"
+        )
+    if name != "constant":
+        if steps is None:
+            raise ValueError(f"schedule {name!r} needs argument 'steps' (total steps); got None")
+        steps = check_int(steps, "steps", 1)
+        if warmup >= steps:
+            raise ValueError(
+                f"argument 'warmup' must be < steps = {steps} for schedule {name!r}; got {warmup}"
+            )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"argument 'alpha' must lie in [0, 1]; got {alpha!r}")
+    if not decay_rate > 0:
+        raise ValueError(f"argument 'decay_rate' must be > 0; got {decay_rate!r}")
+
+    if name == "constant":
+        main = optax.constant_schedule(lr0)
+    else:
+        n = steps - warmup  # type: ignore[operator]
+        if name == "linear":
+            main = optax.linear_schedule(lr0, alpha * lr0, n)
+        elif name in ("cosine", "warmup-cosine"):
+            main = optax.cosine_decay_schedule(lr0, n, alpha=alpha)
+        else:
+            main = optax.exponential_decay(lr0, n, decay_rate)
+    if warmup == 0:
+        return main
+    ramp = optax.linear_schedule(0.0, lr0, warmup)
+    return optax.join_schedules([ramp, main], [warmup])
+
+
+def make_optimiser(
+    name: str,
+    learning_rate: float,
+    *,
+    schedule: str = "constant",
+    steps: int | None = None,
+    warmup: int = 0,
+    clip_norm: float | None = None,
+    weight_decay: float = 0.0,
+    **kw: Any,
+) -> optax.GradientTransformation:
+    """An optax optimiser from config values.
+
+    The chain is ``clip_by_global_norm(clip_norm)`` (if given), then weight decay, then
+    ``optax.<name>(make_schedule(schedule, learning_rate, ...), **kw)``. Optimisers with a
+    ``weight_decay`` argument (adamw, nadamw, lion, lamb, novograd) get it as decoupled decay
+    (so ``adamw`` with the default 0 is ``adam``); for the others a non-zero ``weight_decay``
+    adds ``weight_decay * p`` to the gradient (coupled L2). ``kw`` may hold ``alpha`` and
+    ``decay_rate`` for the schedule; the rest goes to the optax constructor (``b1``,
+    ``momentum``, ``nesterov`` ...). Chain :func:`normalise_gradients` in front and
+    :func:`non_negative` behind as needed.
+    """
+    if not isinstance(name, str) or name.lower() not in OPTIMISERS:
+        raise _known("optimiser", name, OPTIMISERS)
+    factory = OPTIMISERS[name.lower()]
+    sched_kw = {k: kw.pop(k) for k in _SCHEDULE_KWARGS if k in kw}
+    lr: Any = make_schedule(schedule, learning_rate, steps=steps, warmup=warmup, **sched_kw)
+    if schedule.lower() == "constant" and warmup == 0:
+        lr = float(learning_rate)
+
+    accepted = [p for p in inspect.signature(factory).parameters if p != "learning_rate"]
+    bad = [k for k in kw if k not in accepted or k == "weight_decay"]
+    if bad:
+        raise TypeError(
+            f"make_optimiser: {name!r} does not take {bad}; it accepts "
+            f"{[p for p in accepted if p != 'weight_decay'] + list(_SCHEDULE_KWARGS)}"
+        )
+    if not float(weight_decay) >= 0:
+        raise ValueError(f"argument 'weight_decay' must be >= 0; got {weight_decay!r}")
+    if clip_norm is not None and not float(clip_norm) > 0:
+        raise ValueError(f"argument 'clip_norm' must be > 0 or None; got {clip_norm!r}")
+
+    chain = []
+    if clip_norm is not None:
+        chain.append(optax.clip_by_global_norm(float(clip_norm)))
+    if "weight_decay" in accepted:
+        kw["weight_decay"] = float(weight_decay)
+    elif weight_decay:
+        chain.append(optax.add_decayed_weights(float(weight_decay)))
+    chain.append(factory(lr, **kw))
+    return chain[0] if len(chain) == 1 else optax.chain(*chain)
+
+
+def normalise_gradients(eps: float = 1e-8) -> optax.GradientTransformation:
+    """Per-block normalisation ``g -> g / (||g||_2 + eps)`` for every leaf of the updates.
+
+    Each array leaf (a weight matrix, a bias vector) is one block, so every block moves by the
+    same amount whatever the scale of its gradient (as in neural-CA training). Stateless.
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+
+        def scale(g: jax.Array) -> jax.Array:
+            return g / (jnp.sqrt(jnp.sum(jnp.square(g))) + eps)
+
+        return jax.tree_util.tree_map(scale, updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _n_positional(f: Callable[..., Any]) -> int:
+    try:
+        ps = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in ps):
+        return 2
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in ps)
+
+
+def _select(where: Any, params: Any) -> Any:
+    """A pytree of Python bools with the structure of ``params``."""
+
+    def as_bool(value: Any) -> bool:
+        try:
+            return bool(value)
+        except Exception as e:  # a traced array cannot be made a Python bool
+            raise TypeError(
+                "non_negative: the selection must give a Python bool per leaf, decided from "
+                f"static information (path, shape, dtype); got {value!r}"
+            ) from e
+
+    if callable(where) and not isinstance(where, (list, tuple, dict, eqx.Module)):
+        if _n_positional(where) == 1:
+            return jax.tree_util.tree_map(lambda p: as_bool(where(p)), params)
+        return jax.tree_util.tree_map_with_path(lambda path, p: as_bool(where(path, p)), params)
+
+    def broadcast(spec: Any, sub: Any) -> Any:
+        if callable(spec):
+            return jax.tree_util.tree_map(lambda p: as_bool(spec(p)), sub)
+        if not isinstance(spec, bool):
+            raise TypeError(
+                "non_negative: a filter pytree must have bool (or callable) leaves; got "
+                f"{type(spec).__name__}"
+            )
+        return jax.tree_util.tree_map(lambda _: spec, sub)
+
+    try:
+        return jax.tree_util.tree_map(broadcast, where, params)
+    except ValueError as e:
+        raise ValueError(
+            "non_negative: the filter must have the structure of params (or a prefix of it); "
+            f"got filter {jax.tree_util.tree_structure(where)} for params "
+            f"{jax.tree_util.tree_structure(params)}"
+        ) from e
+
+
+def non_negative(where: Any) -> optax.GradientTransformation:
+    """Project chosen parameters onto ``p >= 0``, exactly, through the update.
+
+    For each chosen leaf the update becomes ``u' = max(u, -p)``, so that after
+    ``p <- p + u'`` (``optax.apply_updates``) ``p + u' = max(p + u, 0)`` holds exactly in
+    floating point: if ``u >= -p`` then ``p + u >= 0`` and rounding keeps it ``>= 0``; else
+    ``p + (-p) = 0`` exactly. Updates and params must have the same dtype. It must be the LAST
+    element of an ``optax.chain`` (anything after it would rescale ``u'``), and ``update``
+    needs ``params``.
+
+    ``where`` selects the leaves: a pytree of bools with the structure of params (or a prefix,
+    like an equinox filter spec; callable leaves are applied to the leaves below them), or a
+    callable ``where(path, leaf) -> bool`` (``path`` as in ``jax.tree_util.tree_map_with_path``;
+    a one-argument callable gets the leaf only). The decision must be static (path, shape,
+    dtype), not a traced value.
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        if params is None:
+            raise ValueError(
+                "non_negative: update(updates, state, params) needs the current params to "
+                "project them; got params=None (call optimiser.update(grads, state, params))"
+            )
+        chosen = _select(where, params)
+
+        def project(u: Any, p: Any, c: bool) -> Any:
+            if not c or u is None:
+                return u
+            return jnp.maximum(u, (-p).astype(u.dtype))
+
+        new = jax.tree_util.tree_map(project, updates, params, chosen)
+        return new, state
+
+    return optax.GradientTransformation(init_fn, update_fn)

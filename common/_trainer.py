@@ -1,0 +1,581 @@
+"""The one training loop of diffdyn.
+
+A jitted step (``eqx.filter_value_and_grad`` + an optax update) driven by an outer Python loop
+with a progress bar, TensorBoard logging, atomic checkpoints, exact resume, a NaN guard,
+best-model tracking and data parallelism by sharding. Domain packages give it
+
+* a model (an ``eqx.Module``; its trainable leaves are chosen by ``trainable_filter``),
+* a loss ``loss_fn(model, batch, key) -> loss`` or ``-> (loss, aux)`` where ``aux`` is a dict;
+  scalar entries of ``aux`` are logged, and ``aux["prediction"]`` (if present) is handed to
+  the augmenter's ``update`` (sample pools write it back),
+* an optax optimiser (see ``common.optim``),
+* data and an augmenter (``common.augment``); without an augmenter the whole data pytree is
+  the batch at every step.
+
+Randomness is reproducible and resumable: the key of step ``s`` is ``fold_in(key, s)``, so a
+run stopped and resumed from a checkpoint takes exactly the steps of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+from tqdm.auto import tqdm
+
+from ._checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
+from ._logger import Logger, NullLogger
+from ._model import AbstractModel, trainable_filter
+from ._sharding import constrain_batch, make_mesh, replicate, shard_batch
+
+__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "FullBatch", "CompiledStep"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How long to train and how often to report.
+
+    Attributes:
+        steps: total number of optimisation steps (a resumed run continues up to it).
+        log_every: every step's loss is logged; values are fetched from the device in blocks of
+            this many steps (larger blocks keep the device busy; NaNs are detected per block).
+        image_every: call ``visualise`` every this many steps (0: only at the end).
+        histogram_every: log parameter histograms every this many steps (0: never).
+        checkpoint_every: write ``checkpoints/latest.ckpt`` every this many steps (0: only
+            at the end). A checkpoint is only written from a state whose losses were finite.
+        track_best: keep the parameters with the lowest training loss seen so far.
+        shard_data: split the augmenter state along axis 0 across devices (array data;
+            not for sample pools, whose state also holds an unbatched seed).
+        progress: show a progress bar.
+        max_seconds: stop after this much wall-clock time (0: no limit), as if ``steps`` had
+            been reached there: the last block is logged and a checkpoint written.
+        steps_per_call: how many steps one call to the device runs (an on-device loop;
+            calls never cross a logging, image, histogram or checkpoint boundary). ``None``
+            chooses it from the measured time of one step so that a call lasts about
+            ``call_seconds``: small models run tens of steps per dispatch, large ones one.
+            The result does not depend on it: every step is the same compiled computation.
+        call_seconds: the target duration of one call when ``steps_per_call`` is ``None``.
+    """
+
+    steps: int = 1000
+    log_every: int = 50
+    image_every: int = 0
+    histogram_every: int = 0
+    checkpoint_every: int = 0
+    track_best: bool = True
+    shard_data: bool = False
+    progress: bool = True
+    max_seconds: float = 0.0
+    steps_per_call: int | None = None
+    call_seconds: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("max_seconds", "call_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0; got {getattr(self, name)}")
+        if self.steps_per_call is not None and self.steps_per_call < 1:
+            raise ValueError(
+                f"TrainConfig.steps_per_call must be >= 1 or None; got {self.steps_per_call}"
+            )
+        for name in ("steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("image_every", "histogram_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0; got {getattr(self, name)}")
+
+
+class FullBatch(eqx.Module):
+    """The trivial augmenter: every step sees the whole data pytree as its batch."""
+
+    def init(self, data: Any, key: PRNGKeyArray) -> Any:
+        return data
+
+    def sample(self, state: Any, key: PRNGKeyArray) -> Any:
+        return state
+
+    def update(self, state: Any, prediction: Any, key: PRNGKeyArray) -> Any:
+        return state
+
+
+class TrainState(eqx.Module):
+    """Everything that changes during training; checkpointed whole."""
+
+    params: Any
+    opt_state: Any
+    data: Any
+    best_params: Any
+    best_loss: Float[Array, ""]
+    step: Array
+    key: Array  # raw uint32 key data, so that it serialises
+    # The metrics of the last ``log_every`` steps, step ``s`` in slot ``s % log_every``: the
+    # loop fetches a whole block in one transfer instead of one transfer per value.
+    recent_metrics: dict[str, Float[Array, " log_every"]]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    model: Any
+    best_model: Any
+    best_loss: float
+    losses: np.ndarray
+    steps: int
+    diverged_at: int | None = None
+    seconds: float = 0.0
+    steps_per_second: float = math.nan  # measured after the first (compiling) step
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.losses[-1]) if len(self.losses) else math.nan
+
+
+class CompiledStep:
+    """A training step compiled once over the flat list of the state's array leaves.
+
+    Calling an ``eqx.filter_jit`` function partitions, flattens and rebuilds its pytree
+    arguments and results in Python on every call: for a train state (parameters, optimiser
+    moments, best parameters) that is hundreds of microseconds, more than the whole step of a
+    small model on a CPU. This wrapper does that work once: :meth:`flatten` turns a state into
+    its array leaves, :meth:`step_leaves` runs the step on leaves (one ``jax.jit`` dispatch),
+    and :meth:`unflatten` rebuilds the state when the loop needs it (to log, checkpoint or
+    return). Non-array leaves are static and must come out of the step unchanged.
+
+    :meth:`run` takes ``n`` steps in one call (a ``fori_loop`` whose trip count is an
+    argument, so every ``n`` shares one compilation): for small models the dispatch of a call
+    costs more than the step, and fusing steps removes it.
+
+    ``step(state) -> (state, metrics)`` is also callable directly, at the cost of the
+    flattening it avoids.
+    """
+
+    def __init__(self, fn: Callable[[TrainState], tuple[TrainState, dict]]):
+        self._fn = fn
+        self._static: Any = None
+        self._treedef: Any = None
+        self._fields: dict[str, tuple[slice, Any, Any]] = {}
+        self._jit = jax.jit(self._flat_step)
+        self._jit_many = jax.jit(self._flat_steps)
+
+    def _flat_step(self, leaves: list[Array]) -> tuple[list[Array], dict]:
+        new, metrics = self._fn(self.unflatten(leaves))
+        dynamic, _ = eqx.partition(new, eqx.is_array)
+        new_leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        if treedef != self._treedef:
+            raise ValueError(
+                f"the training step changed the structure of its state:\n{self._treedef}\n"
+                f"became\n{treedef}"
+            )
+        return new_leaves, metrics
+
+    def _flat_steps(self, leaves: list[Array], n: Array) -> list[Array]:
+        return jax.lax.fori_loop(0, n, lambda _, leaves: self._flat_step(leaves)[0], leaves)
+
+    def flatten(self, state: TrainState) -> list[Array]:
+        """The array leaves of ``state`` (the first call fixes the structure)."""
+        dynamic, static = eqx.partition(state, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        if self._treedef is None:
+            self._static, self._treedef = static, treedef
+            start = 0  # TrainState flattens field by field, in declaration order
+            for field in dataclasses.fields(TrainState):
+                part, part_static = getattr(dynamic, field.name), getattr(static, field.name)
+                count = len(jax.tree_util.tree_leaves(part))
+                part_def = jax.tree_util.tree_structure(part)
+                self._fields[field.name] = (slice(start, start + count), part_def, part_static)
+                start += count
+        elif treedef != self._treedef:
+            raise ValueError("state does not have the structure this step was built for")
+        return leaves
+
+    def field(self, leaves: list[Array], name: str) -> Any:
+        """One field of the state with array leaves ``leaves``, without rebuilding the rest."""
+        where, treedef, static = self._fields[name]
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves[where]), static)
+
+    def unflatten(self, leaves: list[Array]) -> TrainState:
+        """The state whose array leaves are ``leaves``."""
+        return eqx.combine(jax.tree_util.tree_unflatten(self._treedef, leaves), self._static)
+
+    def step_leaves(self, leaves: list[Array]) -> tuple[list[Array], dict]:
+        """One step on flat leaves: ``(leaves, metrics)``."""
+        return self._jit(leaves)
+
+    def run(self, leaves: list[Array], n: int) -> list[Array]:
+        """``n`` steps on flat leaves in one call (one compilation for every ``n``)."""
+        return self._jit_many(leaves, np.int32(n))
+
+    def __call__(self, state: TrainState) -> tuple[TrainState, dict]:
+        leaves, metrics = self._jit(self.flatten(state))
+        return self.unflatten(leaves), metrics
+
+
+class _MetricBlocks:
+    """Fetches the per-step metrics of a run in blocks and logs them, one block behind.
+
+    At each :meth:`push` the newest block (the state's ``recent_metrics`` ring buffer, an
+    immutable snapshot) starts copying to the host, and older blocks, finished by now, are
+    logged: the loop does not wait for the device, which keeps its queue of dispatched steps.
+    ``wait=True`` logs everything pushed so far (before a checkpoint, at the end).
+
+    Attributes:
+        losses: the logged training losses, one per step from the first.
+        good_leaves: the leaves of the newest state whose losses were all finite.
+    """
+
+    def __init__(self, step_fn: CompiledStep, logger: Logger, block: int, start: int, leaves: list):
+        self._step_fn, self._logger, self._block = step_fn, logger, block
+        self._logged = start
+        self._queue: list[tuple[int, int, dict, list]] = []
+        self.losses: list[float] = []
+        self.good_leaves = leaves
+
+    def push(self, leaves: list[Array], upto: int, *, wait: bool) -> int | None:
+        """Queue the steps before ``upto``; log what is due. Returns the first step whose loss
+        is not finite (nothing after it is logged), else ``None``."""
+        if upto > self._logged:
+            recent = self._step_fn.field(leaves, "recent_metrics")
+            for array in recent.values():
+                array.copy_to_host_async()
+            self._queue.append((self._logged, upto, recent, leaves))
+            self._logged = upto
+        while self._queue and (wait or len(self._queue) > 1):
+            bad = self._log(*self._queue.pop(0))
+            if bad is not None:
+                self._queue.clear()
+                return bad
+        return None
+
+    def _log(self, first: int, upto: int, recent: dict, leaves: list) -> int | None:
+        steps = np.arange(first, upto)
+        values = {name: np.asarray(v)[steps % self._block] for name, v in recent.items()}
+        finite = np.isfinite(values["loss"])
+        bad = None if finite.all() else first + int(np.argmin(finite))
+        n = len(steps) if bad is None else bad - first
+        self.losses.extend(values["loss"][:n].tolist())
+        for name, series in values.items():
+            self._logger.scalars(f"train/{name}", series[:n], steps[:n])
+        if bad is None:
+            self.good_leaves = leaves
+        return bad
+
+
+def _as_key_data(key: Any) -> Array:
+    if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    key = jnp.asarray(key)
+    if key.dtype != jnp.uint32:
+        raise TypeError(f"key must be a PRNG key; got dtype {key.dtype}")
+    return key
+
+
+def _split_aux(out: Any) -> tuple[Array, dict[str, Any]]:
+    if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], dict):
+            raise TypeError("loss_fn must return a scalar or a (scalar, dict) pair")
+        return out
+    return out, {}
+
+
+class Trainer:
+    """Fit a model with optax under one jitted step and one outer loop.
+
+    Args:
+        loss_fn: ``(model, batch, key) -> loss`` or ``-> (loss, aux_dict)``.
+        optimiser: an optax transformation; it receives ``params`` (for projections).
+        augmenter: an object with ``init/sample/update`` (see ``common.augment``);
+            default :class:`FullBatch`.
+        config: a :class:`TrainConfig`.
+        logger: where scalars, histograms and images go (default: none).
+        out: a folder for checkpoints and the final/best model (default: none written).
+        mesh: the device mesh; default all devices, with the batch axis split across them.
+        filter_spec: which leaves to train; default :func:`common.model.trainable_filter`.
+        visualise: ``(model, key) -> {tag: image [C,H,W] or video [T,C,H,W]}``, called
+            every ``config.image_every`` steps and at the end.
+    """
+
+    def __init__(
+        self,
+        loss_fn: Callable[..., Any],
+        optimiser: optax.GradientTransformation,
+        augmenter: Any = None,
+        *,
+        config: TrainConfig = TrainConfig(),
+        logger: Logger | None = None,
+        out: str | Path | None = None,
+        mesh: jax.sharding.Mesh | None = None,
+        filter_spec: Any = None,
+        visualise: Callable[[Any, PRNGKeyArray], dict[str, Any]] | None = None,
+    ):
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
+        if not hasattr(optimiser, "update"):
+            raise TypeError("optimiser must be an optax.GradientTransformation")
+        self.loss_fn = loss_fn
+        self.optimiser = optimiser
+        self.augmenter = FullBatch() if augmenter is None else augmenter
+        self.config = config
+        self.logger = NullLogger() if logger is None else logger
+        self.out = None if out is None else Path(out)
+        self.mesh = mesh if mesh is not None else make_mesh()
+        self.filter_spec = filter_spec
+        self.visualise = visualise
+
+    # ------------------------------------------------------------------ building blocks
+    def split(self, model: Any) -> tuple[Any, Any]:
+        """``(params, static)``: trainable leaves and everything else."""
+        spec = trainable_filter(model) if self.filter_spec is None else self.filter_spec
+        return eqx.partition(model, spec)
+
+    def init_state(self, model: Any, data: Any, key: PRNGKeyArray) -> tuple[TrainState, Any]:
+        """The state at step 0 (placed on the mesh) and the static part of the model."""
+        key = _as_key_data(key)
+        data_key, _ = jax.random.split(jax.random.wrap_key_data(key))
+        params, static = self.split(model)
+        # Weakly typed leaves (jnp.asarray(0.1)) would lose that flag in the first update and
+        # make the step compile twice: give every parameter its strong dtype up front.
+        params = jax.tree_util.tree_map(lambda x: jnp.array(x, dtype=x.dtype), params)
+        aug_state = self.augmenter.init(data, data_key)
+        state = TrainState(
+            params=params,
+            opt_state=self.optimiser.init(params),
+            data=aug_state,
+            best_params=params if self.config.track_best else None,
+            best_loss=jnp.asarray(jnp.inf, jnp.float32),
+            step=jnp.asarray(0, jnp.int32),
+            key=key,
+            recent_metrics={},
+        )
+        _, metrics = eqx.filter_eval_shape(self._advance(static), state)  # names only
+        block = self.config.log_every
+        recent = {name: jnp.zeros(block, jnp.result_type(float)) for name in metrics}
+        return self._place(dataclasses.replace(state, recent_metrics=recent)), static
+
+    def _place(self, state: TrainState) -> TrainState:
+        """Replicate the state over the mesh; optionally split the data along axis 0."""
+        if self.mesh.size == 1:
+            return state
+        placed = replicate(state, self.mesh)
+        if self.config.shard_data:
+            data = shard_batch(state.data, self.mesh)
+            placed = eqx.tree_at(lambda s: s.data, placed, data, is_leaf=lambda x: x is None)
+        return placed
+
+    def make_step(self, static: Any) -> CompiledStep:
+        """The jitted training step ``state -> (state, metrics)`` for this model structure."""
+        advance, block = self._advance(static), self.config.log_every
+
+        def step(state: TrainState) -> tuple[TrainState, dict]:
+            new_state, metrics = advance(state)
+            slot = state.step % block
+            recent = {
+                name: buffer.at[slot].set(metrics[name].astype(buffer.dtype))
+                for name, buffer in state.recent_metrics.items()
+            }
+            return dataclasses.replace(new_state, recent_metrics=recent), metrics
+
+        return CompiledStep(step)
+
+    def _advance(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
+        """One optimisation step as a pure function (``recent_metrics`` left as it was)."""
+        loss_fn, optimiser, augmenter = self.loss_fn, self.optimiser, self.augmenter
+        mesh, track_best = self.mesh, self.config.track_best
+
+        def objective(params: Any, batch: Any, key: PRNGKeyArray) -> tuple[Array, dict]:
+            loss, aux = _split_aux(loss_fn(eqx.combine(params, static), batch, key))
+            return loss, aux
+
+        def advance(state: TrainState) -> tuple[TrainState, dict]:
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+            data_key, loss_key = jax.random.split(key)
+            batch = constrain_batch(augmenter.sample(state.data, data_key), mesh)
+            (loss, aux), grads = eqx.filter_value_and_grad(objective, has_aux=True)(
+                state.params, batch, loss_key
+            )
+            updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
+            params = eqx.apply_updates(state.params, updates)
+            aux = dict(aux)
+            data = augmenter.update(state.data, aux.pop("prediction", None), data_key)
+            if track_best:
+                better = loss < state.best_loss
+                best_params = jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(better, new, old), state.params, state.best_params
+                )
+                best_loss = jnp.where(better, loss, state.best_loss).astype(jnp.float32)
+            else:
+                best_params, best_loss = None, state.best_loss
+            metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+            metrics.update({k: v for k, v in aux.items() if eqx.is_array(v) and v.ndim == 0})
+            new_state = TrainState(
+                params,
+                opt_state,
+                data,
+                best_params,
+                best_loss,
+                state.step + 1,
+                state.key,
+                state.recent_metrics,
+            )
+            return new_state, metrics
+
+        return advance
+
+    # ------------------------------------------------------------------ the loop
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out is None else self.out / "checkpoints" / "latest.ckpt"
+
+    def fit(self, model: Any, data: Any, key: PRNGKeyArray, *, resume: bool = False) -> TrainResult:
+        """Train ``model`` on ``data`` for ``config.steps`` steps (continuing a checkpoint if
+        ``resume`` and one exists under ``out``)."""
+        cfg = self.config
+        state, static = self.init_state(model, data, key)
+        start = 0
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            state, header = load_checkpoint(self.checkpoint_path, state)
+            state = self._place(state)
+            start = int(header["step"])
+        step_fn = self.make_step(static)
+        diverged_at = None
+        bar = tqdm(
+            total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False
+        )
+        t_start = t_warm = time.perf_counter()
+        warm_step = start
+
+        checkpointer = BackgroundCheckpointer()
+        try:
+            leaves = step_fn.flatten(state)
+            blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves)
+            done, per_call = start, cfg.steps_per_call
+            while done < cfg.steps:
+                # the first call compiles; with steps_per_call=None the second, one step
+                # timed alone, sets how many steps later calls fuse
+                timed = done == start or per_call is None
+                n = 1 if timed else self._call_length(done, per_call)
+                t_call = time.perf_counter()
+                leaves = step_fn.run(leaves, n)
+                if timed:
+                    jax.block_until_ready(leaves)
+                    now = time.perf_counter()
+                    if done == start:
+                        t_warm, warm_step = now, start + 1
+                    else:
+                        per_call = max(1, int(cfg.call_seconds / max(now - t_call, 1e-9)))
+                bar.update(n)
+                done += n
+                out_of_time = (
+                    cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
+                )
+                last = done == cfg.steps or out_of_time
+                checkpoint_due = _due(done, cfg.checkpoint_every) or last
+                if done % cfg.log_every == 0 or checkpoint_due:
+                    # checkpoints and the end wait for every value; other blocks are logged
+                    # one block later, so that the device never idles waiting for the host
+                    diverged_at = blocks.push(leaves, done, wait=checkpoint_due)
+                    if diverged_at is not None:
+                        break
+                    if blocks.losses:
+                        bar.set_postfix(loss=f"{blocks.losses[-1]:.4g}")
+                if _due(done, cfg.histogram_every):
+                    self._log_histograms(step_fn.field(leaves, "params"), done)
+                if _due(done, cfg.image_every) and self.visualise is not None:
+                    params, key_data = step_fn.field(leaves, "params"), step_fn.field(leaves, "key")
+                    self._log_images(eqx.combine(params, static), key_data, done)
+                if checkpoint_due and self.out is not None:
+                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done)
+                if out_of_time:
+                    tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
+                    break
+            bar.close()
+            state = step_fn.unflatten(leaves)
+            jax.block_until_ready(state)
+            t_end = time.perf_counter()
+            seconds = t_end - t_start
+            timed_steps = int(state.step) - warm_step
+        finally:
+            checkpointer.close()  # the last checkpoint is on disk before fit returns
+        rate = timed_steps / (t_end - t_warm) if timed_steps > 0 else math.nan
+        if diverged_at is not None:
+            state = step_fn.unflatten(blocks.good_leaves)
+            message = (
+                f"loss became non-finite at step {diverged_at}; training stopped, last good "
+                f"state is step {int(state.step)}"
+            )
+            self.logger.text("train/diverged", message, diverged_at)
+            tqdm.write(f"diffdyn: {message}")
+        final = eqx.combine(state.params, static)
+        best = final if state.best_params is None else eqx.combine(state.best_params, static)
+        if self.visualise is not None and diverged_at is None:
+            self._log_images(final, state.key, int(state.step))
+        if self.out is not None:
+            self._save_models(final, best)
+        self.logger.flush()
+        return TrainResult(
+            model=final,
+            best_model=best,
+            best_loss=float(state.best_loss),
+            losses=np.asarray(blocks.losses),
+            steps=int(state.step),
+            diverged_at=diverged_at,
+            seconds=seconds,
+            steps_per_second=rate,
+        )
+
+    def _call_length(self, done: int, limit: int) -> int:
+        """Steps for the next call from step ``done``: at most ``limit``, ending at the next
+        step where the loop logs, draws, writes histograms or checkpoints, or stops."""
+        cfg = self.config
+        image_every = cfg.image_every if self.visualise is not None else 0
+        end = cfg.steps
+        for every in (cfg.log_every, cfg.checkpoint_every, cfg.histogram_every, image_every):
+            if every > 0:
+                end = min(end, (done // every + 1) * every)
+        return min(limit, end - done)
+
+    # ------------------------------------------------------------------ side effects
+    def _checkpoint(self, writer: BackgroundCheckpointer, state: TrainState, step: int) -> None:
+        host = jax.device_get(state)  # one transfer; the checks and the write use this copy
+        leaves = jax.tree_util.tree_leaves(eqx.filter(host.params, eqx.is_inexact_array))
+        if not all(np.isfinite(leaf).all() for leaf in leaves):
+            tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
+            return
+        writer.save(self.checkpoint_path, host, {"step": step})
+
+    def _save_models(self, final: Any, best: Any) -> None:
+        for name, m in (("model", final), ("best", best)):
+            if isinstance(m, AbstractModel):
+                m.save(self.out / f"{name}.eqx")
+            else:
+                save_checkpoint(self.out / f"{name}.eqx", m, {"kind": "model-leaves"})
+
+    def _log_histograms(self, params: Any, step: int) -> None:
+        flat, _ = jax.tree_util.tree_flatten_with_path(params)
+        for path, leaf in flat:
+            if eqx.is_array(leaf):
+                self.logger.histogram(f"params/{jax.tree_util.keystr(path)}", leaf, step)
+
+    def _log_images(self, model: Any, key: Array, step: int) -> None:
+        _, vis_key = jax.random.split(jax.random.wrap_key_data(key))
+        key = jax.random.fold_in(vis_key, step)
+        for tag, image in self.visualise(model, key).items():
+            image = np.asarray(image)
+            if image.ndim == 4:
+                self.logger.video(tag, image, step)
+            else:
+                self.logger.image(tag, image, step)
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0

@@ -1,0 +1,160 @@
+r"""Neural controlled differential equations (Kidger et al., 2020).
+
+Irregularly sampled data :math:`(t_k, x_k)` is turned into a continuous control path
+:math:`X(t)` (``interpolation="cubic"``: Hermite cubic splines with backward differences;
+``"linear"``: piecewise linear), and a hidden state evolves by the Riemann--Stieltjes equation
+
+.. math::  z(t) = z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,dX(s)
+           = z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,\frac{dX}{ds}(s)\,ds,
+
+with :math:`f_\theta(z) \in \mathbb{R}^{H\times C}`. The second form is an ODE, solved by
+:meth:`common.solve.SolveConfig.solve` like every other ODE here. :func:`cde_solve` is the
+functional core; :class:`NeuralCDE` the usual model: :math:`z(t_0) = \ell_{in}(x_0)`,
+output :math:`\ell_{out}(z(t_N))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+
+from .._helpers import check_int
+from .._solve import SolveConfig, supports_adaptive
+from ._node import get_activation
+
+__all__ = ["INTERPOLATIONS", "interpolate", "cde_solve", "CDEField", "NeuralCDE"]
+
+INTERPOLATIONS = ("cubic", "linear")
+
+
+def interpolate(
+    ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"], kind: str = "cubic"
+) -> diffrax.AbstractPath:
+    """The control path :math:`X(t)` through the points ``(ts[k], xs[k])``."""
+    if kind not in INTERPOLATIONS:
+        raise ValueError(f"argument 'kind' must be one of {INTERPOLATIONS}; got {kind!r}")
+    ts, xs = jnp.asarray(ts), jnp.asarray(xs)
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"argument 'ts' must be [T] with T >= 2; got {ts.shape}")
+    if xs.ndim != 2 or xs.shape[0] != ts.shape[0]:
+        raise ValueError(f"argument 'xs' must be [T={ts.shape[0]}, C]; got {xs.shape}")
+    if kind == "linear":
+        return diffrax.LinearInterpolation(ts, xs)
+    return diffrax.CubicInterpolation(ts, diffrax.backward_hermite_coefficients(ts, xs))
+
+
+class _Controlled(eqx.Module):
+    """:math:`f(t, z) \\dot X(t)`, the CDE as an ODE; ``args = (control, inner args)``."""
+
+    field: Callable[..., Array]
+
+    def __call__(self, t, z, args):
+        control, inner = args
+        return self.field(t, z, inner) @ control.derivative(t)
+
+
+def cde_solve(
+    field: Callable[..., Float[Array, "h c"]],
+    z0: Float[Array, " h"],
+    control: diffrax.AbstractPath,
+    ts: Real[ArrayLike, " T"],
+    config: SolveConfig | None = None,
+    args: Any = None,
+) -> Float[Array, "T h"]:
+    r"""Solve :math:`dz = f(t, z, \mathrm{args})\,dX(t)` from ``z(ts[0]) = z0`` and return
+    :math:`z` at ``ts`` (which must lie in the control's time range); ``config`` defaults
+    to tsit5 with ``rtol=1e-3``, ``atol=1e-6``."""
+    config = SolveConfig(rtol=1e-3, atol=1e-6) if config is None else config
+    return config.solve(_Controlled(field), z0, ts, (control, args))
+
+
+class CDEField(eqx.Module):
+    r""":math:`f(z) = \tanh(\mathrm{MLP}(z))` reshaped to :math:`[H, C]`."""
+
+    mlp: eqx.nn.MLP
+    hidden: int = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        hidden: int,
+        channels: int,
+        width: int = 32,
+        depth: int = 2,
+        *,
+        activation: str = "softplus",
+        key: PRNGKeyArray,
+    ):
+        self.hidden = check_int(hidden, "hidden")
+        self.channels = check_int(channels, "channels")
+        self.mlp = eqx.nn.MLP(
+            self.hidden,
+            self.hidden * self.channels,
+            check_int(width, "width"),
+            check_int(depth, "depth", 0),
+            activation=get_activation(activation),
+            final_activation=jnp.tanh,
+            key=key,
+        )
+
+    def __call__(self, t: Any, z: Float[Array, " h"], args: Any = None) -> Float[Array, "h c"]:
+        return self.mlp(z).reshape(self.hidden, self.channels)
+
+
+class NeuralCDE(eqx.Module):
+    r"""Neural CDE: :math:`z_0 = W_{in} x_0 + b`, :math:`dz = f(z)\,dX`, output
+    :math:`W_{out} z(t_N) + b`. ``cde(ts, xs)`` maps one series ``[T, C]`` to ``[out]``."""
+
+    initial: eqx.nn.Linear
+    field: CDEField
+    readout: eqx.nn.Linear
+    interpolation: str = eqx.field(static=True)
+    config: SolveConfig = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        out: int,
+        width: int = 32,
+        depth: int = 2,
+        *,
+        interpolation: str = "cubic",
+        solver: str = "tsit5",
+        rtol: float = 1e-3,
+        atol: float = 1e-6,
+        adjoint: str = "recursive-checkpoint",
+        key: PRNGKeyArray,
+    ):
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"argument 'interpolation' must be one of {INTERPOLATIONS}; got {interpolation!r}"
+            )
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.initial = eqx.nn.Linear(check_int(channels, "channels"), hidden, key=k1)
+        self.field = CDEField(hidden, channels, width, depth, key=k2)
+        self.readout = eqx.nn.Linear(hidden, check_int(out, "out"), key=k3)
+        self.interpolation = interpolation
+        self.config = SolveConfig(
+            solver=solver,
+            adaptive=supports_adaptive(solver),
+            rtol=rtol,
+            atol=atol,
+            adjoint=adjoint,
+        )
+
+    def hidden_path(
+        self, ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"]
+    ) -> Float[Array, "T h"]:
+        """:math:`z` at every observation time."""
+        control = interpolate(ts, xs, self.interpolation)
+        return cde_solve(self.field, self.initial(xs[0]), control, ts, self.config)
+
+    def __call__(self, ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"]) -> Float[Array, " o"]:
+        return self.readout(self.hidden_path(ts, xs)[-1])

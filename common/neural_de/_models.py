@@ -1,0 +1,232 @@
+r"""Saveable model assemblies (``AbstractModel``) used by the ``diffdyn node`` commands.
+
+- :class:`ODEClassifier`: input map (identity, zero augmentation or a learned input layer),
+  a neural ODE on :math:`[0, t_1]`, then a readout (a linear layer, or the first ``out_dim``
+  coordinates of the end state: ``readout="project"``, which keeps the map a pure flow).
+  ``field``: ``mlp`` (autonomous), ``time`` (time as input), ``galerkin`` (Galerkin weights),
+  ``second-order`` (:math:`\ddot x = g(x, \dot x)`, :math:`\dot x(0) = 0`).
+  ``max_steps`` bounds the solver steps; it also sets the size of the recursive-checkpoint
+  adjoint's checkpoint schedule, so a tight bound makes gradients several times cheaper.
+- :class:`DensityCNF`: a CNF with an MLP field (time as input) and a standard normal base.
+
+Every constructor argument is JSON-able, so ``model.save(path)`` / ``AbstractModel.load``
+round-trip with hyperparameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+
+from .._helpers import check_int
+from .._model import AbstractModel
+from ._augment import HigherOrderField, InputLayerAugment, zero_augment
+from ._cnf import CNF
+from ._depth import GalerkinMLPField, TimeMLPField
+from ._node import MLPField, NeuralODE
+
+__all__ = ["ODEClassifier", "DensityCNF", "AUGMENTS", "FIELDS", "READOUTS"]
+
+AUGMENTS = ("none", "zero", "input")
+FIELDS = ("mlp", "time", "galerkin", "second-order")
+READOUTS = ("linear", "project")
+
+
+def _choice(value: Any, name: str, known: tuple[str, ...]) -> str:
+    if value not in known:
+        raise ValueError(f"argument {name!r} must be one of {known}; got {value!r}")
+    return value
+
+
+class ODEClassifier(AbstractModel):
+    """Input map -> neural ODE on [0, t1] -> readout (see the module docstring)."""
+
+    input_layer: InputLayerAugment | None
+    node: NeuralODE
+    readout_layer: eqx.nn.Linear | None
+    in_dim: int = eqx.field(static=True)
+    out_dim: int = eqx.field(static=True)
+    augment: str = eqx.field(static=True)
+    augment_dim: int = eqx.field(static=True)
+    field: str = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    readout: str = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    solver: str = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    adjoint: str = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        *,
+        augment: str = "none",
+        augment_dim: int = 0,
+        field: str = "mlp",
+        width: int = 32,
+        depth: int = 2,
+        readout: str = "linear",
+        t1: float = 1.0,
+        solver: str = "tsit5",
+        rtol: float = 1e-3,
+        atol: float = 1e-5,
+        adjoint: str = "recursive-checkpoint",
+        activation: str = "tanh",
+        max_steps: int = 256,
+        key: PRNGKeyArray,
+    ):
+        self.in_dim = check_int(in_dim, "in_dim")
+        self.out_dim = check_int(out_dim, "out_dim")
+        self.augment = _choice(augment, "augment", AUGMENTS)
+        self.augment_dim = check_int(augment_dim, "augment_dim", 0)
+        if self.augment != "none" and self.augment_dim == 0:
+            raise ValueError(f"augment={augment!r} needs augment_dim >= 1; got 0")
+        self.field = _choice(field, "field", FIELDS)
+        self.readout = _choice(readout, "readout", READOUTS)
+        self.width, self.depth = check_int(width, "width"), check_int(depth, "depth", 0)
+        if not (isinstance(t1, (int, float)) and t1 > 0):
+            raise ValueError(f"argument 't1' must be a number > 0; got {t1!r}")
+        self.t1 = float(t1)
+        self.solver, self.rtol, self.atol, self.adjoint = solver, rtol, atol, adjoint
+        self.activation = activation
+        self.max_steps = max_steps
+        k_in, k_field, k_out = jax.random.split(key, 3)
+        dim = self.in_dim + (0 if self.augment == "none" else self.augment_dim)
+        self.input_layer = (
+            InputLayerAugment(self.in_dim, dim, key=k_in) if self.augment == "input" else None
+        )
+        kw = dict(activation=activation, key=k_field)
+        if self.field == "mlp":
+            vf: Any = MLPField(dim, width, depth, **kw)
+        elif self.field == "time":
+            vf = TimeMLPField(dim, width, depth, **kw)
+        elif self.field == "galerkin":
+            vf = GalerkinMLPField(dim, width, max(depth - 1, 0), **kw)
+        else:
+            vf = HigherOrderField(
+                _Acceleration(dim, width, depth, activation, k_field), dim, order=2
+            )
+        state_dim = 2 * dim if self.field == "second-order" else dim
+        if self.readout == "project" and self.out_dim > state_dim:
+            raise ValueError(
+                f"readout='project' needs out_dim <= state dimension {state_dim}; got {out_dim}"
+            )
+        self.readout_layer = (
+            eqx.nn.Linear(state_dim, self.out_dim, key=k_out) if self.readout == "linear" else None
+        )
+        self.node = NeuralODE(
+            vf, solver=solver, rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps
+        )
+
+    @property
+    def state_dim(self) -> int:
+        dim = self.in_dim + (0 if self.augment == "none" else self.augment_dim)
+        return 2 * dim if self.field == "second-order" else dim
+
+    def initial_state(self, x: Float[Array, " d"]) -> Float[Array, " s"]:
+        """The ODE's initial state for input ``x``."""
+        if self.augment == "zero":
+            x = zero_augment(x, self.augment_dim)
+        elif self.augment == "input":
+            x = self.input_layer(x)
+        if self.field == "second-order":
+            x = zero_augment(x, x.shape[-1])  # zero initial velocity
+        return x
+
+    def trajectory(self, x: Float[Array, " d"], ts: Real[ArrayLike, " T"]) -> Float[Array, "T s"]:
+        """The ODE state at the times ``ts`` (``0 <= ts <= t1``)."""
+        return self.node(self.initial_state(x), ts, t0=0.0)
+
+    def features(self, x: Float[Array, " d"]) -> Float[Array, " s"]:
+        """The end state :math:`y(t_1)`."""
+        return self.node.final(self.initial_state(x), 0.0, self.t1)
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
+        if x.shape != (self.in_dim,):
+            raise ValueError(f"ODEClassifier: input must have shape [{self.in_dim}]; got {x.shape}")
+        y = self.features(x)
+        return self.readout_layer(y) if self.readout == "linear" else y[: self.out_dim]
+
+
+class _Acceleration(eqx.Module):
+    """:math:`g(t, [x, v]) = \\mathrm{MLP}([x, v])` for second-order fields."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, dim: int, width: int, depth: int, activation: str, key: PRNGKeyArray):
+        from ._node import get_activation
+
+        self.mlp = eqx.nn.MLP(
+            2 * dim, dim, width, depth, activation=get_activation(activation), key=key
+        )
+
+    def __call__(self, t: Any, y: Float[Array, " s"], args: Any = None) -> Float[Array, " d"]:
+        return self.mlp(y)
+
+
+class DensityCNF(AbstractModel):
+    """A CNF density model on R^dim (field MLP([z, t]), standard normal base)."""
+
+    cnf: CNF
+    dim: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    trace: str = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    solver: str = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    adjoint: str = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int = 2,
+        width: int = 64,
+        depth: int = 2,
+        *,
+        trace: str = "exact",
+        t1: float = 1.0,
+        solver: str = "tsit5",
+        rtol: float = 1e-3,
+        atol: float = 1e-5,
+        adjoint: str = "recursive-checkpoint",
+        max_steps: int = 256,
+        key: PRNGKeyArray,
+    ):
+        self.max_steps = max_steps
+        self.dim, self.width, self.depth = dim, width, depth
+        self.trace, self.t1 = trace, t1
+        self.solver, self.rtol, self.atol, self.adjoint = solver, rtol, atol, adjoint
+        field = TimeMLPField(dim, width, depth, key=key)
+        self.cnf = CNF(
+            field,
+            dim,
+            trace=trace,
+            t1=t1,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            adjoint=adjoint,
+            max_steps=max_steps,
+        )
+
+    def log_prob(self, x: Float[Array, " d"], key: PRNGKeyArray | None = None) -> Float[Array, ""]:
+        """:math:`\\log p(x)` of one sample."""
+        return self.cnf.log_prob(x, key)
+
+    def sample(self, key: PRNGKeyArray) -> Float[Array, " d"]:
+        """One sample :math:`x = z(0)`, :math:`z(t_1) \\sim N(0, I)`."""
+        k1, k2 = jax.random.split(key)
+        return self.cnf.sample(k1, trace_key=k2)[0]
+
+    def __call__(self, x: Float[Array, " d"], key: PRNGKeyArray | None = None) -> Float[Array, ""]:
+        return self.log_prob(x, key)

@@ -1,0 +1,311 @@
+"""Neural cellular automata: the abstract NCA, the plain NCA, rollouts and seeds.
+
+An NCA state is a field ``x`` of ``C`` channels on an ``H x W`` grid (``[C, H, W]``). One step
+is
+
+    dx      = f(P(x))                           (P: fixed depthwise perception, f: per-cell net)
+    x'      = x + m ⊙ dx,   m[h, w] ~ Bernoulli(fire_rate)      (one draw per cell)
+    x'      = x' ⊙ [alive(x) ∧ alive(x')]                       (optional alive masking)
+    x_{t+1} = B(x')                                             (boundary condition)
+
+with ``alive(x)[h, w] = max_{3x3 around (h, w)} x[alive_channel] > alive_threshold``
+(Mordvintsev et al. 2020). The last layer of ``f`` starts at zero, so an untrained NCA is
+the identity map. Variants (:mod:`nca.variants`) only change ``f``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+
+from diffdyn.common import (
+    PERCEPTION_FILTERS,
+    AbstractBoundary,
+    AbstractModel,
+    Perception,
+    make_boundary,
+    pad,
+)
+from diffdyn.common._helpers import check_int
+
+from ._layers import PointwiseMLP
+
+__all__ = [
+    "BOUNDARIES",
+    "DEFAULT_FILTERS",
+    "Cells",
+    "AbstractNCA",
+    "NCA",
+    "rollout_batch",
+    "seed_state",
+]
+
+BOUNDARIES = ("periodic", "dirichlet", "neumann")
+DEFAULT_FILTERS = ("identity", "sobel_x", "sobel_y", "laplacian")
+
+
+class Cells(eqx.Module):
+    """What every NCA shares: perception, stochastic update, alive masking and boundary.
+
+    ``boundary`` is ``"periodic"``, ``"dirichlet"`` (every channel of the edge cells held at
+    ``boundary_value``; ``0`` makes the outside empty) or ``"neumann"`` (zero flux), built by
+    :func:`common.boundaries.make_boundary`; the perception pads with the boundary's padding.
+    """
+
+    channels: int = eqx.field(static=True)
+    filters: tuple[str, ...] = eqx.field(static=True)
+    fire_rate: float = eqx.field(static=True)
+    alive_threshold: float | None = eqx.field(static=True)
+    alive_channel: int = eqx.field(static=True)
+    boundary: str = eqx.field(static=True)
+    boundary_value: float = eqx.field(static=True)
+    perception: Perception
+    bc: AbstractBoundary
+
+    def __init__(
+        self,
+        channels: int,
+        filters: Sequence[str] = DEFAULT_FILTERS,
+        fire_rate: float = 0.5,
+        alive_threshold: float | None = None,
+        alive_channel: int = 3,
+        boundary: str = "periodic",
+        boundary_value: float = 0.0,
+    ):
+        channels = check_int(channels, "channels", 1)
+        if isinstance(filters, str):
+            raise ValueError(f"filters must be a sequence of names from {PERCEPTION_FILTERS}")
+        filters = tuple(filters)
+        if not 0.0 <= float(fire_rate) <= 1.0:
+            raise ValueError(f"fire_rate must lie in [0, 1]; got {fire_rate!r}")
+        if alive_threshold is not None:
+            alive_threshold = float(alive_threshold)
+            if not -channels <= alive_channel < channels:
+                raise ValueError(
+                    f"alive_channel must index one of the {channels} channels; got "
+                    f"{alive_channel!r}"
+                )
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {list(BOUNDARIES)}; got {boundary!r}")
+        kwargs = {"values": float(boundary_value)} if boundary == "dirichlet" else {}
+        self.bc = make_boundary(boundary, **kwargs)
+        self.perception = Perception(channels, filters, padding=self.bc.padding)
+        self.channels = channels
+        self.filters = filters
+        self.fire_rate = float(fire_rate)
+        self.alive_threshold = alive_threshold
+        self.alive_channel = int(alive_channel) % channels
+        self.boundary = boundary
+        self.boundary_value = float(boundary_value)
+
+    def check(self, x: Any, name: str = "x") -> None:
+        """Raise a ValueError unless ``x`` is a ``[channels, H, W]`` array."""
+        if not hasattr(x, "shape"):
+            raise TypeError(f"{name} must be an array [C, H, W]; got {type(x).__name__}")
+        if len(x.shape) != 3 or x.shape[0] != self.channels:
+            hint = "; use rollout_batch or jax.vmap for batches" if len(x.shape) == 4 else ""
+            raise ValueError(
+                f"{name} must have shape [{self.channels}, H, W]; got {tuple(x.shape)}{hint}"
+            )
+
+    def alive(self, x: Float[Array, "C H W"]) -> Bool[Array, "1 H W"]:
+        """``max_{3x3} x[alive_channel] > alive_threshold`` (all True without a threshold)."""
+        if self.alive_threshold is None:
+            return jnp.ones((1, *x.shape[1:]), bool)
+        a = pad(x[self.alive_channel][None], 1, self.bc.padding)
+        pooled = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 3), (1, 1, 1), "VALID")
+        return pooled > self.alive_threshold
+
+    def apply(
+        self, x: Float[Array, "C H W"], dx: Float[Array, "C H W"], key: PRNGKeyArray
+    ) -> Float[Array, "C H W"]:
+        """``B(alive-mask(x + m ⊙ dx))`` with one Bernoulli(fire_rate) draw ``m`` per cell."""
+        fire = jax.random.bernoulli(key, self.fire_rate, (1, *x.shape[1:]))
+        new = x + jnp.where(fire, dx, jnp.zeros((), dx.dtype))
+        if self.alive_threshold is not None:
+            new = new * (self.alive(x) & self.alive(new)).astype(x.dtype)
+        return self.bc(new)
+
+
+class AbstractNCA(AbstractModel):
+    """A neural cellular automaton: ``step(x, key)`` and ``rollout(x0, steps, key)``.
+
+    Subclasses hold ``cells`` (:class:`Cells`) and give ``increment(x) = f(P(x))``, the
+    deterministic proposal of every cell. The shared hyperparameters (``channels``,
+    ``filters``, ``fire_rate``, ``alive_threshold``, ``alive_channel``, ``boundary``,
+    ``boundary_value``) are read from ``cells``.
+    """
+
+    cells: eqx.AbstractVar[Cells]
+
+    @abc.abstractmethod
+    def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
+        """The proposed update ``dx = f(P(x))`` of every cell."""
+
+    # -- hyperparameters shared by every variant (stored once, in ``cells``)
+    @property
+    def channels(self) -> int:
+        return self.cells.channels
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        return self.cells.filters
+
+    @property
+    def fire_rate(self) -> float:
+        return self.cells.fire_rate
+
+    @property
+    def alive_threshold(self) -> float | None:
+        return self.cells.alive_threshold
+
+    @property
+    def alive_channel(self) -> int:
+        return self.cells.alive_channel
+
+    @property
+    def boundary(self) -> str:
+        return self.cells.boundary
+
+    @property
+    def boundary_value(self) -> float:
+        return self.cells.boundary_value
+
+    @property
+    def perception(self) -> Perception:
+        return self.cells.perception
+
+    # -- dynamics
+    def step(self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray) -> Float[Array, "C H W"]:
+        """One stochastic NCA step ``x_t -> x_{t+1}`` (see the module docstring)."""
+        self.cells.check(x)
+        x = jnp.asarray(x)
+        return self.cells.apply(x, self.increment(x), key)
+
+    def __call__(self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray) -> Float[Array, "C H W"]:
+        """Same as :meth:`step`."""
+        return self.step(x, key)
+
+    def rollout(
+        self,
+        x0: Float[ArrayLike, "C H W"],
+        steps: int,
+        key: PRNGKeyArray,
+        *,
+        every: int | None = None,
+        checkpoint: bool = False,
+    ) -> Float[Array, "..."]:
+        """Iterate ``x_{t+1} = step(x_t, k_t)``, ``(k_0, ..., k_{n-1}) = split(key, steps)``.
+
+        Returns ``x_steps`` (``[C, H, W]``), or with ``every = e`` (dividing ``steps``) the
+        frames ``[x_0, x_e, x_2e, ...]`` (``[steps // e + 1, C, H, W]``). The loop is a
+        ``jax.lax.scan``; ``checkpoint=True`` wraps the step in ``jax.checkpoint`` so that
+        reverse-mode memory does not grow with the inner activations of every step.
+        """
+        self.cells.check(x0, "x0")
+        steps = check_int(steps, "steps", 0)
+        x0 = jnp.asarray(x0)
+        if every is not None:
+            every = check_int(every, "every", 1)
+            if steps % every:
+                raise ValueError(f"every must divide steps = {steps}; got every = {every}")
+        if steps == 0:
+            return x0 if every is None else x0[None]
+
+        def body(x: Array, k: PRNGKeyArray) -> tuple[Array, None]:
+            return self.step(x, k), None
+
+        if checkpoint:
+            body = jax.checkpoint(body)
+        keys = jax.random.split(key, steps)
+        if every is None:
+            return jax.lax.scan(body, x0, keys)[0]
+
+        def frame(x: Array, ks: PRNGKeyArray) -> tuple[Array, Array]:
+            x = jax.lax.scan(body, x, ks)[0]
+            return x, x
+
+        _, frames = jax.lax.scan(frame, x0, keys.reshape(steps // every, every))
+        return jnp.concatenate([x0[None], frames])
+
+
+def rollout_batch(
+    model: AbstractNCA,
+    x0: Float[ArrayLike, "B C H W"],
+    steps: int,
+    key: PRNGKeyArray,
+    *,
+    every: int | None = None,
+    checkpoint: bool = False,
+) -> Float[Array, "B ..."]:
+    """:meth:`AbstractNCA.rollout` of every state of a batch (``jax.vmap``, one key each)."""
+    if not hasattr(x0, "shape") or len(x0.shape) != 4:
+        raise ValueError(
+            f"x0 must have shape [B, C, H, W]; got {getattr(x0, 'shape', type(x0).__name__)}"
+        )
+    keys = jax.random.split(key, x0.shape[0])
+
+    def one(x: Array, k: PRNGKeyArray) -> Array:
+        return model.rollout(x, steps, k, every=every, checkpoint=checkpoint)
+
+    return jax.vmap(one)(jnp.asarray(x0), keys)
+
+
+def seed_state(
+    channels: int, height: int, width: int, *, first: int = 3, dtype: Any = jnp.float32
+) -> Float[Array, "C H W"]:
+    """The single-seed state: zeros, with channels ``first..C-1`` set to 1 at the centre cell.
+
+    With RGBA targets (``first=3``) the seed is one alive cell with no colour.
+    """
+    check_int(channels, "channels", 1)
+    check_int(height, "height", 1)
+    check_int(width, "width", 1)
+    if not 0 <= first < channels:
+        raise ValueError(f"first must lie in [0, {channels}); got {first!r}")
+    x = jnp.zeros((channels, height, width), dtype)
+    return x.at[first:, height // 2, width // 2].set(1.0)
+
+
+class NCA(AbstractNCA):
+    """The growing NCA: ``f`` = 1x1 conv (``hidden``) -> ``activation`` -> zero 1x1 conv.
+
+    ``P`` stacks ``filters`` (from :data:`common.operators.PERCEPTION_FILTERS`) for every
+    channel, so ``f`` sees ``len(filters) * channels`` features per cell.
+    """
+
+    cells: Cells
+    net: PointwiseMLP
+    hidden: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        filters: Sequence[str] = DEFAULT_FILTERS,
+        hidden: int = 128,
+        activation: str = "relu",
+        fire_rate: float = 0.5,
+        alive_threshold: float | None = None,
+        alive_channel: int = 3,
+        boundary: str = "periodic",
+        boundary_value: float = 0.0,
+        *,
+        key: PRNGKeyArray,
+    ):
+        self.cells = Cells(
+            channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
+        )
+        self.hidden = check_int(hidden, "hidden", 1)
+        self.activation = activation
+        features = self.cells.perception.out_channels
+        self.net = PointwiseMLP(features, hidden, channels, activation=activation, key=key)
+
+    def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
+        return self.net(self.perception(x))
