@@ -8,157 +8,359 @@ landscapes and plotting. Neural differential equations live in `diffdyn.common.n
 the command line's plugin interface in `diffdyn.common.cli`.
 """
 
-from ._model import (
-    AbstractModel as AbstractModel,
-    fixed_field as fixed_field,
-    trainable_filter as trainable_filter,
-    num_parameters as num_parameters,
-    model_spec as model_spec,
-    model_from_spec as model_from_spec,
+from ._augment import (
+    AbstractAugmenter as AbstractAugmenter,
 )
-from ._operators import (
-    PADDING_MODES as PADDING_MODES,
-    PERCEPTION_FILTERS as PERCEPTION_FILTERS,
-    LAPLACIAN_STENCILS as LAPLACIAN_STENCILS,
-    Perception as Perception,
-    pad as pad,
-    gradient_x as gradient_x,
-    gradient_y as gradient_y,
-    gradient as gradient,
-    divergence as divergence,
-    laplacian as laplacian,
-    curl as curl,
-    gradient_norm as gradient_norm,
-    gaussian_average as gaussian_average,
+from ._augment import (
+    AbstractTransform as AbstractTransform,
+)
+from ._augment import (
+    ArrayAugmenter as ArrayAugmenter,
+)
+from ._augment import (
+    Compose as Compose,
+)
+from ._augment import (
+    GaussianNoise as GaussianNoise,
+)
+from ._augment import (
+    RandomErase as RandomErase,
+)
+from ._augment import (
+    RandomFlip as RandomFlip,
+)
+from ._augment import (
+    RandomRoll as RandomRoll,
+)
+from ._augment import (
+    RandomRot90 as RandomRot90,
+)
+from ._augment import (
+    SamplePool as SamplePool,
+)
+from ._augment import (
+    TreeAugmenter as TreeAugmenter,
+)
+from ._augment import (
+    ZeroPad as ZeroPad,
+)
+from ._augment import (
+    duplicate as duplicate,
+)
+from ._boundaries import (
+    BOUNDARIES as BOUNDARIES,
 )
 from ._boundaries import (
     AbstractBoundary as AbstractBoundary,
-    Periodic as Periodic,
+)
+from ._boundaries import (
     Dirichlet as Dirichlet,
-    Neumann as Neumann,
+)
+from ._boundaries import (
     FixedMask as FixedMask,
+)
+from ._boundaries import (
+    Neumann as Neumann,
+)
+from ._boundaries import (
+    Periodic as Periodic,
+)
+from ._boundaries import (
     TrainableMask as TrainableMask,
+)
+from ._boundaries import (
     make_boundary as make_boundary,
-    BOUNDARIES as BOUNDARIES,
 )
-from ._solve import (
-    RK4 as RK4,
-    SOLVERS as SOLVERS,
-    ADAPTIVE_SOLVERS as ADAPTIVE_SOLVERS,
-    ADJOINTS as ADJOINTS,
-    get_solver as get_solver,
-    get_adjoint as get_adjoint,
-    supports_adaptive as supports_adaptive,
-    SolveConfig as SolveConfig,
-    solve as solve,
+from ._checkpoint import (
+    BackgroundCheckpointer as BackgroundCheckpointer,
 )
-from ._trainer import (
-    TrainConfig as TrainConfig,
-    TrainState as TrainState,
-    TrainResult as TrainResult,
-    Trainer as Trainer,
-    FullBatch as FullBatch,
-    CompiledStep as CompiledStep,
+from ._checkpoint import (
+    load_checkpoint as load_checkpoint,
+)
+from ._checkpoint import (
+    read_checkpoint_header as read_checkpoint_header,
 )
 from ._checkpoint import (
     save_checkpoint as save_checkpoint,
-    load_checkpoint as load_checkpoint,
-    read_checkpoint_header as read_checkpoint_header,
-    BackgroundCheckpointer as BackgroundCheckpointer,
 )
-from ._strategies import (
-    FAILED_MSE as FAILED_MSE,
-    Trajectory as Trajectory,
-    trajectory_mse as trajectory_mse,
-    segment_bounds as segment_bounds,
-    AbstractStrategy as AbstractStrategy,
-    Plain as Plain,
-    MultipleShooting as MultipleShooting,
-    ShootingParams as ShootingParams,
-    Homotopy as Homotopy,
-    HomotopySchedule as HomotopySchedule,
-    SynchronisedField as SynchronisedField,
-    ScheduledBatch as ScheduledBatch,
-    FitResult as FitResult,
+from ._config import (
+    build_config as build_config,
 )
-from ._spline import (
-    SmoothingSpline as SmoothingSpline,
-    reinsch_matrices as reinsch_matrices,
+from ._config import (
+    config_to_dict as config_to_dict,
 )
-from ._augment import (
-    AbstractAugmenter as AbstractAugmenter,
-    ArrayAugmenter as ArrayAugmenter,
-    TreeAugmenter as TreeAugmenter,
-    SamplePool as SamplePool,
-    AbstractTransform as AbstractTransform,
-    RandomRoll as RandomRoll,
-    RandomFlip as RandomFlip,
-    RandomRot90 as RandomRot90,
-    GaussianNoise as GaussianNoise,
-    RandomErase as RandomErase,
-    ZeroPad as ZeroPad,
-    Compose as Compose,
-    duplicate as duplicate,
+from ._config import (
+    leaf_fields as leaf_fields,
 )
-from ._losses import (
-    l1 as l1,
-    l2 as l2,
-    mse as mse,
-    euclidean as euclidean,
-    spectral as spectral,
-    LOSSES as LOSSES,
-    get_loss as get_loss,
+from ._config import (
+    load_config_file as load_config_file,
 )
-from ._optim import (
-    OPTIMISERS as OPTIMISERS,
-    SCHEDULES as SCHEDULES,
-    make_optimiser as make_optimiser,
-    make_schedule as make_schedule,
-    normalise_gradients as normalise_gradients,
-    non_negative as non_negative,
+from ._config import (
+    parse_value as parse_value,
 )
-from ._logger import (
-    Logger as Logger,
-    TensorBoardLogger as TensorBoardLogger,
-    NullLogger as NullLogger,
+from ._config import (
+    write_config as write_config,
 )
 from ._events import (
     read_events as read_events,
 )
-from ._sharding import (
-    BATCH_AXIS as BATCH_AXIS,
-    make_mesh as make_mesh,
-    batch_sharding as batch_sharding,
-    replicated_sharding as replicated_sharding,
-    shard_batch as shard_batch,
-    replicate as replicate,
-    constrain_batch as constrain_batch,
-    initialize_distributed as initialize_distributed,
+from ._landscape import (
+    flat_hvp as flat_hvp,
+)
+from ._landscape import (
+    hutchinson_trace as hutchinson_trace,
 )
 from ._landscape import (
     hvp as hvp,
-    flat_hvp as flat_hvp,
-    top_eigenpairs as top_eigenpairs,
-    hutchinson_trace as hutchinson_trace,
+)
+from ._landscape import (
     loss_surface as loss_surface,
+)
+from ._landscape import (
     pca_path as pca_path,
+)
+from ._landscape import (
+    top_eigenpairs as top_eigenpairs,
+)
+from ._logger import (
+    Logger as Logger,
+)
+from ._logger import (
+    NullLogger as NullLogger,
+)
+from ._logger import (
+    TensorBoardLogger as TensorBoardLogger,
+)
+from ._losses import (
+    LOSSES as LOSSES,
+)
+from ._losses import (
+    euclidean as euclidean,
+)
+from ._losses import (
+    get_loss as get_loss,
+)
+from ._losses import (
+    l1 as l1,
+)
+from ._losses import (
+    l2 as l2,
+)
+from ._losses import (
+    mse as mse,
+)
+from ._losses import (
+    spectral as spectral,
+)
+from ._model import (
+    AbstractModel as AbstractModel,
+)
+from ._model import (
+    fixed_field as fixed_field,
+)
+from ._model import (
+    model_from_spec as model_from_spec,
+)
+from ._model import (
+    model_spec as model_spec,
+)
+from ._model import (
+    num_parameters as num_parameters,
+)
+from ._model import (
+    trainable_filter as trainable_filter,
+)
+from ._operators import (
+    LAPLACIAN_STENCILS as LAPLACIAN_STENCILS,
+)
+from ._operators import (
+    PADDING_MODES as PADDING_MODES,
+)
+from ._operators import (
+    PERCEPTION_FILTERS as PERCEPTION_FILTERS,
+)
+from ._operators import (
+    Perception as Perception,
+)
+from ._operators import (
+    curl as curl,
+)
+from ._operators import (
+    divergence as divergence,
+)
+from ._operators import (
+    gaussian_average as gaussian_average,
+)
+from ._operators import (
+    gradient as gradient,
+)
+from ._operators import (
+    gradient_norm as gradient_norm,
+)
+from ._operators import (
+    gradient_x as gradient_x,
+)
+from ._operators import (
+    gradient_y as gradient_y,
+)
+from ._operators import (
+    laplacian as laplacian,
+)
+from ._operators import (
+    pad as pad,
+)
+from ._optim import (
+    OPTIMISERS as OPTIMISERS,
+)
+from ._optim import (
+    SCHEDULES as SCHEDULES,
+)
+from ._optim import (
+    make_optimiser as make_optimiser,
+)
+from ._optim import (
+    make_schedule as make_schedule,
+)
+from ._optim import (
+    non_negative as non_negative,
+)
+from ._optim import (
+    normalise_gradients as normalise_gradients,
+)
+from ._plotting import (
+    channels_to_rgb as channels_to_rgb,
 )
 from ._plotting import (
     figure as figure,
-    save_figure as save_figure,
-    save_png as save_png,
-    save_gif as save_gif,
+)
+from ._plotting import (
     normalise as normalise,
-    channels_to_rgb as channels_to_rgb,
+)
+from ._plotting import (
     plot_curves as plot_curves,
 )
-from ._config import (
-    load_config_file as load_config_file,
-    build_config as build_config,
-    config_to_dict as config_to_dict,
-    write_config as write_config,
-    leaf_fields as leaf_fields,
-    parse_value as parse_value,
+from ._plotting import (
+    save_figure as save_figure,
+)
+from ._plotting import (
+    save_gif as save_gif,
+)
+from ._plotting import (
+    save_png as save_png,
+)
+from ._sharding import (
+    BATCH_AXIS as BATCH_AXIS,
+)
+from ._sharding import (
+    batch_sharding as batch_sharding,
+)
+from ._sharding import (
+    constrain_batch as constrain_batch,
+)
+from ._sharding import (
+    initialize_distributed as initialize_distributed,
+)
+from ._sharding import (
+    make_mesh as make_mesh,
+)
+from ._sharding import (
+    replicate as replicate,
+)
+from ._sharding import (
+    replicated_sharding as replicated_sharding,
+)
+from ._sharding import (
+    shard_batch as shard_batch,
+)
+from ._solve import (
+    ADAPTIVE_SOLVERS as ADAPTIVE_SOLVERS,
+)
+from ._solve import (
+    ADJOINTS as ADJOINTS,
+)
+from ._solve import (
+    RK4 as RK4,
+)
+from ._solve import (
+    SOLVERS as SOLVERS,
+)
+from ._solve import (
+    SolveConfig as SolveConfig,
+)
+from ._solve import (
+    get_adjoint as get_adjoint,
+)
+from ._solve import (
+    get_solver as get_solver,
+)
+from ._solve import (
+    solve as solve,
+)
+from ._solve import (
+    supports_adaptive as supports_adaptive,
+)
+from ._spline import (
+    SmoothingSpline as SmoothingSpline,
+)
+from ._spline import (
+    reinsch_matrices as reinsch_matrices,
+)
+from ._strategies import (
+    FAILED_MSE as FAILED_MSE,
+)
+from ._strategies import (
+    AbstractStrategy as AbstractStrategy,
+)
+from ._strategies import (
+    FitResult as FitResult,
+)
+from ._strategies import (
+    Homotopy as Homotopy,
+)
+from ._strategies import (
+    HomotopySchedule as HomotopySchedule,
+)
+from ._strategies import (
+    MultipleShooting as MultipleShooting,
+)
+from ._strategies import (
+    Plain as Plain,
+)
+from ._strategies import (
+    ScheduledBatch as ScheduledBatch,
+)
+from ._strategies import (
+    ShootingParams as ShootingParams,
+)
+from ._strategies import (
+    SynchronisedField as SynchronisedField,
+)
+from ._strategies import (
+    Trajectory as Trajectory,
+)
+from ._strategies import (
+    segment_bounds as segment_bounds,
+)
+from ._strategies import (
+    trajectory_mse as trajectory_mse,
+)
+from ._trainer import (
+    CompiledStep as CompiledStep,
+)
+from ._trainer import (
+    FullBatch as FullBatch,
+)
+from ._trainer import (
+    TrainConfig as TrainConfig,
+)
+from ._trainer import (
+    Trainer as Trainer,
+)
+from ._trainer import (
+    TrainResult as TrainResult,
+)
+from ._trainer import (
+    TrainState as TrainState,
 )
 
 __all__ = [

@@ -6,75 +6,173 @@ Lotka-Volterra, Lorenz-63, double pendulum and Van der Pol, and learning their d
 neural ODEs by plain, multiple-shooting or homotopy training.
 """
 
-from ._kuramoto import (
-    coupling_sum as coupling_sum,
-    pairwise_coupling_sum as pairwise_coupling_sum,
-    Kuramoto as Kuramoto,
-    XYModel as XYModel,
-    xy_energy as xy_energy,
-    order_parameter as order_parameter,
-    mean_phase as mean_phase,
-    group_order_parameter as group_order_parameter,
-    one_hot_groups as one_hot_groups,
-    splay_state as splay_state,
-    simulate as simulate,
-)
 from ._delays import (
     AbstractDelayedVectorField as AbstractDelayedVectorField,
+)
+from ._delays import (
     DelayedEuler as DelayedEuler,
+)
+from ._delays import (
     gather_delayed as gather_delayed,
 )
-from ._kuranet import (
-    NORMALISATIONS as NORMALISATIONS,
-    KuraNet as KuraNet,
-    normalise_coupling as normalise_coupling,
-    circular_variance as circular_variance,
-    circular_moments as circular_moments,
-    segmentation_loss as segmentation_loss,
-    feature_assortativity as feature_assortativity,
+from ._discovery import (
+    DISCOVERY_METHODS as DISCOVERY_METHODS,
 )
-from ._experiments import (
-    ExperimentConfig as ExperimentConfig,
-    EXPERIMENTS as EXPERIMENTS,
-    get_experiment as get_experiment,
-    configure_experiment as configure_experiment,
-    quick_experiment as quick_experiment,
-    kuranet_data as kuranet_data,
-    make_kuranet as make_kuranet,
-    KuraNetTask as KuraNetTask,
-    evaluate_kuranet as evaluate_kuranet,
-    train_experiment as train_experiment,
+from ._discovery import (
+    DISCOVERY_MODELS as DISCOVERY_MODELS,
 )
-from ._figures import (
-    phase_raster as phase_raster,
-    order_parameter_plot as order_parameter_plot,
-    coupling_vs_distance as coupling_vs_distance,
-    phase_map as phase_map,
+from ._discovery import (
+    DISCOVERY_PRESETS as DISCOVERY_PRESETS,
 )
-from ._systems import (
-    LotkaVolterra as LotkaVolterra,
-    Lorenz63 as Lorenz63,
-    DoublePendulum as DoublePendulum,
-    VanDerPol as VanDerPol,
-    SystemSpec as SystemSpec,
-    SYSTEMS as SYSTEMS,
-    Dataset as Dataset,
-    make_dataset as make_dataset,
+from ._discovery import (
+    DiscoverySettings as DiscoverySettings,
+)
+from ._discovery import (
+    LotkaVolterraGrayBox as LotkaVolterraGrayBox,
 )
 from ._discovery import (
     MLPField as MLPField,
-    LotkaVolterraGrayBox as LotkaVolterraGrayBox,
+)
+from ._discovery import (
     SecondOrderField as SecondOrderField,
-    DISCOVERY_METHODS as DISCOVERY_METHODS,
-    DISCOVERY_MODELS as DISCOVERY_MODELS,
-    DISCOVERY_PRESETS as DISCOVERY_PRESETS,
-    DiscoverySettings as DiscoverySettings,
-    discovery_settings as discovery_settings,
+)
+from ._discovery import (
     build_discovery_model as build_discovery_model,
+)
+from ._discovery import (
+    discovery_settings as discovery_settings,
+)
+from ._discovery import (
     discovery_strategy as discovery_strategy,
+)
+from ._discovery import (
     evaluate_field as evaluate_field,
+)
+from ._discovery import (
     fit_system as fit_system,
+)
+from ._discovery import (
     trajectory_of as trajectory_of,
+)
+from ._experiments import (
+    EXPERIMENTS as EXPERIMENTS,
+)
+from ._experiments import (
+    ExperimentConfig as ExperimentConfig,
+)
+from ._experiments import (
+    KuraNetTask as KuraNetTask,
+)
+from ._experiments import (
+    configure_experiment as configure_experiment,
+)
+from ._experiments import (
+    evaluate_kuranet as evaluate_kuranet,
+)
+from ._experiments import (
+    get_experiment as get_experiment,
+)
+from ._experiments import (
+    kuranet_data as kuranet_data,
+)
+from ._experiments import (
+    make_kuranet as make_kuranet,
+)
+from ._experiments import (
+    quick_experiment as quick_experiment,
+)
+from ._experiments import (
+    train_experiment as train_experiment,
+)
+from ._figures import (
+    coupling_vs_distance as coupling_vs_distance,
+)
+from ._figures import (
+    order_parameter_plot as order_parameter_plot,
+)
+from ._figures import (
+    phase_map as phase_map,
+)
+from ._figures import (
+    phase_raster as phase_raster,
+)
+from ._kuramoto import (
+    Kuramoto as Kuramoto,
+)
+from ._kuramoto import (
+    XYModel as XYModel,
+)
+from ._kuramoto import (
+    coupling_sum as coupling_sum,
+)
+from ._kuramoto import (
+    group_order_parameter as group_order_parameter,
+)
+from ._kuramoto import (
+    mean_phase as mean_phase,
+)
+from ._kuramoto import (
+    one_hot_groups as one_hot_groups,
+)
+from ._kuramoto import (
+    order_parameter as order_parameter,
+)
+from ._kuramoto import (
+    pairwise_coupling_sum as pairwise_coupling_sum,
+)
+from ._kuramoto import (
+    simulate as simulate,
+)
+from ._kuramoto import (
+    splay_state as splay_state,
+)
+from ._kuramoto import (
+    xy_energy as xy_energy,
+)
+from ._kuranet import (
+    NORMALISATIONS as NORMALISATIONS,
+)
+from ._kuranet import (
+    KuraNet as KuraNet,
+)
+from ._kuranet import (
+    circular_moments as circular_moments,
+)
+from ._kuranet import (
+    circular_variance as circular_variance,
+)
+from ._kuranet import (
+    feature_assortativity as feature_assortativity,
+)
+from ._kuranet import (
+    normalise_coupling as normalise_coupling,
+)
+from ._kuranet import (
+    segmentation_loss as segmentation_loss,
+)
+from ._systems import (
+    SYSTEMS as SYSTEMS,
+)
+from ._systems import (
+    Dataset as Dataset,
+)
+from ._systems import (
+    DoublePendulum as DoublePendulum,
+)
+from ._systems import (
+    Lorenz63 as Lorenz63,
+)
+from ._systems import (
+    LotkaVolterra as LotkaVolterra,
+)
+from ._systems import (
+    SystemSpec as SystemSpec,
+)
+from ._systems import (
+    VanDerPol as VanDerPol,
+)
+from ._systems import (
+    make_dataset as make_dataset,
 )
 
 __all__ = [

@@ -7,61 +7,123 @@ conditions, pattern statistics, and fitting a PDE to trajectories on the common 
 
 from ._base import (
     AbstractPDE as AbstractPDE,
+)
+from ._base import (
     check_state as check_state,
+)
+from ._fit import (
+    STRATEGIES as STRATEGIES,
+)
+from ._fit import (
+    PDEFitConfig as PDEFitConfig,
+)
+from ._fit import (
+    WindowAugmenter as WindowAugmenter,
+)
+from ._fit import (
+    fit_pde as fit_pde,
+)
+from ._fit import (
+    fit_pde_strategy as fit_pde_strategy,
+)
+from ._fit import (
+    make_loss as make_loss,
+)
+from ._fit import (
+    make_pde_optimiser as make_pde_optimiser,
+)
+from ._fit import (
+    model_to_fit as model_to_fit,
+)
+from ._fit import (
+    rollout as rollout,
+)
+from ._fit import (
+    rollout_error as rollout_error,
+)
+from ._grid import (
+    GRID_BOUNDARIES as GRID_BOUNDARIES,
 )
 from ._grid import (
     Grid as Grid,
-    GRID_BOUNDARIES as GRID_BOUNDARIES,
+)
+from ._grid import (
     scalar_parameter as scalar_parameter,
+)
+from ._initial import (
+    gaussian as gaussian,
+)
+from ._initial import (
+    gray_scott_seeds as gray_scott_seeds,
+)
+from ._initial import (
+    initial_state as initial_state,
+)
+from ._initial import (
+    perturbed as perturbed,
+)
+from ._models import (
+    FIXED_MODELS as FIXED_MODELS,
 )
 from ._models import (
     AdvectionDiffusion as AdvectionDiffusion,
-    GrayScott as GrayScott,
-    FitzHughNagumo as FitzHughNagumo,
+)
+from ._models import (
     Brusselator as Brusselator,
-    Schnakenberg as Schnakenberg,
-    KellerSegel as KellerSegel,
+)
+from ._models import (
     CahnHilliard as CahnHilliard,
+)
+from ._models import (
     Chhabra as Chhabra,
-    FIXED_MODELS as FIXED_MODELS,
+)
+from ._models import (
+    FitzHughNagumo as FitzHughNagumo,
+)
+from ._models import (
+    GrayScott as GrayScott,
+)
+from ._models import (
+    KellerSegel as KellerSegel,
+)
+from ._models import (
+    Schnakenberg as Schnakenberg,
+)
+from ._neural import (
+    ACTIVATIONS as ACTIVATIONS,
+)
+from ._neural import (
+    DIFFUSION_TERMS as DIFFUSION_TERMS,
+)
+from ._neural import (
+    NeuralChemotaxis as NeuralChemotaxis,
+)
+from ._neural import (
+    NeuralRDA as NeuralRDA,
 )
 from ._neural import (
     PointwiseMLP as PointwiseMLP,
-    NeuralRDA as NeuralRDA,
-    NeuralChemotaxis as NeuralChemotaxis,
+)
+from ._neural import (
     input_normalisation as input_normalisation,
-    ACTIVATIONS as ACTIVATIONS,
-    DIFFUSION_TERMS as DIFFUSION_TERMS,
+)
+from ._patterns import (
+    connected_components as connected_components,
+)
+from ._patterns import (
+    dominant_wavelength as dominant_wavelength,
+)
+from ._patterns import (
+    radial_power_spectrum as radial_power_spectrum,
 )
 from ._registry import (
     PDE_MODELS as PDE_MODELS,
+)
+from ._registry import (
     make_pde as make_pde,
 )
 from ._solver import (
     PDESolver as PDESolver,
-)
-from ._initial import (
-    gaussian as gaussian,
-    gray_scott_seeds as gray_scott_seeds,
-    perturbed as perturbed,
-    initial_state as initial_state,
-)
-from ._patterns import (
-    connected_components as connected_components,
-    radial_power_spectrum as radial_power_spectrum,
-    dominant_wavelength as dominant_wavelength,
-)
-from ._fit import (
-    STRATEGIES as STRATEGIES,
-    PDEFitConfig as PDEFitConfig,
-    fit_pde_strategy as fit_pde_strategy,
-    WindowAugmenter as WindowAugmenter,
-    make_loss as make_loss,
-    make_pde_optimiser as make_pde_optimiser,
-    fit_pde as fit_pde,
-    rollout as rollout,
-    rollout_error as rollout_error,
-    model_to_fit as model_to_fit,
 )
 
 __all__ = [

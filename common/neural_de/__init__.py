@@ -6,73 +6,143 @@ Hamiltonian, Lagrangian and gradient-flow fields, continuous normalising flows, 
 CDEs, graph neural ODEs, toy datasets, and saveable classifier and density models.
 """
 
-from ._node import (
-    NeuralODE as NeuralODE,
-    MLPField as MLPField,
-    LinearField as LinearField,
-    ACTIVATIONS as ACTIVATIONS,
-    get_activation as get_activation,
+from ._augment import (
+    HigherOrderField as HigherOrderField,
+)
+from ._augment import (
+    InputLayerAugment as InputLayerAugment,
+)
+from ._augment import (
+    ZeroAugment as ZeroAugment,
 )
 from ._augment import (
     zero_augment as zero_augment,
-    ZeroAugment as ZeroAugment,
-    InputLayerAugment as InputLayerAugment,
-    HigherOrderField as HigherOrderField,
-)
-from ._depth import (
-    BASES as BASES,
-    basis as basis,
-    TimeMLPField as TimeMLPField,
-    GalerkinLinear as GalerkinLinear,
-    GalerkinMLPField as GalerkinMLPField,
-)
-from ._integral import (
-    RunningCost as RunningCost,
-    with_cost as with_cost,
-)
-from ._physics import (
-    ScalarMLP as ScalarMLP,
-    HamiltonianField as HamiltonianField,
-    LagrangianField as LagrangianField,
-    GradientFlowField as GradientFlowField,
-)
-from ._cnf import (
-    CNF as CNF,
-    TRACE_ESTIMATORS as TRACE_ESTIMATORS,
-    standard_normal_log_prob as standard_normal_log_prob,
-)
-from ._sde import (
-    NeuralSDE as NeuralSDE,
-    SDE_SOLVERS as SDE_SOLVERS,
-    get_sde_solver as get_sde_solver,
 )
 from ._cde import (
     INTERPOLATIONS as INTERPOLATIONS,
-    interpolate as interpolate,
-    cde_solve as cde_solve,
+)
+from ._cde import (
     CDEField as CDEField,
+)
+from ._cde import (
     NeuralCDE as NeuralCDE,
 )
-from ._graph import (
-    normalised_adjacency as normalised_adjacency,
-    GraphConv as GraphConv,
-    GraphODEField as GraphODEField,
+from ._cde import (
+    cde_solve as cde_solve,
+)
+from ._cde import (
+    interpolate as interpolate,
+)
+from ._cnf import (
+    CNF as CNF,
+)
+from ._cnf import (
+    TRACE_ESTIMATORS as TRACE_ESTIMATORS,
+)
+from ._cnf import (
+    standard_normal_log_prob as standard_normal_log_prob,
+)
+from ._datasets import (
+    DATASETS as DATASETS,
+)
+from ._datasets import (
+    circles as circles,
+)
+from ._datasets import (
+    crossing as crossing,
+)
+from ._datasets import (
+    gaussian_mixture as gaussian_mixture,
+)
+from ._datasets import (
+    make as make,
 )
 from ._datasets import (
     moons as moons,
-    circles as circles,
+)
+from ._datasets import (
     spirals as spirals,
-    gaussian_mixture as gaussian_mixture,
-    crossing as crossing,
-    DATASETS as DATASETS,
-    make as make,
+)
+from ._depth import (
+    BASES as BASES,
+)
+from ._depth import (
+    GalerkinLinear as GalerkinLinear,
+)
+from ._depth import (
+    GalerkinMLPField as GalerkinMLPField,
+)
+from ._depth import (
+    TimeMLPField as TimeMLPField,
+)
+from ._depth import (
+    basis as basis,
+)
+from ._graph import (
+    GraphConv as GraphConv,
+)
+from ._graph import (
+    GraphODEField as GraphODEField,
+)
+from ._graph import (
+    normalised_adjacency as normalised_adjacency,
+)
+from ._integral import (
+    RunningCost as RunningCost,
+)
+from ._integral import (
+    with_cost as with_cost,
+)
+from ._models import (
+    AUGMENTS as AUGMENTS,
+)
+from ._models import (
+    FIELDS as FIELDS,
+)
+from ._models import (
+    READOUTS as READOUTS,
+)
+from ._models import (
+    DensityCNF as DensityCNF,
 )
 from ._models import (
     ODEClassifier as ODEClassifier,
-    DensityCNF as DensityCNF,
-    AUGMENTS as AUGMENTS,
-    FIELDS as FIELDS,
-    READOUTS as READOUTS,
+)
+from ._node import (
+    ACTIVATIONS as ACTIVATIONS,
+)
+from ._node import (
+    LinearField as LinearField,
+)
+from ._node import (
+    MLPField as MLPField,
+)
+from ._node import (
+    NeuralODE as NeuralODE,
+)
+from ._node import (
+    get_activation as get_activation,
+)
+from ._physics import (
+    GradientFlowField as GradientFlowField,
+)
+from ._physics import (
+    HamiltonianField as HamiltonianField,
+)
+from ._physics import (
+    LagrangianField as LagrangianField,
+)
+from ._physics import (
+    ScalarMLP as ScalarMLP,
+)
+from ._sde import (
+    SDE_SOLVERS as SDE_SOLVERS,
+)
+from ._sde import (
+    NeuralSDE as NeuralSDE,
+)
+from ._sde import (
+    get_sde_solver as get_sde_solver,
 )
 
 __all__ = [
