@@ -1,8 +1,7 @@
 """diffdyn: differentiable simulation in JAX.
 
-Five packages on one shared core, each imported from here::
-
-    from diffdyn import common, nca, pde, oscillators, rnn
+Five packages on one shared core, each imported from here:
+``from diffdyn import nca, oscillators, pde, rnn`` and ``import diffdyn.common``.
 
 - `diffdyn.common`: models, spatial operators, boundaries, ODE solving, the trainer,
   training strategies, augmentation, sharding, logging, and neural differential equations

@@ -1,7 +1,7 @@
 """Cost of one Kuramoto Euler step versus N (dense coupling): it must grow as N^2.
 
 The fast coupling sum (one [N, N] @ [N, 2] product) against the pairwise one (N^2 sines),
-both inside a diffrax solve through `oscillators.kuramoto.simulate`.
+both inside a diffrax solve through `diffdyn.oscillators.simulate`.
 
     python benchmarks/kuranet_scaling.py [--sizes 100,300,1000,3000,10000] [--steps 20]
 

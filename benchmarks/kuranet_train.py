@@ -1,9 +1,10 @@
 """KuraNet training steps/s on the `global` setting: diffdyn (JAX) vs PyTorch + torchdiffeq.
 
-Both sides do the seed's step: couplings from the pair MLP (batch norm over the N^2 pairs,
-node softmax normalisation, symmetrised), Euler burn-in without gradients (100 grid points),
-Euler loss window with gradients (50 points), circular variance, backward, gradient clipping
-and an SGD update. PyTorch builds the pair inputs by concatenation as the seed does.
+Both sides do the training step of KuraNet (Ricci et al. 2021, serre-lab/KuraNet): couplings
+from the pair MLP (batch norm over the N^2 pairs, node softmax normalisation, symmetrised), Euler
+burn-in without gradients (100 grid points), Euler loss window with gradients (50 points),
+circular variance, backward, gradient clipping and an SGD update. PyTorch builds the pair inputs
+by concatenation as KuraNet does.
 
     python benchmarks/kuranet_train.py [--n 100] [--hidden 128] [--steps 20] [--threads 0]
 

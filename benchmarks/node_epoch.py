@@ -4,7 +4,7 @@ tolerances and optimiser.
 
 Both sides differentiate through the solver (diffrax RecursiveCheckpointAdjoint; torchdiffeq
 ``odeint`` with autograd). torchdiffeq has no tsit5, so torch runs dopri5; diffdyn is timed
-with tsit5 (the issue's setting) and with dopri5 (like for like). Epoch times exclude JAX
+with tsit5 (the benchmark's main setting) and with dopri5 (like for like). Epoch times exclude JAX
 compilation, which is printed separately. torchdyn itself is not used (it pins old
 pytorch-lightning); its NeuralODE calls the same kind of adaptive RK loop as torchdiffeq.
 

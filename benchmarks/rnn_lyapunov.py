@@ -4,13 +4,13 @@ Cases (float64, tanh network, Euler dt = 0.1, one QR per time unit, over ``--t-s
 units, no transients): the full spectrum of N = 500 and the first 50 exponents of N = 2000.
 Implementations:
 
-- ``jax``: :func:`rnn.lyapunov.lyapunov_spectrum` as users call it: the state and the k
-  tangent vectors pushed together by :meth:`rnn.model.RateRNN.variational_step` (one
-  [N, N] x [N, k + 1] product per step) and the QR of :mod:`rnn.qr` (XLA-only on CPU);
+- ``jax``: `diffdyn.rnn.lyapunov_spectrum` as users call it: the state and the k
+  tangent vectors pushed together by `RateRNN.variational_step` (one
+  [N, N] x [N, k + 1] product per step) and the QR of `diffdyn.rnn.qr` (XLA-only on CPU);
 - ``jax-linearize``: the same with ``fused=False``: jax.linearize of the diffrax Euler step,
   vmapped over the k tangent vectors (a [N, N] x [N, k] and a matrix-vector product);
-- ``numpy-jacobian``: the reference demo's loop, forming the Jacobian
-  D = (1 - dt) I + dt J diag(phi'(h_n)) every step and multiplying D @ Q;
+- ``numpy-jacobian``: the loop of the Engelken, Wolf & Abbott demo (RNN-LyapunovSpectra),
+  forming the Jacobian D = (1 - dt) I + dt J diag(phi'(h_n)) every step and multiplying D @ Q;
 - ``numpy-matfree``: the same without forming D: Q <- (1 - dt) Q + dt J (phi'(h_n) * Q);
 - ``torch``: numpy-matfree in PyTorch (CPU), if torch is installed.
 

@@ -97,7 +97,7 @@ class RandomRoll(AbstractTransform):
     The shift ``(s_h, s_w)`` is drawn uniformly from ``{-m_h, ..., m_h} x {-m_w, ..., m_w}``
     for ``max_shift = (m_h, m_w)`` (an int means the same bound on both axes), or from
     ``{0, ..., H-1} x {0, ..., W-1}`` when ``max_shift`` is None. Equals ``jnp.roll`` by
-    :meth:`shift`.
+    `shift`.
     """
 
     max_shift: tuple[int, int] | None = eqx.field(static=True, default=None)
@@ -348,7 +348,7 @@ class AbstractAugmenter(eqx.Module):
 
     Key rule: in one step the trainer calls ``sample(state, k)`` and
     ``update(state, prediction, k)`` with the SAME key ``k`` and the SAME ``state``, so an
-    augmenter (e.g. a :class:`SamplePool`) can re-derive from ``(state, k)`` which slots it
+    augmenter (e.g. a `SamplePool`) can re-derive from ``(state, k)`` which slots it
     handed out instead of storing indices.
     """
 
@@ -389,7 +389,7 @@ class ArrayAugmenter(AbstractAugmenter):
 
     ``data`` is one array ``[N, ...]`` or a dict/tuple of arrays sharing axis 0 (e.g. inputs and
     targets). Each step draws ``batch_size`` indices (``replace`` chooses with/without
-    replacement), repeats every drawn item ``repeats`` times (:func:`duplicate`, so each copy
+    replacement), repeats every drawn item ``repeats`` times (`duplicate`, so each copy
     gets its own augmentation) and applies ``transforms`` in order to every item, giving a batch
     of ``B = batch_size * repeats``. For dict/tuple data, ``apply_to`` names the entries
     (keys/indices) that are transformed (default all); within one item every selected entry
@@ -634,7 +634,7 @@ class SamplePool(AbstractAugmenter):
     Each step, ``sample`` draws ``batch_size`` distinct slots ``idx`` from ``key``. If ``score``
     is given (a function of one state, larger = worse, e.g. its loss against the target), the
     slots are ordered worst first; otherwise they stay in random order. The first ``reseed``
-    samples are replaced by the seed, and ``transforms`` (e.g. :class:`RandomErase` damage) are
+    samples are replaced by ``seed``, and ``transforms`` (e.g. `RandomErase` damage) are
     applied to the last ``n_transformed`` samples (the best ones when scored; None = all).
 
     ``update(state, prediction, key)`` writes ``pool[idx[b]] = prediction[b]`` (gradients
@@ -685,8 +685,8 @@ class SamplePool(AbstractAugmenter):
         self.n_transformed = None if n_transformed is None else int(n_transformed)
 
     def init(self, data: Any, key: PRNGKeyArray | None = None) -> dict[str, Array]:
-        """``{"pool": [P, *seed.shape] copies of the seed, "seed": seed}``."""
-        seed = _to_array(data, "argument 'data' (the seed state)", "SamplePool.init")
+        """``{"pool": [P, *seed.shape] copies of seed, "seed": seed}``."""
+        seed = _to_array(data, "argument 'data' (a seed state)", "SamplePool.init")
         pool = jnp.broadcast_to(seed, (self.pool_size, *seed.shape))
         return {"pool": jnp.array(pool), "seed": seed}
 
@@ -700,7 +700,7 @@ class SamplePool(AbstractAugmenter):
         return idx
 
     def sample(self, state: dict[str, Array], key: PRNGKeyArray) -> Array:
-        """``pool[idx]`` with the first ``reseed`` replaced by the seed and the last
+        """``pool[idx]`` with the first ``reseed`` replaced by ``seed`` and the last
         ``n_transformed`` transformed."""
         idx = self.slots(state, key)
         x = state["pool"][idx]

@@ -1,14 +1,14 @@
 """Boundary conditions and masks applied to a state ``[C, H, W]`` (or ``[C, X]``).
 
-A boundary is an :class:`AbstractBoundary`: calling it on a state returns the state with the
+A boundary is an `AbstractBoundary`: calling it on a state returns the state with the
 condition imposed (typically after every update step), and its ``padding`` attribute names the
-padding mode (see :mod:`common.operators`) that stencils should use next to it, so that
+padding mode (see `diffdyn.common`) that stencils should use next to it, so that
 ``laplacian(u, padding=bc.padding)`` and ``bc(u)`` describe the same physics.
 
 Grids are cell-centred: the *edge cells* are the outermost ring of the array (rows 0 and H-1,
 columns 0 and W-1; entries 0 and X-1 in 1-D). Arrays held by boundaries that are not meant to
-be trained (Dirichlet values, fixed masks) are :func:`common.model.fixed_field`s; the logits of
-:class:`TrainableMask` are trainable.
+be trained (Dirichlet values, fixed masks) are `fixed_field`s; the logits of
+`TrainableMask` are trainable.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _put(state: Array, idx: np.ndarray, channels: tuple[int, ...] | None, new: A
 class AbstractBoundary(eqx.Module):
     """A boundary condition: ``bc(state) -> state`` plus the ``padding`` stencils should use.
 
-    Subclasses give ``padding`` (one of :data:`common.operators.PADDING_MODES`) and
+    Subclasses give ``padding`` (one of `PADDING_MODES`) and
     ``__call__``, which must keep the shape and dtype of the state.
     """
 
@@ -375,6 +375,7 @@ BOUNDARIES: dict[str, type[AbstractBoundary]] = {
     "dirichlet": Dirichlet,
     "neumann": Neumann,
 }
+"""Boundary classes by name, for `make_boundary`."""
 
 
 def make_boundary(name: str, **kwargs: Any) -> AbstractBoundary:

@@ -66,11 +66,11 @@ def _parse_header(line: bytes, path: Any) -> dict[str, Any]:
 class BackgroundCheckpointer:
     """Saves checkpoints from a writer thread so that training does not wait for the disk.
 
-    :meth:`save` copies the tree to host memory (the only part that blocks the caller, and the
+    `save` copies the tree to host memory (the only part that blocks the caller, and the
     point at which the checkpoint's contents are fixed), then serialises it and calls ``fsync``
-    on one background thread. At most one write is in flight: a second :meth:`save` first
+    on one background thread. At most one write is in flight: a second `save` first
     waits for the previous one, so files appear in order. Errors surface from the next
-    :meth:`save` or from :meth:`wait`, which training must call before it returns.
+    `save` or from `wait`, which training must call before it returns.
     """
 
     def __init__(self) -> None:

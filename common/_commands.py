@@ -3,7 +3,7 @@
 The damped oscillator ``x'' + 2ζω x' + ω² x = 0`` is the linear system ``y' = A y`` with
 ``A = [[0, 1], [-ω², -2ζω]]``, whose flow is ``y(t) = exp(tA) y(0)``. We observe exact
 trajectories from a few initial conditions and fit ``A`` by integrating a trainable
-:class:`LinearField` with diffrax (``common.solve``) under the common :class:`Trainer`. The
+`LinearField` with diffrax (``common.solve``) under the common `Trainer`. The
 recovered matrix is compared with the true one.
 """
 
@@ -15,11 +15,10 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from diffdyn.common.cli import RunContext, quickstart_part
-
 from ._plotting import figure, save_figure
 from ._solve import solve
 from ._trainer import TrainConfig, Trainer
+from .cli import RunContext, quickstart_part
 from .neural_de._node import LinearField
 
 __all__ = ["oscillator_matrix", "core_quickstart"]

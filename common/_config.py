@@ -256,6 +256,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def write_config(cfg: Any, path: str | os.PathLike) -> Path:
-    """Write the resolved config as YAML (readable back with :func:`load_config_file`)."""
+    """Write the resolved config as YAML (readable back with `load_config_file`)."""
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     return atomic_write(path, lambda f: f.write(text.encode()))

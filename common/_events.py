@@ -6,12 +6,12 @@ An event file is a sequence of TFRecords, each framing one serialised ``Event`` 
 
 with ``masked_crc(x) = ((crc >> 15) | (crc << 17)) + 0xA282EAD8 (mod 2^32)`` of the CRC-32C
 (Castagnoli) checksum. Scalars, written every training step, are encoded here directly from
-the protobuf wire format (a few microseconds each) instead of building message objects and
-handing them to a writer thread through a queue, which is what made ``tensorboardX`` cost a
-few hundred microseconds per scalar. Other summaries (histograms, images, text) are built
+the protobuf wire format instead of building message objects and handing them to a writer
+thread through a queue, which is what made ``tensorboardX`` expensive per scalar. Other
+summaries (histograms, images, text) are built
 with ``tensorboardX.summary`` and serialised with its protobuf classes.
 
-Records go into a buffered file and reach the disk on :meth:`EventFileWriter.flush`, which
+Records go into a buffered file and reach the disk on `EventFileWriter.flush`, which
 also happens by itself when ``flush_seconds`` have passed since the last one.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tensorboardX.crc32c import crc32c
+import google_crc32c
 
 __all__ = ["EventFileWriter", "encode_scalar_event", "masked_crc32c", "read_events"]
 
@@ -36,7 +36,7 @@ _U32, _U64 = struct.Struct("<I").pack, struct.Struct("<Q").pack
 
 def masked_crc32c(data: bytes) -> int:
     """The masked CRC-32C that frames TFRecords."""
-    crc = crc32c(data) & 0xFFFFFFFF
+    crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
@@ -153,7 +153,7 @@ class EventFileWriter:
     ) -> None:
         """Append a series of one tag, one event per value: the block path of the trainer.
 
-        Byte for byte what :meth:`write_scalar` writes for each value, with the parts that
+        Byte for byte what `write_scalar` writes for each value, with the parts that
         depend only on ``tag`` encoded once.
         """
         encode = _scalar_event_encoder(tag)

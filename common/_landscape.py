@@ -6,18 +6,18 @@ model, ``params, static = eqx.partition(model, filter)`` and
 ``loss = lambda p: L(eqx.combine(p, static))``). Vectors are pytrees like ``params``, or flat
 arrays where said.
 
-- :func:`hvp`: :math:`H v = \frac{d}{d\epsilon} \nabla L(p + \epsilon v)\big|_0`
+- `hvp`: $H v = \frac{d}{d\epsilon} \nabla L(p + \epsilon v)\big|_0$
   (forward-over-reverse, ``jax.jvp`` of ``jax.grad``; no Hessian is formed). For a loss
   that solves an ODE, solve with ``adjoint="direct"`` (``diffrax.DirectAdjoint`` supports
   forward mode; the default recursive-checkpoint adjoint is reverse-mode only).
-- :func:`top_eigenpairs`: the ``k`` algebraically largest eigenpairs of :math:`H`, by Lanczos
-  with full reorthogonalisation (Ritz pairs of the tridiagonal :math:`T_m = V^\top H V`) or by
-  power iteration with deflation :math:`H - \sum_j \lambda_j v_j v_j^\top` (largest
+- `top_eigenpairs`: the ``k`` algebraically largest eigenpairs of $H$, by Lanczos
+  with full reorthogonalisation (Ritz pairs of the tridiagonal $T_m = V^\top H V$) or by
+  power iteration with deflation $H - \sum_j \lambda_j v_j v_j^\top$ (largest
   magnitude, as PyHessian).
-- :func:`hutchinson_trace`: :math:`\mathrm{tr} H \approx \frac1n \sum_i z_i^\top H z_i`,
-  Rademacher :math:`z_i`.
-- :func:`loss_surface`: :math:`L(p + a d_1 + b d_2)` on a grid of ``(a, b)``.
-- :func:`pca_path`: principal components of parameter snapshots :math:`p_t - p_\mathrm{ref}`
+- `hutchinson_trace`: $\mathrm{tr} H \approx \frac1n \sum_i z_i^\top H z_i$,
+  Rademacher $z_i$.
+- `loss_surface`: $L(p + a d_1 + b d_2)$ on a grid of ``(a, b)``.
+- `pca_path`: principal components of parameter snapshots $p_t - p_\mathrm{ref}$
   and the path's coordinates in the top two.
 """
 
@@ -45,12 +45,12 @@ Loss = Callable[[PyTree], Float[Array, ""]]
 
 
 def hvp(loss: Loss, params: PyTree, v: PyTree) -> PyTree:
-    """The Hessian-vector product :math:`H(p) v` (a pytree like ``params``)."""
+    """The Hessian-vector product $H(p) v$ (a pytree like ``params``)."""
     return jax.jvp(jax.grad(loss), (params,), (v,))[1]
 
 
 def flat_hvp(loss: Loss, params: PyTree) -> tuple[Callable[[Array], Array], Array]:
-    """``(matvec, flat_params)``: :math:`v \\mapsto H v` on flat vectors of the size of
+    """``(matvec, flat_params)``: $v \\mapsto H v$ on flat vectors of the size of
     ``params`` (jitted), and the flat parameters."""
     flat, unravel = ravel_pytree(params)
 
@@ -159,7 +159,7 @@ def _power(matvec, n, k, iterations, tol, rng, dtype):
 
 
 def hutchinson_trace(loss: Loss, params: PyTree, samples: int = 100, *, key: PRNGKeyArray):
-    """Hutchinson's estimate of :math:`\\mathrm{tr}\\,H` with ``samples`` Rademacher probes."""
+    """Hutchinson's estimate of $\\mathrm{tr}\\,H$ with ``samples`` Rademacher probes."""
     matvec, flat = flat_hvp(loss, params)
     z = jax.random.rademacher(key, (samples, flat.shape[0]), dtype=flat.dtype)
     return float(jnp.mean(jax.vmap(lambda v: v @ matvec(v))(z)))
@@ -173,7 +173,7 @@ def loss_surface(
     a: Float[ArrayLike, " A"],
     b: Float[ArrayLike, " B"],
 ) -> np.ndarray:
-    """:math:`L(p + a_i d_1 + b_j d_2)` as a numpy array ``[A, B]`` (one jitted loss, a
+    """$L(p + a_i d_1 + b_j d_2)$ as a numpy array ``[A, B]`` (one jitted loss, a
     Python loop over the grid; failed points give whatever the loss returns)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim != 1 or b.ndim != 1:
@@ -198,7 +198,7 @@ def pca_path(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of a parameter path: ``(coords [T, c], directions [c, n], explained [c])``.
 
-    Rows are :math:`p_t - p_\\mathrm{ref}` (``reference`` defaults to the last snapshot, e.g.
+    Rows are $p_t - p_\\mathrm{ref}$ (``reference`` defaults to the last snapshot, e.g.
     the best model); ``directions`` are the top right singular vectors (flat, unit norm),
     ``explained`` the fraction of the total variance of the rows each one explains.
     """

@@ -112,9 +112,9 @@ def encode_gif(frames: Any, fps: int = 10) -> bytes:
 
 
 class TensorBoardLogger:
-    """Writes TensorBoard event files under ``logdir`` (see :mod:`common.events`).
+    """Writes TensorBoard event files under ``logdir`` (see `diffdyn.common`).
 
-    Scalars cost a few microseconds each, so logging every training step is cheap; histograms,
+    Scalars are encoded directly, so logging every training step is cheap; histograms,
     images, videos and text are built with ``tensorboardX.summary``. Hyperparameters go to a
     ``hparams`` sub-run, as the HParams dashboard expects.
     """

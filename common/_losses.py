@@ -6,7 +6,7 @@ mask broadcastable to that shape; the loss is then a weighted mean over the mask
     mean_w(e) = sum(w * e) / sum(w),
 
 so entries with ``w = 0`` do not count (even if they hold NaN). An all-zero mask gives 0.
-Configs select losses by name through :func:`get_loss`.
+Configs select losses by name through `get_loss`.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def l2(
 
 
 mse = l2
+"""The mean squared error: another name of `l2`."""
 
 
 def euclidean(
@@ -114,7 +115,7 @@ def spectral(
 
     With the orthonormal 2-D DFT ``F`` over axes (-2, -1) (``norm="ortho"``, so
     ``sum |F x|^2 = sum |x|^2``), the loss is ``mean_w (|F p| - |F t|)^2`` over all entries;
-    it is on the same scale as :func:`l2` and ignores phase, so it is invariant to periodic
+    it is on the same scale as `l2` and ignores phase, so it is invariant to periodic
     shifts of either argument. ``where`` here masks Fourier coefficients (e.g. to keep low
     frequencies), indexed like the output of ``jnp.fft.fft2``.
     """
@@ -141,6 +142,7 @@ LOSSES: dict[str, Loss] = {
     "euclidean": euclidean,
     "spectral": spectral,
 }
+"""Losses by name, for `get_loss`."""
 
 
 def get_loss(name: str) -> Loss:

@@ -1,6 +1,6 @@
 """The model base class: one-file save/load, trainable/fixed split, parameter count.
 
-Every model in diffdyn subclasses :class:`AbstractModel`. Two conventions make a model
+Every model in diffdyn subclasses `AbstractModel`. Two conventions make a model
 saveable without pickle:
 
 1. every constructor argument other than ``key`` is stored on the model under the same name
@@ -10,7 +10,7 @@ saveable without pickle:
    so that loading can build a skeleton and then fill its leaves from the file.
 
 Arrays that must never be trained (stencil kernels, masks) are declared with
-:func:`fixed_field`; :meth:`AbstractModel.trainable_filter` leaves them out, together with
+`fixed_field`; `AbstractModel.trainable_filter` leaves them out, together with
 every non-floating leaf.
 """
 
@@ -65,7 +65,7 @@ def trainable_filter(tree: Any) -> Any:
     """A filter spec (same structure as ``tree``, boolean leaves) marking trainable leaves.
 
     A leaf is trainable when it is a floating-point array and no enclosing module field was
-    declared with :func:`fixed_field`. Use it with ``eqx.partition(tree, trainable_filter(tree))``.
+    declared with `fixed_field`. Use it with ``eqx.partition(tree, trainable_filter(tree))``.
     """
 
     def visit(node: Any) -> Any:
@@ -99,7 +99,7 @@ def _replace_fields(module: eqx.Module, updates: dict[str, Any]) -> eqx.Module:
 
 
 def num_parameters(tree: Any) -> int:
-    """The number of trainable scalars in ``tree`` (see :func:`trainable_filter`)."""
+    """The number of trainable scalars in ``tree`` (see `trainable_filter`)."""
     params, _ = eqx.partition(tree, trainable_filter(tree))
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
 
@@ -168,7 +168,7 @@ class AbstractModel(eqx.Module):
 
     @classmethod
     def load(cls: type[M], path: str | os.PathLike) -> M:
-        """Read a model written by :meth:`save`; the class is taken from the file.
+        """Read a model written by `save`; the class is taken from the file.
 
         Called on a subclass, the stored class must be that subclass or derive from it.
         """
@@ -248,7 +248,7 @@ def model_from_spec(
     base: type[M] | None = None,
     source: str = "spec",
 ) -> M:
-    """Build the model that :func:`model_spec` describes (its leaves drawn from ``key``).
+    """Build the model that `model_spec` describes (its leaves drawn from ``key``).
 
     The class must be an ``AbstractModel`` subclass (and a subclass of ``base`` if given),
     found inside ``diffdyn`` or among the classes defined in this process; anything else is

@@ -14,13 +14,11 @@ an edge cell reads the *ghost* cells supplied by ``padding``:
 - ``"replicate"``: ghost cells repeat the edge cell: ``[a a | a b c ...]`` (numpy ``"edge"``).
 
 Implementation: every stencil is a sum of shifted copies of the field, made by padding one
-axis (:func:`jax.numpy.pad`, or for ``"replicate"`` a concatenation of the edge slice) and
+axis (`jax.numpy.pad`, or for ``"replicate"`` a concatenation of the edge slice) and
 slicing; each public function validates its arguments in Python, then calls one jitted kernel.
-On XLA:CPU this is far faster than a depthwise ``lax.conv_general_dilated`` with
-``feature_group_count=C``: for a ``[16, 128, 128]`` float32 field (2-core CPU, CPU time, best
-of 7) the 5-point Laplacian took 0.5-1.4 ms forward and 0.5-1.6 ms for its VJP across the four
-padding modes, the 9-point 0.8-2.2 ms / 0.8-2.2 ms, against 31-33 ms / 24-27 ms for the grouped
-convolution. Only :class:`Perception`, which stacks many filters into one grouped convolution
+On XLA:CPU this is far faster, forward and backward, than a depthwise
+``lax.conv_general_dilated`` with ``feature_group_count=C``, which XLA:CPU runs slowly. Only
+`Perception`, which stacks many filters into one grouped convolution
 as accelerators prefer, uses ``conv_general_dilated``.
 """
 
@@ -57,7 +55,10 @@ __all__ = [
 
 Padding = Literal["periodic", "zeros", "reflect", "replicate"]
 PADDING_MODES: tuple[str, ...] = ("periodic", "zeros", "reflect", "replicate")
+"""How fields are padded at the edge of the grid: periodic, zeros, reflect (mirror without
+repeating the edge), replicate (repeat the edge)."""
 LAPLACIAN_STENCILS: tuple[str, ...] = ("5-point", "9-point")
+"""Discrete Laplacians: the 5-point cross and the isotropic 9-point stencil."""
 _NUMPY_MODE = {"periodic": "wrap", "zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 
 
@@ -143,8 +144,8 @@ def _neighbours(x: Array, axis: int, padding: str) -> tuple[Array, Array]:
     """``(u[i-1], u[i+1])`` along ``axis``, ghost values supplied by ``padding``."""
     n = x.shape[axis]
     if padding == "replicate":
-        # jnp.pad's "edge" mode has a slow transpose on XLA:CPU (2-3x the VJP time); gluing
-        # the edge slice on directly is equivalent and its transpose is just slicing.
+        # jnp.pad's "edge" mode has a slow transpose on XLA:CPU; gluing the edge slice on
+        # directly is equivalent and its transpose is just slicing.
         inner_lo = jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)
         inner_hi = jax.lax.slice_in_dim(x, 1, n, axis=axis)
         first = jax.lax.slice_in_dim(x, 0, 1, axis=axis)
@@ -282,9 +283,9 @@ def divergence(
 ) -> Float[Array, "C H W"]:
     """∇·v = ∂vx/∂x + ∂vy/∂y by central differences.
 
-    With periodic padding this is exactly minus the adjoint of :func:`gradient`:
+    With periodic padding this is exactly minus the adjoint of `gradient`:
     ``<∇u, v> = -<u, ∇·v>``. Note that ``divergence(*gradient(u))`` is the *wide* Laplacian
-    (spacing 2 dx), not :func:`laplacian`.
+    (spacing 2 dx), not `laplacian`.
     """
     _check_field(vx, "vx", (3,))
     _check_field(vy, "vy", (3,))
@@ -400,6 +401,7 @@ PERCEPTION_FILTERS: tuple[str, ...] = (
     "average",
     "grad_norm",
 )
+"""Names of the 3x3 stencils that `Perception` can stack."""
 
 
 def _perception_kernel(name: str, dx: float, laplacian_stencil: str) -> np.ndarray:
@@ -443,20 +445,19 @@ class Perception(eqx.Module):
     - ``grad_x``, ``grad_y``: central differences ``(u[+1] - u[-1]) / (2 dx)`` along x / y;
     - ``sobel_x``: ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]] / (8 dx)``, ``sobel_y`` its transpose
       (the /8 of the growing-NCA literature makes it a smoothed derivative);
-    - ``laplacian``: :func:`laplacian` with ``laplacian_stencil`` ("9-point" by default);
-    - ``average``: 3x3 Gaussian, sigma 0.5 (:func:`gaussian_average` with ``truncate=2``);
+    - ``laplacian``: `laplacian` with ``laplacian_stencil`` ("9-point" by default);
+    - ``average``: 3x3 Gaussian, sigma 0.5 (`gaussian_average` with ``truncate=2``);
     - ``grad_norm``: ``sqrt(grad_x² + grad_y²)`` from the central differences (nonlinear,
       computed after the convolution; helper grad_x/grad_y kernels are added if absent).
 
     The kernel ``[C*Kc, 1, 3, 3]`` (``Kc`` linear filters, grouped order ``c*Kc + k`` as
-    ``feature_group_count=C`` requires) is a :func:`common.model.fixed_field`: never trained.
+    ``feature_group_count=C`` requires) is a `fixed_field`: never trained.
     The input is padded with ``padding`` and convolved at ``Precision.HIGHEST`` (no TF32).
-    On XLA:CPU the grouped convolution is slow (``[16, 128, 128]``, four filters: about 13 ms
-    forward and 75 ms VJP), so ``impl="auto"`` (the default) computes the same
-    cross-correlation on CPU as weighted sums of the shifted views of the padded input, the
-    stencil weights compile-time constants (one fused loop), and uses the grouped convolution
-    on GPU/TPU
-    (one cuDNN call). ``impl="conv"`` or ``"shift"`` forces either; results agree to rounding.
+    On XLA:CPU the grouped convolution is slow (forward and, even more, its VJP), so
+    ``impl="auto"`` (the default) computes the same cross-correlation on CPU as weighted sums
+    of the shifted views of the padded input, the stencil weights compile-time constants (one
+    fused loop), and uses the grouped convolution on GPU/TPU (one cuDNN call). ``impl="conv"``
+    or ``"shift"`` forces either; results agree to rounding.
     """
 
     channels: int = eqx.field(static=True)

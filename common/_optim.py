@@ -1,9 +1,9 @@
 """Optimisers from config strings, and two gradient transforms used across diffdyn.
 
-- :func:`make_optimiser` builds ``clip -> weight decay -> optimiser(schedule)`` from names;
-- :func:`make_schedule` builds the learning-rate schedule alone (e.g. to log it);
-- :func:`normalise_gradients` rescales every parameter block to unit norm (neural CA);
-- :func:`non_negative` projects chosen parameters onto ``p >= 0`` exactly (last in a chain).
+- `make_optimiser` builds ``clip -> weight decay -> optimiser(schedule)`` from names;
+- `make_schedule` builds the learning-rate schedule alone (e.g. to log it);
+- `normalise_gradients` rescales every parameter block to unit norm (neural CA);
+- `non_negative` projects chosen parameters onto ``p >= 0`` exactly (last in a chain).
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ OPTIMISERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "novograd": optax.novograd,
     "sign_sgd": optax.sign_sgd,
 }
+"""optax optimisers by name, for `make_optimiser`."""
 
 SCHEDULES = ("constant", "linear", "cosine", "warmup-cosine", "exponential")
+"""Learning-rate schedules by name, for `make_schedule`."""
 _SCHEDULE_KWARGS = ("alpha", "decay_rate")
 
 
@@ -135,8 +137,8 @@ def make_optimiser(
     (so ``adamw`` with the default 0 is ``adam``); for the others a non-zero ``weight_decay``
     adds ``weight_decay * p`` to the gradient (coupled L2). ``kw`` may hold ``alpha`` and
     ``decay_rate`` for the schedule; the rest goes to the optax constructor (``b1``,
-    ``momentum``, ``nesterov`` ...). Chain :func:`normalise_gradients` in front and
-    :func:`non_negative` behind as needed.
+    ``momentum``, ``nesterov`` ...). Chain `normalise_gradients` in front and
+    `non_negative` behind as needed.
     """
     if not isinstance(name, str) or name.lower() not in OPTIMISERS:
         raise _known("optimiser", name, OPTIMISERS)

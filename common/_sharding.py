@@ -5,7 +5,7 @@ data is split across it with a ``NamedSharding``; parameters and optimiser state
 replicated. XLA inserts the gradient all-reduce itself, so the training step is written once
 and runs unchanged on one CPU, several GPUs, or several hosts.
 
-Multi-host: call :func:`initialize_distributed` before anything touches a device. It reads
+Multi-host: call `initialize_distributed` before anything touches a device. It reads
 ``DIFFDYN_COORDINATOR`` (``host:port``), ``DIFFDYN_NUM_PROCESSES`` and ``DIFFDYN_PROCESS_ID``
 and calls ``jax.distributed.initialize``; with none of them set it does nothing.
 """
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 BATCH_AXIS = "batch"
+"""Name of the device-mesh axis along which batches are split."""
 
 
 def make_mesh(devices: Any = None) -> Mesh:

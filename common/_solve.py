@@ -1,19 +1,21 @@
 r"""ODE solving over diffrax: solvers and adjoints by name, and one solve function.
 
-Every ODE in diffdyn is solved by :func:`diffrax.diffeqsolve`. This module gives configs a
+Every ODE in diffdyn is solved by `diffrax.diffeqsolve`. This module gives configs a
 string vocabulary for it and one call that covers the common case
 
-.. math::  \dot y(t) = f(t, y(t), \mathrm{args}), \qquad y(t_0) = y_0,
+$$
+\dot y(t) = f(t, y(t), \mathrm{args}), \qquad y(t_0) = y_0,
+$$
 
 saved at increasing times ``ts``:
 
-- :func:`get_solver` maps names (:data:`SOLVERS`) to diffrax solvers. Only the solvers with an
-  embedded error estimate (:data:`ADAPTIVE_SOLVERS`) can step adaptively; ``euler`` and ``rk4``
+- `get_solver` maps names (`SOLVERS`) to diffrax solvers. Only the solvers with an
+  embedded error estimate (`ADAPTIVE_SOLVERS`) can step adaptively; ``euler`` and ``rk4``
   need a fixed step.
-- :func:`get_adjoint` maps names (:data:`ADJOINTS`) to diffrax adjoints, i.e. to the way
+- `get_adjoint` maps names (`ADJOINTS`) to diffrax adjoints, i.e. to the way
   reverse-mode gradients are taken through the solve.
-- :class:`SolveConfig` is a frozen, hashable dataclass of those choices for configs (and for
-  static fields of an ``eqx.Module``); :func:`solve` is the same thing as one function call,
+- `SolveConfig` is a frozen, hashable dataclass of those choices for configs (and for
+  static fields of an ``eqx.Module``); `solve` is the same thing as one function call,
   accepting solver and adjoint instances as well as names.
 
 Everything works under ``jax.jit``/``eqx.filter_jit`` and ``jax.grad``/``eqx.filter_grad``,
@@ -120,8 +122,8 @@ class RK4(diffrax.AbstractERK):
         ----+--------------------
             | 1/6  1/3  1/3  1/6
 
-    i.e. :math:`y_1 = y_0 + (k_1 + 2k_2 + 2k_3 + k_4)/6` with :math:`k_i = h f(t_0 + c_i h,
-    y_0 + \sum_j a_{ij} k_j)`. Four stages, no FSAL, no embedded error estimate: use it with
+    i.e. $y_1 = y_0 + (k_1 + 2k_2 + 2k_3 + k_4)/6$ with $k_i = h f(t_0 + c_i h,
+    y_0 + \sum_j a_{ij} k_j)$. Four stages, no FSAL, no embedded error estimate: use it with
     ``diffrax.ConstantStepSize`` (or ``StepTo``). Dense/``ts`` output uses the third-order
     continuous extension of RK4, so saving between steps keeps the global order 4.
     """
@@ -163,7 +165,7 @@ _SOLVER_CLASSES: dict[str, type[diffrax.AbstractSolver]] = {
 }
 
 SOLVERS: tuple[str, ...] = tuple(_SOLVER_CLASSES)
-"""Names accepted by :func:`get_solver` (use as CLI choices)."""
+"""Names accepted by `get_solver` (use as CLI choices)."""
 
 
 def _class_supports_adaptive(cls: type) -> bool:
@@ -176,7 +178,7 @@ ADAPTIVE_SOLVERS: tuple[str, ...] = tuple(
 """The solvers with an embedded error estimate, i.e. those usable with ``adaptive=True``."""
 
 ADJOINTS: tuple[str, ...] = ("recursive-checkpoint", "backsolve", "direct")
-"""Names accepted by :func:`get_adjoint` (use as CLI choices)."""
+"""Names accepted by `get_adjoint` (use as CLI choices)."""
 
 
 def _normalise(name: Any, kind: str, known: tuple[str, ...]) -> str:
@@ -189,7 +191,7 @@ def _normalise(name: Any, kind: str, known: tuple[str, ...]) -> str:
 
 
 def get_solver(name: str) -> diffrax.AbstractSolver:
-    """The diffrax solver called ``name`` (one of :data:`SOLVERS`; case and ``_``/``-``
+    """The diffrax solver called ``name`` (one of `SOLVERS`; case and ``_``/``-``
     insensitive). Raises ``ValueError`` listing the known names for anything else."""
     return _SOLVER_CLASSES[_normalise(name, "solver", SOLVERS)]()
 
@@ -203,25 +205,25 @@ def supports_adaptive(solver: str | diffrax.AbstractSolver) -> bool:
 
 
 def get_adjoint(name: str, **kwargs: Any) -> diffrax.AbstractAdjoint:
-    r"""The diffrax adjoint called ``name`` (one of :data:`ADJOINTS`).
+    r"""The diffrax adjoint called ``name`` (one of `ADJOINTS`).
 
-    - ``"recursive-checkpoint"``: :class:`diffrax.RecursiveCheckpointAdjoint`, differentiate
+    - ``"recursive-checkpoint"``: `diffrax.RecursiveCheckpointAdjoint`, differentiate
       through the solver's operations with recursive checkpointing (exact gradients of the
       discrete solve, O(log n) memory in the number of steps). ``kwargs``: ``checkpoints``.
-    - ``"direct"``: :class:`diffrax.DirectAdjoint`, differentiate through nested scans and
+    - ``"direct"``: `diffrax.DirectAdjoint`, differentiate through nested scans and
       checkpoints; supports forward mode (``jax.jvp``) as well as reverse mode, but its cost
       grows with ``max_steps`` whatever the number of steps taken. No ``kwargs``.
-    - ``"backsolve"``: :class:`diffrax.BacksolveAdjoint`, "optimise-then-discretise": solve
-      the adjoint ODE :math:`\dot a = -a^\top \partial_y f` backwards in time together with
-      :math:`y` and the parameter cotangents (O(1) memory, gradients exact only up to the
+    - ``"backsolve"``: `diffrax.BacksolveAdjoint`, "optimise-then-discretise": solve
+      the adjoint ODE $\dot a = -a^\top \partial_y f$ backwards in time together with
+      $y$ and the parameter cotangents (O(1) memory, gradients exact only up to the
       solver tolerance). ``kwargs``: ``seminorm`` (default ``True``), ``rtol``, ``atol``, and
       any ``BacksolveAdjoint`` keyword (``solver``, ``stepsize_controller``, ...). With
       ``seminorm`` and both tolerances given, the backward solve uses
       ``PIDController(rtol, atol, norm=diffrax.adjoint_rms_seminorm)``: the step size is
-      controlled on :math:`y` and :math:`a` only, not on the parameter cotangents, which
+      controlled on $y$ and $a$ only, not on the parameter cotangents, which
       usually saves many backward steps (Kidger et al., 2021, "Hey, that's not an ODE").
       Without tolerances the backward solve reuses the forward step-size controller.
-      :class:`SolveConfig` and :func:`solve` pass their tolerances for adaptive solves.
+      `SolveConfig` and `solve` pass their tolerances for adaptive solves.
     """
     key = _normalise(name, "adjoint", ADJOINTS)
     if key == "recursive-checkpoint":
@@ -436,17 +438,17 @@ class SolveConfig:
 
     Fields:
 
-    - ``solver``: a name from :data:`SOLVERS`.
+    - ``solver``: a name from `SOLVERS`.
     - ``dt0``: the initial step (adaptive) or the step (fixed). ``None``: adaptive solves let
       diffrax pick it from an error estimate of the first step; fixed-step solves use
       ``(ts[-1] - t0) / max(100, len(ts) - 1)``, i.e. at least 100 steps and at least one
       step per save interval.
     - ``adaptive``: ``True`` uses ``diffrax.PIDController(rtol, atol)`` (the solver must be in
-      :data:`ADAPTIVE_SOLVERS`); ``False`` uses ``diffrax.ConstantStepSize()``. Saves between
+      `ADAPTIVE_SOLVERS`); ``False`` uses ``diffrax.ConstantStepSize()``. Saves between
       steps use the solver's dense interpolation.
     - ``rtol``, ``atol``: step-size tolerances; with a fixed step they still set the Newton
       tolerances of implicit solvers.
-    - ``adjoint``: a name from :data:`ADJOINTS` (see :func:`get_adjoint`); ``backsolve``
+    - ``adjoint``: a name from `ADJOINTS` (see `get_adjoint`); ``backsolve``
       with ``adaptive`` uses the adjoint seminorm on the backward pass.
     - ``max_steps``: the most steps the solve may take (a runtime error past it, or a
       ``ValueError`` up front when a concrete fixed step would need more).
@@ -477,7 +479,7 @@ class SolveConfig:
         t0: Real[ArrayLike, ""] | None = None,
         throw: bool = True,
     ) -> diffrax.Solution:
-        """Like :meth:`solve`, but return the whole ``diffrax.Solution`` (``.ys``, ``.stats``,
+        """Like `solve`, but return the whole ``diffrax.Solution`` (``.ys``, ``.stats``,
         ``.result``); use with ``throw=False`` to inspect failures."""
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return _diffeqsolve(vector_field, y0, ts, args, t0=t0, throw=throw, **settings)
@@ -514,16 +516,16 @@ def solve(
     args: Any = None,
     throw: bool = True,
 ) -> PyTree[Array]:
-    r"""Solve :math:`\dot y = f(t, y, \mathrm{args})`, :math:`y(t_0) = y_0`, and return
-    :math:`y` at the increasing times ``ts`` (shape ``[T]``), with a leading ``[T]`` axis
+    r"""Solve $\dot y = f(t, y, \mathrm{args})$, $y(t_0) = y_0$, and return
+    $y$ at the increasing times ``ts`` (shape ``[T]``), with a leading ``[T]`` axis
     on every leaf of the ``y0`` pytree.
 
     ``vector_field(t, y, args)`` may be any callable or ``eqx.Module``; ``solver`` and
-    ``adjoint`` are names (:data:`SOLVERS`, :data:`ADJOINTS`) or diffrax instances.
+    ``adjoint`` are names (`SOLVERS`, `ADJOINTS`) or diffrax instances.
     ``t0`` defaults to ``ts[0]``. ``dt0``, ``adaptive``, ``rtol``, ``atol``, ``max_steps``
-    are as in :class:`SolveConfig`. Arguments are checked before anything is compiled;
+    are as in `SolveConfig`. Arguments are checked before anything is compiled;
     ``throw=False`` returns whatever was computed instead of raising when the solve fails
-    (use :meth:`SolveConfig.solve_full` to see ``.result``).
+    (use `SolveConfig.solve_full` to see ``.result``).
     """
     sol = _diffeqsolve(
         vector_field,

@@ -1,28 +1,34 @@
 r"""Natural cubic smoothing splines (Green & Silverman 1994, Reinsch form) in JAX.
 
-Given knots :math:`t_0 < \dots < t_{N-1}` (uneven steps allowed) and values :math:`y_i`, the
-smoothing spline :math:`g` minimises
+Given knots $t_0 < \dots < t_{N-1}$ (uneven steps allowed) and values $y_i$, the
+smoothing spline $g$ minimises
 
-.. math::  \sum_i (y_i - g(t_i))^2 + \alpha \int g''(t)^2\,dt .
+$$
+\sum_i (y_i - g(t_i))^2 + \alpha \int g''(t)^2\,dt .
+$$
 
-The minimiser is a natural cubic spline. With :math:`h_i = t_{i+1} - t_i`, the banded matrices
-:math:`Q` (:math:`N \times (N-2)`, column :math:`j` holds :math:`1/h_{j-1}`,
-:math:`-(1/h_{j-1} + 1/h_j)`, :math:`1/h_j` in rows :math:`j-1, j, j+1`) and :math:`R`
-(:math:`(N-2)\times(N-2)`, diagonal :math:`(h_{j-1} + h_j)/3`, off-diagonal :math:`h_j/6`)
-give the second derivatives :math:`\gamma` at the interior knots and the knot values :math:`g`:
+The minimiser is a natural cubic spline. With $h_i = t_{i+1} - t_i$, the banded matrices
+$Q$ ($N \times (N-2)$, column $j$ holds $1/h_{j-1}$,
+$-(1/h_{j-1} + 1/h_j)$, $1/h_j$ in rows $j-1, j, j+1$) and $R$
+($(N-2)\times(N-2)$, diagonal $(h_{j-1} + h_j)/3$, off-diagonal $h_j/6$)
+give the second derivatives $\gamma$ at the interior knots and the knot values $g$:
 
-.. math::  (R + \alpha Q^\top Q)\,\gamma = Q^\top y, \qquad g = y - \alpha Q \gamma,
-           \qquad \gamma_0 = \gamma_{N-1} = 0 .
+$$
+(R + \alpha Q^\top Q)\,\gamma = Q^\top y, \qquad g = y - \alpha Q \gamma,
+\qquad \gamma_0 = \gamma_{N-1} = 0 .
+$$
 
-On :math:`[t_i, t_{i+1}]`, with :math:`a = t - t_i`, :math:`b = t_{i+1} - t`,
+On $[t_i, t_{i+1}]$, with $a = t - t_i$, $b = t_{i+1} - t$,
 
-.. math::  g(t) = \frac{a g_{i+1} + b g_i}{h_i}
-           - \frac{a b}{6}\Big[\Big(1 + \frac{a}{h_i}\Big)\gamma_{i+1}
-           + \Big(1 + \frac{b}{h_i}\Big)\gamma_i\Big] .
+$$
+g(t) = \frac{a g_{i+1} + b g_i}{h_i}
+- \frac{a b}{6}\Big[\Big(1 + \frac{a}{h_i}\Big)\gamma_{i+1}
++ \Big(1 + \frac{b}{h_i}\Big)\gamma_i\Big] .
+$$
 
-Outside :math:`[t_0, t_{N-1}]` the end cubics are extended. :math:`\alpha = 0` interpolates
-(the natural interpolating spline); :math:`\alpha \to \infty` tends to the least-squares
-straight line. The fit is a dense solve (fine for the :math:`N \lesssim 10^3` of trajectory
+Outside $[t_0, t_{N-1}]$ the end cubics are extended. $\alpha = 0$ interpolates
+(the natural interpolating spline); $\alpha \to \infty$ tends to the least-squares
+straight line. The fit is a dense solve (fine for the $N \lesssim 10^3$ of trajectory
 fitting); evaluation is a ``searchsorted`` and one cubic, jit- and grad-friendly in ``t``.
 """
 
@@ -42,7 +48,7 @@ __all__ = ["SmoothingSpline", "reinsch_matrices"]
 def reinsch_matrices(ts: Float[ArrayLike, " N"]) -> tuple[Array, Array]:
     r"""The Reinsch matrices ``(Q [N, N-2], R [N-2, N-2])`` of the knots ``ts``; the roughness
     of the natural cubic spline with knot values ``g`` is
-    :math:`\int g''^2 = g^\top Q R^{-1} Q^\top g`."""
+    $\int g''^2 = g^\top Q R^{-1} Q^\top g$."""
     ts = jnp.asarray(ts)
     n = ts.shape[0]
     h = jnp.diff(ts)
@@ -61,9 +67,9 @@ def reinsch_matrices(ts: Float[ArrayLike, " N"]) -> tuple[Array, Array]:
 class SmoothingSpline(eqx.Module):
     """A natural cubic (smoothing) spline through ``[N, *shape]`` values at knots ``ts [N]``.
 
-    Build it with :meth:`fit`; call it at a scalar time to get an array of ``shape``.
-    ``knots`` holds the fitted knot values :math:`g_i`, ``second`` the second derivatives
-    :math:`\\gamma_i` (zero at both ends).
+    Build it with `fit`; call it at a scalar time to get an array of ``shape``.
+    ``knots`` holds the fitted knot values $g_i$, ``second`` the second derivatives
+    $\\gamma_i$ (zero at both ends).
     """
 
     ts: Float[Array, " N"]
@@ -100,7 +106,7 @@ class SmoothingSpline(eqx.Module):
         return cls(ts, knots.reshape(ys.shape), second.reshape(ys.shape))
 
     def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, "..."]:
-        """:math:`g(t)`, extended by the end cubics outside the knot range."""
+        """$g(t)$, extended by the end cubics outside the knot range."""
         t = jnp.asarray(t, self.ts.dtype)
         n = self.ts.shape[0]
         i = jnp.clip(jnp.searchsorted(self.ts, t, side="right") - 1, 0, n - 2)
@@ -113,11 +119,11 @@ class SmoothingSpline(eqx.Module):
         return linear - (a * b / 6.0) * ((1.0 + a / h) * c1 + (1.0 + b / h) * c0)
 
     def evaluate(self, ts: Float[ArrayLike, " M"]) -> Float[Array, "M ..."]:
-        """:math:`g` at many times (vmapped ``__call__``)."""
+        """$g$ at many times (vmapped ``__call__``)."""
         return jax.vmap(self)(jnp.asarray(ts, self.ts.dtype))
 
     def derivative(self, t: Float[ArrayLike, ""], order: int = 1) -> Float[Array, "..."]:
-        """The ``order``-th time derivative of :math:`g` at ``t`` (by forward-mode autodiff)."""
+        """The ``order``-th time derivative of $g$ at ``t`` (by forward-mode autodiff)."""
         if order not in (0, 1, 2, 3):
             raise ValueError(f"order must be 0, 1, 2 or 3, got {order!r}")
         fn = self.__call__
@@ -126,7 +132,7 @@ class SmoothingSpline(eqx.Module):
         return fn(jnp.asarray(t, self.ts.dtype))
 
     def roughness(self) -> Float[Array, "..."]:
-        r""":math:`\int g''^2\,dt = \gamma^\top R \gamma` per component."""
+        r"""$\int g''^2\,dt = \gamma^\top R \gamma$ per component."""
         _, r = reinsch_matrices(self.ts)
         n = self.ts.shape[0]
         inner = self.second[1:-1].reshape(n - 2, -1)

@@ -1,34 +1,36 @@
 r"""Trajectory-fitting strategies: plain, multiple shooting and homotopy (synchronisation).
 
-Fit a vector field :math:`\dot u = U(t, u; p)` (any ``eqx.Module`` called as
+Fit a vector field $\dot u = U(t, u; p)$ (any ``eqx.Module`` called as
 ``vector_field(t, y, args)``, any state array or pytree of arrays) to one observed trajectory
-:math:`\{(t_i, \hat u_i)\}_{i<N}` by minimising the mean squared error
+$\{(t_i, \hat u_i)\}_{i<N}$ by minimising the mean squared error
 
-.. math::  L(p) = \frac{1}{N D} \sum_{i, d} \big(u_d(t_i; p) - \hat u_{d,i}\big)^2 .
+$$
+L(p) = \frac{1}{N D} \sum_{i, d} \big(u_d(t_i; p) - \hat u_{d,i}\big)^2 .
+$$
 
-- :class:`Plain`: integrate from :math:`u_0` over the whole series.
-- :class:`MultipleShooting`: split the indices into ``S`` contiguous segments (sizes of
-  ``numpy.array_split``) that share their boundary points; segment 0 starts at :math:`u_0`,
-  segment :math:`s \ge 1` at :math:`\hat u_{b_s} + \varepsilon_s` with trainable corrections
-  :math:`\varepsilon` (initially 0). The joined prediction drops the last point of every
-  non-final segment; the loss adds :math:`w_c \cdot \mathrm{mean}_{s,d}
-  (u^{(s)}(t_{b_s}) - u^{(s-1)}(t_{b_s}))^2`.
-- :class:`Homotopy`: train the synchronised system
-  :math:`\dot u = U(t, u; p) - \lambda k (u - \hat u_s(t))` with :math:`\hat u_s` a smoothing
-  spline of the data (:class:`common.spline.SmoothingSpline`) and :math:`\lambda` stepped from
-  1 to 0 by :class:`HomotopySchedule` (``M`` decrements proportional to :math:`r^m`, ``E``
-  epochs per plateau). At :math:`\lambda = 0` this is exactly the plain problem.
+- `Plain`: integrate from $u_0$ over the whole series.
+- `MultipleShooting`: split the indices into ``S`` contiguous segments (sizes of
+  ``numpy.array_split``) that share their boundary points; segment 0 starts at $u_0$,
+  segment $s \ge 1$ at $\hat u_{b_s} + \varepsilon_s$ with trainable corrections
+  $\varepsilon$ (initially 0). The joined prediction drops the last point of every
+  non-final segment; the loss adds $w_c \cdot \mathrm{mean}_{s,d}
+  (u^{(s)}(t_{b_s}) - u^{(s-1)}(t_{b_s}))^2$.
+- `Homotopy`: train the synchronised system
+  $\dot u = U(t, u; p) - \lambda k (u - \hat u_s(t))$ with $\hat u_s$ a smoothing
+  spline of the data (`SmoothingSpline`) and $\lambda$ stepped from
+  1 to 0 by `HomotopySchedule` (``M`` decrements proportional to $r^m$, ``E``
+  epochs per plateau). At $\lambda = 0$ this is exactly the plain problem.
 
 Every strategy builds a loss ``loss(params, batch, key) -> (loss, aux)`` for the one
-:class:`common.trainer.Trainer`; :meth:`AbstractStrategy.fit` runs the Trainer once over all
-epochs (the homotopy schedule lives in the batch via :class:`ScheduledBatch`, so the optimiser
+`Trainer`; `AbstractStrategy.fit` runs the Trainer once over all
+epochs (the homotopy schedule lives in the batch via `ScheduledBatch`, so the optimiser
 state carries across plateaus and checkpoints resume mid-schedule). Model selection follows
-the reference: the value the Trainer sees (and tracks as "best") is the **uncoupled** trajectory
-MSE of the current parameters, while the gradient is that of the strategy's objective
-(``objective + stop_gradient(mse - objective)``); ``aux`` logs both. An uncoupled solve that
-fails (``max_steps``) scores :data:`FAILED_MSE` so that it is never selected but does not stop
-training; a failing *training* solve gives a NaN loss, which stops the Trainer at the last
-good state.
+NeuralODEHomotopy (Ko et al. 2023): the value the Trainer sees (and tracks as "best") is the
+**uncoupled** trajectory MSE of the current parameters, while the gradient is that of the
+strategy's objective (``objective + stop_gradient(mse - objective)``); ``aux`` logs both. An
+uncoupled solve that fails (``max_steps``) scores `FAILED_MSE` so that it is never selected but
+does not stop training; a failing *training* solve gives a NaN loss, which stops the Trainer at
+the last good state.
 
 Usage (any state shape: a PDE field ``[C, H, W]`` works the same as a 2-vector)::
 
@@ -96,8 +98,9 @@ DEFAULT_SOLVE = SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9, max_steps=409
 
 class Trajectory(eqx.Module):
     """One observed trajectory: times ``ts [T]``, observations ``ys`` (a pytree of
-    ``[T, *shape]`` arrays), the initial state ``y0`` (default ``ys`` at ``ts[0]``; the
-    reference uses the clean initial condition for synthetic data) and the field's ``args``."""
+    ``[T, *shape]`` arrays), the initial state ``y0`` (default ``ys`` at ``ts[0]``;
+    NeuralODEHomotopy (Ko et al. 2023) uses the clean initial condition for synthetic data) and
+    the field's ``args``."""
 
     ts: Float[Array, " T"]
     ys: PyTree[Float[Array, "T ..."]]
@@ -173,7 +176,7 @@ def _straight_through(objective: Array, score: Array) -> Array:
 
 @dataclasses.dataclass
 class FitResult:
-    """What :meth:`AbstractStrategy.fit` returns. ``mse`` holds the uncoupled training MSE
+    """What `AbstractStrategy.fit` returns. ``mse`` holds the uncoupled training MSE
     of the parameters before each epoch's update (``mse[e]`` after ``e`` updates)."""
 
     field: Any
@@ -195,11 +198,11 @@ class FitResult:
 
 
 class AbstractStrategy(eqx.Module):
-    """A way of fitting a vector field to a :class:`Trajectory`.
+    """A way of fitting a vector field to a `Trajectory`.
 
-    A subclass says what the Trainer trains (:meth:`init`), how to get the field back
-    (:meth:`field`), the per-epoch loss (:meth:`loss`) and, if the batch changes with the
-    epoch, an augmenter (:meth:`augmenter`).
+    A subclass says what the Trainer trains (`init`), how to get the field back
+    (`field`), the per-epoch loss (`loss`) and, if the batch changes with the
+    epoch, an augmenter (`augmenter`).
     """
 
     solve: eqx.AbstractVar[SolveConfig]
@@ -376,10 +379,10 @@ class MultipleShooting(AbstractStrategy):
 
 
 class HomotopySchedule(eqx.Module):
-    r"""The power-law stepwise schedule of :math:`\lambda`.
+    r"""The power-law stepwise schedule of $\lambda$.
 
-    Decrements :math:`\Delta_j = r^j / \sum_{m<M} r^m`, :math:`j = 0..M-1`;
-    :math:`\lambda_0 = 1`, :math:`\lambda_{j+1} = \lambda_j - \Delta_j`, the last value set to
+    Decrements $\Delta_j = r^j / \sum_{m<M} r^m$, $j = 0..M-1$;
+    $\lambda_0 = 1$, $\lambda_{j+1} = \lambda_j - \Delta_j$, the last value set to
     exactly 0: ``M + 1`` plateaus of ``E`` epochs, ``(M + 1) E`` epochs in all.
     (``decrements=5, ratio=0.6``: 1, .5663, .3060, .1499, .0562, 0.)
     """
@@ -398,7 +401,7 @@ class HomotopySchedule(eqx.Module):
 
     @property
     def values(self) -> np.ndarray:
-        """The plateau values :math:`\\lambda_0 .. \\lambda_M` (float64 numpy)."""
+        """The plateau values $\\lambda_0 .. \\lambda_M$ (float64 numpy)."""
         steps = self.ratio ** np.arange(self.decrements, dtype=np.float64)
         steps = steps / steps.sum()
         lam = 1.0 - np.concatenate([[0.0], np.cumsum(steps)])
@@ -410,7 +413,7 @@ class HomotopySchedule(eqx.Module):
         return (self.decrements + 1) * self.epochs_per_step
 
     def __call__(self, epoch: ArrayLike) -> Array:
-        """:math:`\\lambda` at (0-based) ``epoch``; 0 past the schedule."""
+        """$\\lambda$ at (0-based) ``epoch``; 0 past the schedule."""
         values = jnp.asarray(self.values)
         plateau = jnp.minimum(jnp.asarray(epoch) // self.epochs_per_step, self.decrements)
         return values[plateau]
@@ -443,7 +446,7 @@ def _is_spline(x: Any) -> bool:
 
 
 class SynchronisedField(eqx.Module):
-    r""":math:`f(t, u, (\lambda, a)) = U(t, u, a) - \lambda k (u - \hat u_s(t))`."""
+    r"""$f(t, u, (\lambda, a)) = U(t, u, a) - \lambda k (u - \hat u_s(t))$."""
 
     field: Any
     spline: PyTree[SmoothingSpline]
@@ -460,7 +463,7 @@ class SynchronisedField(eqx.Module):
 
 class Homotopy(AbstractStrategy):
     """Homotopy training of the synchronised system (see module doc). Build with
-    :meth:`from_data` (fields: ``solve``, ``spline``, ``k``, ``schedule``,
+    `from_data` (fields: ``solve``, ``spline``, ``k``, ``schedule``,
     ``select_uncoupled``); ``k`` is a pytree like the state whose leaves broadcast to it."""
 
     solve: SolveConfig = eqx.field(static=True)
@@ -506,7 +509,7 @@ class Homotopy(AbstractStrategy):
         return SynchronisedField(field, self.spline, self.k)
 
     def objective(self, field: Any, data: Trajectory, lam: ArrayLike) -> Array:
-        """:math:`L(p; \\lambda)`: MSE of the synchronised trajectory against the data."""
+        """$L(p; \\lambda)$: MSE of the synchronised trajectory against the data."""
         lam = jnp.asarray(lam)
         ys, _ = _solve(self.solve, self.synchronised(field), data.y0, data.ts, (lam, data.args))
         return trajectory_mse(ys, data.ys)

@@ -125,7 +125,7 @@ class TrainState(eqx.Module):
 
 @dataclasses.dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns."""
+    """What `Trainer.fit` returns."""
 
     model: Any
     best_model: Any
@@ -146,13 +146,13 @@ class CompiledStep:
 
     Calling an ``eqx.filter_jit`` function partitions, flattens and rebuilds its pytree
     arguments and results in Python on every call: for a train state (parameters, optimiser
-    moments, best parameters) that is hundreds of microseconds, more than the whole step of a
-    small model on a CPU. This wrapper does that work once: :meth:`flatten` turns a state into
-    its array leaves, :meth:`step_leaves` runs the step on leaves (one ``jax.jit`` dispatch),
-    and :meth:`unflatten` rebuilds the state when the loop needs it (to log, checkpoint or
+    moments, best parameters) that can take longer than the whole step of a small model on a
+    CPU. This wrapper does that work once: `flatten` turns a state into
+    its array leaves, `step_leaves` runs the step on leaves (one ``jax.jit`` dispatch),
+    and `unflatten` rebuilds the state when the loop needs it (to log, checkpoint or
     return). Non-array leaves are static and must come out of the step unchanged.
 
-    :meth:`run` takes ``n`` steps in one call (a ``fori_loop`` whose trip count is an
+    `run` takes ``n`` steps in one call (a ``fori_loop`` whose trip count is an
     argument, so every ``n`` shares one compilation): for small models the dispatch of a call
     costs more than the step, and fusing steps removes it.
 
@@ -224,7 +224,7 @@ class CompiledStep:
 class _MetricBlocks:
     """Fetches the per-step metrics of a run in blocks and logs them, one block behind.
 
-    At each :meth:`push` the newest block (the state's ``recent_metrics`` ring buffer, an
+    At each `push` the newest block (the state's ``recent_metrics`` ring buffer, an
     immutable snapshot) starts copying to the host, and older blocks, finished by now, are
     logged: the loop does not wait for the device, which keeps its queue of dispatched steps.
     ``wait=True`` logs everything pushed so far (before a checkpoint, at the end).
@@ -295,12 +295,12 @@ class Trainer:
         loss_fn: ``(model, batch, key) -> loss`` or ``-> (loss, aux_dict)``.
         optimiser: an optax transformation; it receives ``params`` (for projections).
         augmenter: an object with ``init/sample/update`` (see ``common.augment``);
-            default :class:`FullBatch`.
-        config: a :class:`TrainConfig`.
+            default `FullBatch`.
+        config: a `TrainConfig`.
         logger: where scalars, histograms and images go (default: none).
         out: a folder for checkpoints and the final/best model (default: none written).
         mesh: the device mesh; default all devices, with the batch axis split across them.
-        filter_spec: which leaves to train; default :func:`common.model.trainable_filter`.
+        filter_spec: which leaves to train; default `trainable_filter`.
         visualise: ``(model, key) -> {tag: image [C,H,W] or video [T,C,H,W]}``, called
             every ``config.image_every`` steps and at the end.
     """

@@ -4,8 +4,8 @@
   from one seed cell with a sample pool and damage;
 - ``diffdyn nca train --task pde`` fits an NCA to Gray-Scott trajectories and tests it from an
   unseen initial condition;
-- ``diffdyn nca run --model RUN_DIR [--damage true]`` loads a trained model, grows it from the
-  seed and writes a GIF (erasing the right half at ``damage_at`` to show regeneration).
+- ``diffdyn nca run --model RUN_DIR [--damage true]`` loads a trained model, grows it from a
+  seed cell and writes a GIF (erasing the right half at ``damage_at`` to show regeneration).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class GrowConfig:
     batch_size: int = 8
     damage: int = dataclasses.field(default=2, metadata={"help": "damaged samples per batch"})
     reseed: int = dataclasses.field(
-        default=2, metadata={"help": "worst samples per batch restarted from the seed"}
+        default=2, metadata={"help": "worst samples per batch restarted from a fresh seed state"}
     )
     checkpoint: bool = dataclasses.field(
         default=False, metadata={"help": "jax.checkpoint every NCA step (long rollouts)"}
@@ -368,7 +368,7 @@ def _resolve_model(spec: str) -> tuple[Path, dict[str, Any]]:
 
 @command("nca", "run", NCARunConfig, help="roll out a trained NCA and write a GIF")
 def run(cfg: NCARunConfig, ctx: RunContext) -> dict[str, Any]:
-    """Load a trained NCA, grow it from the seed (optionally erasing half), write a GIF."""
+    """Load a trained NCA, grow it from a seed cell (optionally erasing half), write a GIF."""
     path, trained = _resolve_model(cfg.model)
     if trained.get("task", "grow") != "grow":
         raise ValueError(

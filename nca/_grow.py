@@ -1,16 +1,16 @@
 """Growing an image from one seed cell, with a sample pool and damage (Mordvintsev et al. 2020).
 
-Training minimises, over a batch drawn from a :class:`common.augment.SamplePool`,
+Training minimises, over a batch drawn from a `SamplePool`,
 
     L = mean_b mean_{c < O, h, w} (x_b^{(T)}[c, h, w] - y[c, h, w])²,
 
 the per-pixel MSE between the first ``O`` channels (premultiplied RGBA, ``O = 4``) of the
 state after ``T`` NCA steps and the target ``y``. The final states go back into the pool
-(persistence); the worst ``reseed`` samples of each batch restart from the seed (more reseeds
-speed up learning to grow, fewer stress persistence), and the best ``damage``
-samples are damaged by erasing a random disk (:class:`common.augment.RandomErase`), which
+(persistence); the worst ``reseed`` samples of each batch restart from a fresh seed state (more
+reseeds speed up learning to grow, fewer stress persistence), and the best ``damage``
+samples are damaged by erasing a random disk (`RandomErase`), which
 teaches regeneration. Gradients are normalised per parameter block
-(:func:`common.optim.normalise_gradients`) before Adam.
+(`normalise_gradients`) before Adam.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def make_pool(
     radius: tuple[float, float] | None = None,
 ) -> SamplePool:
     """A sample pool scored by MSE to ``target`` (worst first): the worst ``reseed`` samples
-    restart from the seed, the best ``damage`` are damaged by a random disk of radius
+    restart from a fresh seed state, the best ``damage`` are damaged by a random disk of radius
     ``radius`` (default ``H/10 .. H/5``). ``reseed = batch_size`` trains growth only."""
     target = jnp.asarray(target, jnp.float32)
     h = target.shape[-2]
@@ -142,7 +142,7 @@ def grow_visualiser(
     target: Float[ArrayLike, "O H W"], seed: Float[ArrayLike, "C H W"], steps: int, frames: int = 16
 ) -> Callable[[AbstractNCA, PRNGKeyArray], dict[str, np.ndarray]]:
     """The Trainer's ``visualise`` hook: an image of a batch (target, three grown samples,
-    one damaged and regrown) and a video of one rollout from the seed."""
+    one damaged and regrown) and a video of one rollout from ``seed``."""
     target = np.asarray(target)
     seed = jnp.asarray(seed)
     every = max(1, steps // frames)
@@ -183,8 +183,8 @@ def train_grow(
     checkpoint: bool = False,
     resume: bool = False,
 ) -> TrainResult:
-    """Train ``model`` to grow ``target`` from :func:`nca.model.seed_state` with the common
-    :class:`~common.trainer.Trainer` (``config.steps`` optimisation steps of ``steps`` NCA
+    """Train ``model`` to grow ``target`` from `seed_state` with the common
+    `Trainer` (``config.steps`` optimisation steps of ``steps`` NCA
     steps each)."""
     target = jnp.asarray(target, jnp.float32)
     if target.ndim != 3 or target.shape[0] > model.channels:
@@ -221,7 +221,7 @@ def evaluate_growth(
     regrow_steps: int | None = None,
     samples: int = 8,
 ) -> dict[str, float]:
-    """Per-pixel MSE of the first ``O`` channels after growing ``steps`` steps from the seed
+    """Per-pixel MSE of the first ``O`` channels after growing ``steps`` steps from a seed cell
     (``mse``, mean over ``samples`` stochastic rollouts), after ``steps`` more steps
     (``mse_persisted``: does the pattern hold?), right after erasing the right half of the
     grown state, and after ``regrow_steps`` (default ``steps``) further steps."""

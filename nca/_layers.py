@@ -26,6 +26,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "silu": jax.nn.silu,
     "elu": jax.nn.elu,
 }
+"""Activations of NCA update networks by name."""
 
 
 class Pointwise(eqx.Module):

@@ -10,7 +10,7 @@ is
 
 with ``alive(x)[h, w] = max_{3x3 around (h, w)} x[alive_channel] > alive_threshold``
 (Mordvintsev et al. 2020). The last layer of ``f`` starts at zero, so an untrained NCA is
-the identity map. Variants (:mod:`nca.variants`) only change ``f``.
+the identity map. Variants (`diffdyn.nca`) only change ``f``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ __all__ = [
 ]
 
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
+"""Boundaries an NCA's `Cells` accept."""
 DEFAULT_FILTERS = ("identity", "sobel_x", "sobel_y", "laplacian")
+"""The perception of Mordvintsev et al. (2020): the cell itself, Sobel x and y, and the
+Laplacian."""
 
 
 class Cells(eqx.Module):
@@ -55,7 +58,7 @@ class Cells(eqx.Module):
 
     ``boundary`` is ``"periodic"``, ``"dirichlet"`` (every channel of the edge cells held at
     ``boundary_value``; ``0`` makes the outside empty) or ``"neumann"`` (zero flux), built by
-    :func:`common.boundaries.make_boundary`; the perception pads with the boundary's padding.
+    `make_boundary`; the perception pads with the boundary's padding.
     """
 
     channels: int = eqx.field(static=True)
@@ -136,7 +139,7 @@ class Cells(eqx.Module):
 class AbstractNCA(AbstractModel):
     """A neural cellular automaton: ``step(x, key)`` and ``rollout(x0, steps, key)``.
 
-    Subclasses hold ``cells`` (:class:`Cells`) and give ``increment(x) = f(P(x))``, the
+    Subclasses hold ``cells`` (`Cells`) and give ``increment(x) = f(P(x))``, the
     deterministic proposal of every cell. The shared hyperparameters (``channels``,
     ``filters``, ``fire_rate``, ``alive_threshold``, ``alive_channel``, ``boundary``,
     ``boundary_value``) are read from ``cells``.
@@ -189,7 +192,7 @@ class AbstractNCA(AbstractModel):
         return self.cells.apply(x, self.increment(x), key)
 
     def __call__(self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray) -> Float[Array, "C H W"]:
-        """Same as :meth:`step`."""
+        """Same as `step`."""
         return self.step(x, key)
 
     def rollout(
@@ -244,7 +247,7 @@ def rollout_batch(
     every: int | None = None,
     checkpoint: bool = False,
 ) -> Float[Array, "B ..."]:
-    """:meth:`AbstractNCA.rollout` of every state of a batch (``jax.vmap``, one key each)."""
+    """`AbstractNCA.rollout` of every state of a batch (``jax.vmap``, one key each)."""
     if not hasattr(x0, "shape") or len(x0.shape) != 4:
         raise ValueError(
             f"x0 must have shape [B, C, H, W]; got {getattr(x0, 'shape', type(x0).__name__)}"
@@ -262,7 +265,7 @@ def seed_state(
 ) -> Float[Array, "C H W"]:
     """The single-seed state: zeros, with channels ``first..C-1`` set to 1 at the centre cell.
 
-    With RGBA targets (``first=3``) the seed is one alive cell with no colour.
+    With RGBA targets (``first=3``) this seed state is one alive cell with no colour.
     """
     check_int(channels, "channels", 1)
     check_int(height, "height", 1)
@@ -276,7 +279,7 @@ def seed_state(
 class NCA(AbstractNCA):
     """The growing NCA: ``f`` = 1x1 conv (``hidden``) -> ``activation`` -> zero 1x1 conv.
 
-    ``P`` stacks ``filters`` (from :data:`common.operators.PERCEPTION_FILTERS`) for every
+    ``P`` stacks ``filters`` (from `PERCEPTION_FILTERS`) for every
     channel, so ``f`` sees ``len(filters) * channels`` features per cell.
     """
 

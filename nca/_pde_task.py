@@ -1,7 +1,7 @@
 """Learning a PDE trajectory with an NCA: Gray-Scott frames reproduced frame to frame.
 
 Data: a Gray-Scott trajectory ``y_0, ..., y_{N-1}`` (``[N, 2, H, W]``, frames ``Δt`` apart)
-made by :class:`pde.solver.PDESolver` on :class:`pde.models.GrayScott` (the ``pde`` package).
+made by `PDESolver` on `GrayScott` (the ``pde`` package).
 The NCA state is ``[y; h]`` with ``C - 2`` hidden channels ``h`` (zero at a window's start);
 ``s`` NCA steps stand for one frame interval. Training draws windows of ``K + 1`` consecutive
 frames (randomly rolled: the domain is periodic) and minimises
@@ -152,7 +152,7 @@ def train_trajectory(
     resume: bool = False,
 ) -> TrainResult:
     """Fit ``model`` to windows of ``window + 1`` frames of the ``R`` training trajectories
-    with the common :class:`~common.trainer.Trainer` (random periodic rolls as augmentation)."""
+    with the common `Trainer` (random periodic rolls as augmentation)."""
     trajectories = jnp.asarray(trajectories, jnp.float32)
     if trajectories.ndim != 5:
         raise ValueError(

@@ -21,6 +21,7 @@ from jaxtyping import Float
 __all__ = ["BUILTIN_TARGETS", "builtin_target", "load_png", "make_target", "to_rgb"]
 
 BUILTIN_TARGETS = ("smiley", "heart", "ring", "glyph:A")
+"""Targets drawn in code (``glyph:X`` draws any character X)."""
 _SUPERSAMPLE = 4
 
 

@@ -1,9 +1,9 @@
-"""NCA variants: each changes only the per-cell update ``dx = f(P(x))`` of :class:`AbstractNCA`.
+"""NCA variants: each changes only the per-cell update ``dx = f(P(x))`` of `AbstractNCA`.
 
-- :class:`GatedNCA`: a gated linear unit, ``f = a ⊙ sigmoid(b)`` with ``[a; b] = W_2 σ(W_1 p)``;
-- :class:`MultiScaleNCA`: channel block ``k`` is updated from the state mean-pooled by
+- `GatedNCA`: a gated linear unit, ``f = a ⊙ sigmoid(b)`` with ``[a; b] = W_2 σ(W_1 p)``;
+- `MultiScaleNCA`: channel block ``k`` is updated from the state mean-pooled by
   ``scales[k]``, then upsampled (pool, perceive, update, repeat);
-- :class:`KANCA`: Kolmogorov-Arnold NCA, the MLP replaced by two Gaussian-basis KAN layers
+- `KANCA`: Kolmogorov-Arnold NCA, the MLP replaced by two Gaussian-basis KAN layers
   (the "kaNCA" of Richardson et al. 2024).
 
 All start as the identity (zero last layer).
@@ -132,7 +132,7 @@ class MultiScaleNCA(AbstractNCA):
 
 
 class KANCA(AbstractNCA):
-    """Kolmogorov-Arnold NCA: ``dx = K_2(K_1(P(x)))`` with :class:`nca.layers.GaussianKAN`
+    """Kolmogorov-Arnold NCA: ``dx = K_2(K_1(P(x)))`` with `GaussianKAN`
     layers ``F -> F`` (weights ``0.1 N(0, 1) / sqrt(F)``) and ``F -> C`` (zero).
 
     Every edge is a learned 1-D function, a sum of ``basis`` Gaussians on ``[-3, 3]``.

@@ -1,11 +1,11 @@
 """Figures of an NCA: its perception filters and update weights, and its channels over time.
 
-- :func:`first_layer_blocks`: the first-layer weights split by perception filter,
+- `first_layer_blocks`: the first-layer weights split by perception filter,
   ``W_1 = [W^(f_0) | W^(f_1) | ...]`` with ``W^(f) ∈ R^{hidden x C}``;
-- :func:`plot_perception`: the fixed 3x3 kernels and ``‖W^(f)[:, c]‖₂``, how strongly the
+- `plot_perception`: the fixed 3x3 kernels and ``‖W^(f)[:, c]‖₂``, how strongly the
   trained network listens to filter ``f`` of channel ``c``;
-- :func:`plot_weights`: heatmaps of every weight matrix of the update network;
-- :func:`plot_channels`: every channel (rows) at several times (columns).
+- `plot_weights`: heatmaps of every weight matrix of the update network;
+- `plot_channels`: every channel (rows) at several times (columns).
 """
 
 from __future__ import annotations

@@ -76,6 +76,12 @@ from ._experiments import (
     kuranet_data as kuranet_data,
 )
 from ._experiments import (
+    kuranet_optimiser as kuranet_optimiser,
+)
+from ._experiments import (
+    load_kuranet_image as load_kuranet_image,
+)
+from ._experiments import (
     make_kuranet as make_kuranet,
 )
 from ._experiments import (
@@ -203,9 +209,11 @@ __all__ = [
     "configure_experiment",
     "quick_experiment",
     "kuranet_data",
+    "load_kuranet_image",
     "make_kuranet",
     "KuraNetTask",
     "evaluate_kuranet",
+    "kuranet_optimiser",
     "train_experiment",
     "phase_raster",
     "order_parameter_plot",

@@ -23,7 +23,7 @@ __all__ = ["KuraNetRunConfig", "KuramotoConfig", "run_kuranet", "run_kuramoto"]
 
 
 def _options_class() -> type:
-    """Every :class:`ExperimentConfig` field as an optional override (None = the preset's)."""
+    """Every `ExperimentConfig` field as an optional override (None = the preset's)."""
     hints = typing.get_type_hints(ex.ExperimentConfig)
     fields: list[Any] = [
         (
@@ -167,7 +167,7 @@ def run_kuramoto(cfg: KuramotoConfig, ctx: RunContext) -> dict[str, Any]:
 
 @quickstart_part("kuranet", order=40)
 def quickstart_kuranet(ctx: RunContext) -> dict[str, Any]:
-    """A short KuraNet training on the global-synchrony task (small network, ~30 s)."""
+    """A short KuraNet training on the global-synchrony task (small network)."""
     exp = dataclasses.replace(
         ex.quick_experiment(ex.get_experiment("global")),
         steps=60,

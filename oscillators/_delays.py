@@ -1,21 +1,23 @@
 r"""Delay differential equations with delays in whole steps: a diffrax solver with a ring buffer.
 
-For :math:`\dot y_i(t) = f_i(t, y(t), \phi(t))` with :math:`\phi_j(t) = y_j(t - \tau_j h)`,
-integer delays :math:`\tau_j \ge 0` per component and a fixed step :math:`h`, the explicit
+For $\dot y_i(t) = f_i(t, y(t), \phi(t))$ with $\phi_j(t) = y_j(t - \tau_j h)$,
+integer delays $\tau_j \ge 0$ per component and a fixed step $h$, the explicit
 Euler method
 
-.. math:: y^{n+1} = y^n + h\, f(t_n, y^n, \phi^n), \qquad \phi^n_j = y^{n - \tau_j}_j
+$$
+y^{n+1} = y^n + h\, f(t_n, y^n, \phi^n), \qquad \phi^n_j = y^{n - \tau_j}_j
+$$
 
-only needs the last :math:`L = \tau_{\max} + 1` states. :class:`DelayedEuler` keeps them in
+only needs the last $L = \tau_{\max} + 1$ states. `DelayedEuler` keeps them in
 its diffrax *solver state*: a ring buffer ``[L, N]`` and the slot of the current state, so a
 delayed solve is an ordinary ``diffrax.diffeqsolve`` (use it with a constant step size; the
 step count, not the time, is what the delays count). States before the initial time come
-from ``past`` (the :math:`L-1` states before :math:`y^0`, oldest first) or, by default, equal
-:math:`y^0` (a constant initial function).
+from ``past`` (the $L-1$ states before $y^0$, oldest first) or, by default, equal
+$y^0$ (a constant initial function).
 
-Vector fields subclass :class:`AbstractDelayedVectorField`: they give ``delays`` and
+Vector fields subclass `AbstractDelayedVectorField`: they give ``delays`` and
 ``delayed(t, y, y_delayed, args)``; called as ``f(t, y, args)`` they are the undelayed
-dynamics (:math:`\tau = 0`).
+dynamics ($\tau = 0$).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = ["AbstractDelayedVectorField", "DelayedEuler", "gather_delayed"]
 
 
 class AbstractDelayedVectorField(eqx.Module):
-    r"""A vector field :math:`f(t, y, \phi)` with per-component integer delays ``[N]``."""
+    r"""A vector field $f(t, y, \phi)$ with per-component integer delays ``[N]``."""
 
     delays: eqx.AbstractVar[Int[Array, " n"]]
 
@@ -45,17 +47,17 @@ class AbstractDelayedVectorField(eqx.Module):
         y_delayed: Float[Array, " n"],
         args: object,
     ) -> Float[Array, " n"]:
-        r""":math:`f(t, y, \phi)` with :math:`\phi_j = y_j(t - \tau_j h)`."""
+        r"""$f(t, y, \phi)$ with $\phi_j = y_j(t - \tau_j h)$."""
 
     def __call__(self, t: Float[ArrayLike, ""], y: Float[Array, " n"], args: object = None):
-        """The undelayed dynamics :math:`f(t, y, y)`."""
+        """The undelayed dynamics $f(t, y, y)$."""
         return self.delayed(t, y, y, args)
 
 
 def gather_delayed(
     history: Float[Array, "l n"], index: Int[ArrayLike, ""], delays: Int[Array, " n"]
 ) -> Float[Array, " n"]:
-    r""":math:`\phi_j = H[(k - \tau_j) \bmod L,\ j]` from a ring buffer ``H`` whose slot
+    r"""$\phi_j = H[(k - \tau_j) \bmod L,\ j]$ from a ring buffer ``H`` whose slot
     ``k`` = ``index`` holds the current state."""
     length = history.shape[0]
     rows = jnp.mod(index - delays, length)
@@ -65,11 +67,11 @@ def gather_delayed(
 class DelayedEuler(diffrax.AbstractSolver):
     r"""Explicit Euler for delays in whole steps, carrying the phase history in its state.
 
-    ``max_delay`` (static) sets the buffer length :math:`L = \tau_{\max} + 1`; every delay
+    ``max_delay`` (static) sets the buffer length $L = \tau_{\max} + 1$; every delay
     of the vector field must lie in ``[0, max_delay]`` (they are clipped to it). ``past``
-    (``[max_delay, N]``, oldest first, the state one step before :math:`y^0` last) gives the
-    pre-history; ``None`` repeats :math:`y^0`. Requires a ``diffrax.ODETerm`` whose vector
-    field is an :class:`AbstractDelayedVectorField`, a constant step size and an adjoint that
+    (``[max_delay, N]``, oldest first, the state one step before $y^0$ last) gives the
+    pre-history; ``None`` repeats $y^0$. Requires a ``diffrax.ODETerm`` whose vector
+    field is an `AbstractDelayedVectorField`, a constant step size and an adjoint that
     differentiates through the solver (``recursive-checkpoint`` or ``direct``). Order 1;
     linear interpolation between steps.
     """

@@ -1,18 +1,18 @@
 r"""Dynamics discovery with neural ODEs: models, published settings, fitting and evaluation.
 
-Models (all :class:`common.model.AbstractModel`, called as ``field(t, y, args)``):
+Models (all `AbstractModel`, called as ``field(t, y, args)``):
 
-- :class:`MLPField` (black box): :math:`\dot u = \mathrm{MLP}(u)`, GELU hidden layers.
-- :class:`LotkaVolterraGrayBox`: :math:`\dot u = (a x, -d y) + \mathrm{MLP}(\cdot)`; ``a, d``
+- `MLPField` (black box): $\dot u = \mathrm{MLP}(u)$, GELU hidden layers.
+- `LotkaVolterraGrayBox`: $\dot u = (a x, -d y) + \mathrm{MLP}(\cdot)$; ``a, d``
   known constants (Ko et al. 2023) or trainable (``learn_rates``); the MLP sees ``(x, y)`` or
   only the interaction ``x y`` (``inputs="interaction"``, which makes ``a, d`` identifiable).
-- :class:`SecondOrderField`: :math:`\dot\theta = \omega`, :math:`\dot\omega =
-  \mathrm{MLP}(\theta, \omega)`.
+- `SecondOrderField`: $\dot\theta = \omega$, $\dot\omega =
+  \mathrm{MLP}(\theta, \omega)$.
 
-:data:`DISCOVERY_PRESETS` holds the hyperparameters of Ko et al. 2023 (homotopy training of
-neural ODEs) per system, model and method, rebuilt from the authors' scripts; :func:`fit_system`
-trains one (system, model, method, seed) with a strategy from :mod:`common.strategies` and
-:func:`evaluate_field` scores the selected
+`DISCOVERY_PRESETS` holds the hyperparameters of Ko et al. 2023 (homotopy training of
+neural ODEs) per system, model and method, rebuilt from the authors' scripts; `fit_system`
+trains one (system, model, method, seed) with a strategy from `diffdyn.common` and
+`evaluate_field` scores the selected
 model (lowest uncoupled training MSE): interpolation MSE on the training window (against the
 noisy observations and against the clean trajectory) and extrapolation MSE beyond it (against
 the clean continuation).
@@ -62,7 +62,9 @@ __all__ = [
 ]
 
 DISCOVERY_METHODS = ("plain", "multiple-shooting", "homotopy")
+"""Training methods of `fit_system`."""
 DISCOVERY_MODELS = ("blackbox", "graybox", "second-order")
+"""Models of `fit_system`: a black-box MLP, the Lotka-Volterra gray box, a second-order field."""
 
 
 def _mlp(in_size: int, out_size: int, width: int, depth: int, key: PRNGKeyArray) -> eqx.nn.MLP:
@@ -70,7 +72,7 @@ def _mlp(in_size: int, out_size: int, width: int, depth: int, key: PRNGKeyArray)
 
 
 class MLPField(AbstractModel):
-    r"""Black-box vector field :math:`\dot u = \mathrm{MLP}(u)` (``depth`` hidden layers of
+    r"""Black-box vector field $\dot u = \mathrm{MLP}(u)$ (``depth`` hidden layers of
     ``width`` GELU units, linear output)."""
 
     state_dim: int = eqx.field(static=True)
@@ -90,8 +92,8 @@ class MLPField(AbstractModel):
 
 
 class LotkaVolterraGrayBox(AbstractModel):
-    r""":math:`\dot u = (a x, -d y) + \mathrm{MLP}(v)` with :math:`v = (x, y)` or
-    :math:`v = x y` (``inputs``); ``a, d`` fixed at the given values or, with
+    r"""$\dot u = (a x, -d y) + \mathrm{MLP}(v)$ with $v = (x, y)$ or
+    $v = x y$ (``inputs``); ``a, d`` fixed at the given values or, with
     ``learn_rates``, trained from them (``rates = [a, d]``)."""
 
     width: int = eqx.field(static=True)
@@ -135,8 +137,8 @@ class LotkaVolterraGrayBox(AbstractModel):
 
 
 class SecondOrderField(AbstractModel):
-    r"""Second-order model on :math:`u = (\theta, \omega)` (``state_dim = 2n``):
-    :math:`\dot\theta = \omega`, :math:`\dot\omega = \mathrm{MLP}(\theta, \omega)`."""
+    r"""Second-order model on $u = (\theta, \omega)$ (``state_dim = 2n``):
+    $\dot\theta = \omega$, $\dot\omega = \mathrm{MLP}(\theta, \omega)$."""
 
     state_dim: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
@@ -155,7 +157,7 @@ class SecondOrderField(AbstractModel):
 
 
 # ----------------------------------------------------------------------------------------
-# The seed's settings
+# Published settings (NeuralODEHomotopy, Ko et al. 2023)
 # ----------------------------------------------------------------------------------------
 
 
@@ -183,8 +185,8 @@ _LV = {
     "multiple-shooting": {"learning_rate": 0.05, "segments": 5, "continuity": 0.01},
     "homotopy": {"learning_rate": 0.05, "k": 6.0, "decrements": 5, "epochs_per_step": 100},
 }
-#: (system, model) -> {"width", "depth", "alpha", method -> overrides}; from the seed's scripts
-#: (reference part B.7/B.8). Van der Pol is ours (LV-like settings).
+#: (system, model) -> {"width", "depth", "alpha", method -> overrides}; from the scripts of
+#: NeuralODEHomotopy (Ko et al. 2023). Van der Pol is ours (LV-like settings).
 DISCOVERY_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("lotka-volterra", "blackbox"): {"width": 32, "depth": 1, "alpha": 1e-3, **_LV},
     ("lotka-volterra", "graybox"): {"width": 20, "depth": 2, "alpha": 1e-3, **_LV},
@@ -214,12 +216,13 @@ DISCOVERY_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "homotopy": {"learning_rate": 0.02, "k": 6.0, "decrements": 7, "epochs_per_step": 300},
     },
 }
+"""Hyperparameters of Ko et al. (2023) by ``(system, model)`` and method."""
 
 
 def discovery_settings(
     system: str, model: str, method: str, epoch_scale: float = 1.0, **overrides: Any
 ) -> DiscoverySettings:
-    """The published :class:`DiscoverySettings` for ``(system, model, method)``; ``overrides``
+    """The published `DiscoverySettings` for ``(system, model, method)``; ``overrides``
     that are not ``None`` win; every epoch count is multiplied by ``epoch_scale`` (at least 1)."""
     if method not in DISCOVERY_METHODS:
         raise ValueError(
@@ -245,7 +248,7 @@ def discovery_settings(
 def build_discovery_model(
     system: str, model: str, settings: DiscoverySettings, key: PRNGKeyArray, **kwargs: Any
 ) -> AbstractModel:
-    """The model ``model`` (one of :data:`DISCOVERY_MODELS`) for ``system``, in the current default
+    """The model ``model`` (one of `DISCOVERY_MODELS`) for ``system``, in the current default
     float dtype."""
     dim = len(SYSTEMS[system].y0)
     if model == "blackbox":
@@ -262,14 +265,14 @@ def build_discovery_model(
 
 
 def trajectory_of(dataset: Dataset) -> Trajectory:
-    """The training :class:`Trajectory` (noisy observations, clean initial state)."""
+    """The training `Trajectory` (noisy observations, clean initial state)."""
     return Trajectory(jnp.asarray(dataset.ts), jnp.asarray(dataset.ys), jnp.asarray(dataset.y0))
 
 
 def discovery_strategy(
     method: str, settings: DiscoverySettings, data: Trajectory, solve: SolveConfig
 ) -> Plain | MultipleShooting | Homotopy:
-    """The :mod:`common.strategies` object of ``method`` with ``settings``."""
+    """The `diffdyn.common` object of ``method`` with ``settings``."""
     if method == "plain":
         return Plain(solve=solve)
     if method == "multiple-shooting":
@@ -317,7 +320,7 @@ def fit_system(
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[FitResult, dict[str, float]]:
     """Build the model, train it with ``method`` (AdamW, constant learning rate) and evaluate
-    the selected model. Returns the :class:`FitResult` and the metrics."""
+    the selected model. Returns the `FitResult` and the metrics."""
     model_key, train_key = jax.random.split(key)
     field = build_discovery_model(dataset.name, model, settings, model_key, **(model_kwargs or {}))
     data = trajectory_of(dataset)

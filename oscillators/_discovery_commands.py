@@ -2,7 +2,7 @@
 trajectory with a neural ODE, by plain training, multiple shooting or homotopy.
 
 Runs in float64 (switched on at the start of the run). Unset hyperparameters (``None``) take
-the published values for the system, model and method (:data:`DISCOVERY_PRESETS`).
+the published values for the system, model and method (`DISCOVERY_PRESETS`).
 Outputs under ``--out``: ``config.yaml``, TensorBoard events, ``model.eqx``/``best.eqx``
 (trained pytree), ``best_field.eqx`` (the selected vector field), figures and
 ``metrics.json``. With ``--sweep true`` it runs every method in ``methods`` for every seed in
@@ -51,12 +51,12 @@ class DiscoverConfig:
     )
     model: Literal["blackbox", "graybox", "second-order"] = _f("blackbox", "the vector field")
     method: Literal["plain", "multiple-shooting", "homotopy"] = _f("homotopy", "training method")
-    width: int | None = _f(None, "hidden width (None: the seed's)")
-    depth: int | None = _f(None, "hidden layers (None: the seed's)")
-    learning_rate: float | None = _f(None, "AdamW learning rate (None: the seed's)")
+    width: int | None = _f(None, "hidden width (None: the published value)")
+    depth: int | None = _f(None, "hidden layers (None: the published value)")
+    learning_rate: float | None = _f(None, "AdamW learning rate (None: the published value)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     epochs: int | None = _f(None, "epochs of plain / multiple shooting (None: 4000)")
-    segments: int | None = _f(None, "multiple-shooting segments (None: the seed's)")
+    segments: int | None = _f(None, "multiple-shooting segments (None: the published value)")
     continuity: float | None = _f(None, "multiple-shooting continuity weight")
     k: float | None = _f(None, "homotopy coupling strength")
     alpha: float | None = _f(None, "smoothing-spline parameter")
@@ -64,7 +64,7 @@ class DiscoverConfig:
     ratio: float | None = _f(None, "homotopy decrement ratio r")
     epochs_per_step: int | None = _f(None, "homotopy epochs per plateau E")
     epoch_scale: float = _f(1.0, "multiply every epoch count (for short runs)")
-    noise: float | None = _f(None, "noise level (None: the seed's)")
+    noise: float | None = _f(None, "noise level (None: the published value)")
     data_seed: int = _f(10, "seed of the measurement noise")
     learn_rates: bool = _f(False, "graybox: train a and d too")
     graybox_inputs: Literal["state", "interaction"] = _f("state", "graybox MLP input")
@@ -210,7 +210,7 @@ def write_table(rows: list[dict[str, Any]], ctx: RunContext) -> dict[str, Any]:
         word = "holds" if holds else "does not hold"
         lines.append(
             f"- {target}: the claim (homotopy: equal or lower interpolation MSE in fewer epochs "
-            f"than every other method, on the seed means) {word}."
+            f"than every other method, on the means over seeds) {word}."
         )
     text = "\n".join(lines) + "\n"
     atomic_write(ctx.path("results.md"), lambda f: f.write(text.encode()))
@@ -244,7 +244,7 @@ def discover(cfg: DiscoverConfig, ctx: RunContext) -> dict[str, Any]:
         for method in cfg.methods
         for seed in cfg.seeds
     ]
-    # Runs that differ only in the seed compile to the same program: share the compiled code.
+    # Runs that differ only in their seed compile to the same program: share the compiled code.
     cache = str(ctx.path(".jax_cache"))
     done: dict[int, dict[str, Any]] = {}
 

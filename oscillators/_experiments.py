@@ -1,17 +1,18 @@
 r"""KuraNet experiments: typed configs, data, the training loss, and trained-vs-control evaluation.
 
-One network is ``N`` = ``num_units`` nodes whose features are drawn i.i.d. from a data set of
-``num_samples`` samples; each training step draws ``networks_per_step`` fresh networks (the
-seed: one), computes :math:`K` = KuraNet(features), runs the phase dynamics with Euler steps of
-size ``alpha`` and takes the loss on the last ``gd`` grid points only:
+The experiments follow the KuraNet reference implementation (Ricci et al. 2021,
+serre-lab/KuraNet). One network is ``N`` = ``num_units`` nodes whose features are drawn i.i.d.
+from a data set of ``num_samples`` samples; each training step draws ``networks_per_step`` fresh
+networks (KuraNet: one), computes $K$ = KuraNet(features), runs the phase dynamics with Euler
+steps of size ``alpha`` and takes the loss on the last ``gd`` grid points only:
 
 1. (delays only) ``max_delay`` undelayed steps build the phase history (no gradient);
 2. ``burn_in`` grid points (``burn_in - 1`` steps) without gradient (``stop_gradient`` of
-   :math:`K` and of the state that leaves the burn-in);
+   $K$ and of the state that leaves the burn-in);
 3. ``gd`` grid points (``gd - 1`` steps) with gradient; the loss averages all ``gd`` points.
 
-Point counts follow the seed's grids (``n`` points = ``n - 1`` Euler steps). Presets in
-:data:`EXPERIMENTS` carry the seed's numbers (reference/kuranet_homotopy.md, A.6):
+Point counts follow KuraNet's grids (``n`` points = ``n - 1`` Euler steps). Presets in
+`EXPERIMENTS` carry KuraNet's settings:
 
 =================  ======  ==========  ========  ===========  ===============  ======
 experiment         model   features    norm      steps        optimiser        clip
@@ -24,15 +25,15 @@ experiment         model   features    norm      steps        optimiser        c
 ``image``          xy      pixels      graph     385          SGD 5e-3, m 0.5  10
 =================  ======  ==========  ========  ===========  ===============  ======
 
-Full model features are ``x = (h, ω, τ)`` (the seed's sorted key order). The image experiment
+Full model features are ``x = (h, ω, τ)`` (KuraNet's sorted key order). The image experiment
 segments one picture by synchrony: features ``[R, G, B, x/w, y/h]`` per pixel, pixels split
 50/50 into train and test; by default the picture is matplotlib's ``grace_hopper.jpg`` with
 ``num_classes`` colour classes found by k-means (a user PNG and label mask can be given).
 
-Deviations from the seed, on purpose: pair batch norm always uses the current network's
-statistics (see :mod:`oscillators.kuranet`); the delay pre-history is always ``max_delay``
-undelayed steps (the seed uses the network's own largest delay); data are drawn with
-``jax.random`` (the seed's numpy streams cannot be reproduced bit for bit).
+Deviations from KuraNet, on purpose: pair batch norm always uses the current network's
+statistics (see `diffdyn.oscillators`); the delay pre-history is always ``max_delay``
+undelayed steps (KuraNet uses the network's own largest delay); data are drawn with
+``jax.random`` (KuraNet's numpy streams cannot be reproduced bit for bit).
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ __all__ = [
     "configure_experiment",
     "quick_experiment",
     "kuranet_data",
+    "load_kuranet_image",
     "make_kuranet",
     "KuraNetTask",
     "evaluate_kuranet",
+    "kuranet_optimiser",
     "train_experiment",
 ]
 
@@ -243,17 +246,18 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
         size_eval=(2000,),
     ),
 }
+"""The KuraNet experiments of Ricci et al. (2021) as presets, by name."""
 
 
 def get_experiment(name: str) -> ExperimentConfig:
-    """The preset called ``name`` (one of :data:`EXPERIMENTS`)."""
+    """The preset called ``name`` (one of `EXPERIMENTS`)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 
 def quick_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Small settings of ``cfg`` for tests, notebooks and the quickstart (a few seconds)."""
+    """Small settings of ``cfg`` for tests, notebooks and the quickstart."""
     return dataclasses.replace(
         cfg,
         num_samples=min(cfg.num_samples, 2000),
@@ -282,8 +286,8 @@ def sample_distribution(key: PRNGKeyArray, name: str, n: int) -> Float[Array, " 
 def negative_binomial(
     key: PRNGKeyArray, total_count: float, probs: float, shape: tuple[int, ...]
 ) -> Int[Array, "..."]:
-    r"""Samples of NB(r, p) as torch parameterises it (mean :math:`rp/(1-p)`): a Poisson with
-    a Gamma(:math:`r`, scale :math:`p/(1-p)`) rate."""
+    r"""Samples of NB(r, p) as torch parameterises it (mean $rp/(1-p)$): a Poisson with
+    a Gamma($r$, scale $p/(1-p)$) rate."""
     kg, kp = jax.random.split(key)
     rate = jax.random.gamma(kg, total_count, shape) * (probs / (1.0 - probs))
     return jax.random.poisson(kp, rate, shape)
@@ -429,7 +433,7 @@ class KuraNetTask(eqx.Module):
     """The loss of one or more networks: ``task(model, batch, key) -> (loss, aux)``.
 
     ``batch`` is ``{"x": [B*N, F], "labels": [B*N]}`` (``B`` networks of ``N`` nodes, as
-    drawn by :class:`common.augment.ArrayAugmenter`); the loss is the mean over networks.
+    drawn by `ArrayAugmenter`); the loss is the mean over networks.
     """
 
     cfg: ExperimentConfig = eqx.field(static=True)
@@ -522,7 +526,7 @@ class KuraNetTask(eqx.Module):
             th = self.phases(model, xi, ki)
             return self.network_loss(th, li), jnp.mean(order_parameter(th))
 
-        if b == 1:  # the seed's case; a vmapped solve loop would cost more than the network
+        if b == 1:  # KuraNet's case; a vmapped solve loop would cost more than the network
             loss, r = one(x[0], labels[0], keys[0])
             return loss, {"order_parameter": r}
         losses, r = jax.vmap(one)(x, labels, keys)
@@ -554,7 +558,7 @@ def evaluate_kuranet(
     window: int,
 ) -> dict[str, Any]:
     """Mean loss over ``networks`` held-out networks of ``num_units`` nodes, each run for
-    ``burn_in`` + ``window`` grid points; also the mean :math:`R(t)` on the window and the
+    ``burn_in`` + ``window`` grid points; also the mean $R(t)$ on the window and the
     phases of the first network (for figures)."""
     task = KuraNetTask(cfg, num_units, burn_in, window)
     k_draw, k_run = jax.random.split(key)
@@ -587,7 +591,7 @@ def evaluate_kuranet(
 
 
 def kuranet_optimiser(cfg: ExperimentConfig):
-    """``clip_by_global_norm(clip)`` then SGD (with momentum) or Adam, as in the seed."""
+    """``clip_by_global_norm(clip)`` then SGD (with momentum) or Adam, as in KuraNet."""
     from diffdyn.common import make_optimiser
 
     kw = {"momentum": cfg.momentum} if cfg.optimiser == "sgd" and cfg.momentum > 0 else {}

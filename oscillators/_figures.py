@@ -16,7 +16,7 @@ __all__ = ["phase_raster", "order_parameter_plot", "coupling_vs_distance", "phas
 def phase_raster(
     phases: Any, path: str | os.PathLike, *, dt: float = 1.0, order: Any = None, title: str = ""
 ) -> Path:
-    """Image of :math:`\\theta_i(t) \\bmod 2\\pi` (cyclic colours), nodes on the y axis
+    """Image of $\\theta_i(t) \\bmod 2\\pi$ (cyclic colours), nodes on the y axis
     (sorted by ``order``, e.g. the natural frequencies or class labels)."""
     th = np.mod(np.asarray(phases), 2 * np.pi)
     if order is not None:
@@ -42,7 +42,7 @@ def phase_raster(
 def order_parameter_plot(
     curves: dict[str, Any], path: str | os.PathLike, *, dt: float = 1.0, title: str = ""
 ) -> Path:
-    """:math:`R(t)` of several runs (e.g. trained vs control) on one axis."""
+    """$R(t)$ of several runs (e.g. trained vs control) on one axis."""
     fig, ax = figure(figsize=(6, 3.5))
     for name, r in curves.items():
         r = np.asarray(r)
@@ -59,8 +59,8 @@ def order_parameter_plot(
 def coupling_vs_distance(
     coupling: Any, features: Any, path: str | os.PathLike, *, columns: Any = None
 ) -> Path:
-    """Scatter of :math:`K_{ij}` against :math:`\\|x_i - x_j\\|` (``columns`` selects
-    feature columns, e.g. only :math:`\\omega`)."""
+    """Scatter of $K_{ij}$ against $\\|x_i - x_j\\|$ (``columns`` selects
+    feature columns, e.g. only $\\omega$)."""
     k = np.asarray(coupling)
     x = np.asarray(features)
     if columns is not None:

@@ -1,27 +1,31 @@
 r"""Kuramoto and XY phase-oscillator networks: vector fields and order parameters.
 
-Two vector fields on phases :math:`\theta \in \mathbb{R}^N`, with a coupling matrix
-:math:`K_{ij}` (the weight by which *receiver* ``i`` feels *sender* ``j``):
+Two vector fields on phases $\theta \in \mathbb{R}^N$, with a coupling matrix
+$K_{ij}$ (the weight by which *receiver* ``i`` feels *sender* ``j``):
 
-- :class:`Kuramoto` (the "full" model of KuraNet)
+- `Kuramoto` (the "full" model of KuraNet)
 
-  .. math:: \dot\theta_i = \omega_i + \sum_j K_{ij} \sin(\theta_j(t - \tau_j) - \theta_i)
-            + h_i \sin\theta_i,
+  $$
+  \dot\theta_i = \omega_i + \sum_j K_{ij} \sin(\theta_j(t - \tau_j) - \theta_i)
+  + h_i \sin\theta_i,
+  $$
 
-  natural frequencies :math:`\omega`, an external field :math:`h` and transmission delays
-  :math:`\tau_j` (whole solver steps, one per *sending* node; see :mod:`oscillators.delays`).
+  natural frequencies $\omega$, an external field $h$ and transmission delays
+  $\tau_j$ (whole solver steps, one per *sending* node; see `diffdyn.oscillators`).
   Without delays it is an ordinary vector field ``f(t, theta, args)``.
-- :class:`XYModel`: :math:`\dot\theta_i = \frac1N \sum_j K_{ij}\sin(\theta_j - \theta_i)`,
-  gradient descent on :math:`E = -\frac1{2N}\sum_{ij} K_{ij}\cos(\theta_i - \theta_j)` when
-  :math:`K` is symmetric.
+- `XYModel`: $\dot\theta_i = \frac1N \sum_j K_{ij}\sin(\theta_j - \theta_i)$,
+  gradient descent on $E = -\frac1{2N}\sum_{ij} K_{ij}\cos(\theta_i - \theta_j)$ when
+  $K$ is symmetric.
 
-The coupling sum costs two matrix products instead of :math:`N^2` sines:
+The coupling sum costs two matrix products instead of $N^2$ sines:
 
-.. math:: \sum_j K_{ij}\sin(\phi_j - \theta_i)
-          = \cos\theta_i\,(K\sin\phi)_i - \sin\theta_i\,(K\cos\phi)_i .
+$$
+\sum_j K_{ij}\sin(\phi_j - \theta_i)
+= \cos\theta_i\,(K\sin\phi)_i - \sin\theta_i\,(K\cos\phi)_i .
+$$
 
-Order parameters: :math:`R e^{i\psi} = \frac1N\sum_j e^{i\theta_j}` (:func:`order_parameter`)
-and per group :math:`R_g e^{i\psi_g}` (:func:`group_order_parameter`).
+Order parameters: $R e^{i\psi} = \frac1N\sum_j e^{i\theta_j}$ (`order_parameter`)
+and per group $R_g e^{i\psi_g}$ (`group_order_parameter`).
 """
 
 from __future__ import annotations
@@ -64,14 +68,14 @@ def coupling_sum(
     theta: Float[Array, " n"],
     sender: Float[Array, " n"] | None = None,
 ) -> Float[Array, " n"]:
-    r""":math:`c_i = \sum_j K_{ij}\sin(\phi_j - \theta_i)` with :math:`\phi` = ``sender``
-    (default ``theta``), computed as :math:`\cos\theta_i (K\sin\phi)_i - \sin\theta_i
-    (K\cos\phi)_i`: one ``[N, N] @ [N, 2]`` product, :math:`2N` sines and cosines per phase
+    r"""$c_i = \sum_j K_{ij}\sin(\phi_j - \theta_i)$ with $\phi$ = ``sender``
+    (default ``theta``), computed as $\cos\theta_i (K\sin\phi)_i - \sin\theta_i
+    (K\cos\phi)_i$: one ``[N, N] @ [N, 2]`` product, $2N$ sines and cosines per phase
     vector."""
     phi = theta if sender is None else sender
     sc = jnp.stack([jnp.sin(phi), jnp.cos(phi)], axis=-1)
     # Keep the product [N, 2] and index its columns: moving the axis first makes XLA:CPU
-    # compute it as (sc^T K^T) with a transposed K, an order of magnitude slower.
+    # compute it as (sc^T K^T) with a transposed K, which is much slower.
     out = coupling @ sc
     return jnp.cos(theta) * out[..., 0] - jnp.sin(theta) * out[..., 1]
 
@@ -81,19 +85,19 @@ def pairwise_coupling_sum(
     theta: Float[Array, " n"],
     sender: Float[Array, " n"] | None = None,
 ) -> Float[Array, " n"]:
-    r"""Reference :math:`\sum_j K_{ij}\sin(\phi_j - \theta_i)` with :math:`N^2` sines (tests)."""
+    r"""Reference $\sum_j K_{ij}\sin(\phi_j - \theta_i)$ with $N^2$ sines (tests)."""
     phi = theta if sender is None else sender
     return jnp.sum(coupling * jnp.sin(phi[None, :] - theta[:, None]), axis=-1)
 
 
 class Kuramoto(AbstractDelayedVectorField):
-    r""":math:`\dot\theta_i = \omega_i + \sum_j K_{ij}\sin(\theta_j(t-\tau_j) - \theta_i)
-    + h_i \sin\theta_i`.
+    r"""$\dot\theta_i = \omega_i + \sum_j K_{ij}\sin(\theta_j(t-\tau_j) - \theta_i)
+    + h_i \sin\theta_i$.
 
-    ``omega``, ``field`` (:math:`h`) and ``delays`` (:math:`\tau`, ints >= 0, in solver steps)
+    ``omega``, ``field`` ($h$) and ``delays`` ($\tau$, ints >= 0, in solver steps)
     default to zeros. Called as ``f(t, theta, args)`` it ignores the delays (undelayed
-    dynamics); :class:`oscillators.delays.DelayedEuler` calls :meth:`delayed` with the phases
-    of the senders :math:`\tau_j` steps back.
+    dynamics); `DelayedEuler` calls `delayed` with the phases
+    of the senders $\tau_j$ steps back.
     """
 
     coupling: Float[Array, "n n"]
@@ -138,8 +142,8 @@ class Kuramoto(AbstractDelayedVectorField):
         theta_delayed: Float[Array, " n"],
         args: object = None,
     ) -> Float[Array, " n"]:
-        r""":math:`\omega + \sum_j K_{ij}\sin(\phi_j - \theta_i) + h\sin\theta`,
-        :math:`\phi_j = \theta_j(t - \tau_j)` = ``theta_delayed``."""
+        r"""$\omega + \sum_j K_{ij}\sin(\phi_j - \theta_i) + h\sin\theta$,
+        $\phi_j = \theta_j(t - \tau_j)$ = ``theta_delayed``."""
         return (
             self.omega
             + coupling_sum(self.coupling, theta, theta_delayed)
@@ -148,8 +152,8 @@ class Kuramoto(AbstractDelayedVectorField):
 
 
 class XYModel(eqx.Module):
-    r""":math:`\dot\theta_i = \frac1N \sum_j K_{ij}\sin(\theta_j - \theta_i)` (the gradient
-    flow of :func:`xy_energy` for symmetric :math:`K`)."""
+    r"""$\dot\theta_i = \frac1N \sum_j K_{ij}\sin(\theta_j - \theta_i)$ (the gradient
+    flow of `xy_energy` for symmetric $K$)."""
 
     coupling: Float[Array, "n n"]
 
@@ -166,8 +170,8 @@ class XYModel(eqx.Module):
 
 
 def xy_energy(coupling: Float[Array, "n n"], theta: Float[Array, " n"]) -> Float[Array, ""]:
-    r""":math:`E = -\frac1{2N}\sum_{ij} K_{ij}\cos(\theta_i - \theta_j)`
-    :math:`= -\frac1{2N}(c^\top K c + s^\top K s)`, :math:`c = \cos\theta, s = \sin\theta`."""
+    r"""$E = -\frac1{2N}\sum_{ij} K_{ij}\cos(\theta_i - \theta_j)$
+    $= -\frac1{2N}(c^\top K c + s^\top K s)$, $c = \cos\theta, s = \sin\theta$."""
     c, s = jnp.cos(theta), jnp.sin(theta)
     return -(c @ coupling @ c + s @ coupling @ s) / (2 * theta.shape[-1])
 
@@ -177,13 +181,13 @@ def _mean_field(theta: Float[Array, "*t n"]) -> tuple[Array, Array]:
 
 
 def order_parameter(theta: Float[Array, "*t n"]) -> Float[Array, "*t"]:
-    r"""Kuramoto order parameter :math:`R = |\frac1N\sum_j e^{i\theta_j}|` over the last axis."""
+    r"""Kuramoto order parameter $R = |\frac1N\sum_j e^{i\theta_j}|$ over the last axis."""
     c, s = _mean_field(theta)
     return jnp.sqrt(c**2 + s**2)
 
 
 def mean_phase(theta: Float[Array, "*t n"]) -> Float[Array, "*t"]:
-    r"""Mean phase :math:`\psi = \arg \frac1N\sum_j e^{i\theta_j}` over the last axis."""
+    r"""Mean phase $\psi = \arg \frac1N\sum_j e^{i\theta_j}$ over the last axis."""
     c, s = _mean_field(theta)
     return jnp.arctan2(s, c)
 
@@ -199,9 +203,9 @@ def one_hot_groups(labels: Int[ArrayLike, " n"], num_groups: int) -> Float[Array
 def group_order_parameter(
     theta: Float[Array, "*t n"], masks: Float[Array, "g n"]
 ) -> tuple[Float[Array, "*t g"], Float[Array, "*t g"]]:
-    r"""Per-group order parameter and mean phase, :math:`R_g e^{i\psi_g} =
-    \frac1{\max(|g|, 1)}\sum_{i\in g} e^{i\theta_i}` with ``masks [G, N]`` (empty groups
-    get size 1, so :math:`R_g = 0` there)."""
+    r"""Per-group order parameter and mean phase, $R_g e^{i\psi_g} =
+    \frac1{\max(|g|, 1)}\sum_{i\in g} e^{i\theta_i}$ with ``masks [G, N]`` (empty groups
+    get size 1, so $R_g = 0$ there)."""
     masks = jnp.asarray(masks, theta.dtype)
     if masks.ndim != 2 or masks.shape[-1] != theta.shape[-1]:
         raise ValueError(
@@ -214,7 +218,7 @@ def group_order_parameter(
 
 
 def splay_state(n: int, dtype: jax.typing.DTypeLike = float) -> Float[Array, " n"]:
-    r"""Phases :math:`2\pi j / N`, :math:`j = 0..N-1` (:math:`R = 0` for :math:`N \ge 2`)."""
+    r"""Phases $2\pi j / N$, $j = 0..N-1$ ($R = 0$ for $N \ge 2$)."""
     return 2 * jnp.pi * jnp.arange(n, dtype=dtype) / n
 
 
@@ -232,13 +236,13 @@ def simulate(
     adjoint: str = "recursive-checkpoint",
 ) -> Float[Array, "t n"]:
     r"""Integrate ``field`` for ``steps`` fixed steps of size ``dt`` from ``theta0`` at ``t0``
-    and return the phases at :math:`t_0 + k\,dt`, :math:`k = 0, s, 2s, \dots` (``s`` =
+    and return the phases at $t_0 + k\,dt$, $k = 0, s, 2s, \dots$ (``s`` =
     ``save_every``; ``steps`` must be a multiple of it), initial state included.
 
-    With ``max_delay > 0`` the solve uses :class:`~oscillators.delays.DelayedEuler` (the
+    With ``max_delay > 0`` the solve uses `DelayedEuler` (the
     field must have delays; ``past`` is its pre-history ``[max_delay, N]``), otherwise the
     named fixed-step ``solver`` (``euler`` as in KuraNet, or ``rk4``, ...). Every solve is a
-    ``diffrax`` solve through :func:`common.solve.solve`.
+    ``diffrax`` solve through `solve`.
     """
     for name, v, lo in (
         ("steps", steps, 1),

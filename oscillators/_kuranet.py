@@ -1,33 +1,37 @@
 r"""KuraNet: a network that maps node features to Kuramoto couplings, and synchrony losses.
 
-For node features :math:`x_1..x_N \in \mathbb{R}^F` the coupling network evaluates an MLP on
+The model follows the KuraNet reference implementation (Ricci et al. 2021, serre-lab/KuraNet).
+
+For node features $x_1..x_N \in \mathbb{R}^F$ the coupling network evaluates an MLP on
 every ordered pair,
 
-.. math:: C_{ij} = w_3^\top \sigma(\mathrm{BN}_2(W_2\, \sigma(\mathrm{BN}_1(W_1 [x_i; x_j]
-          + b_1)) + b_2)), \qquad \sigma = \mathrm{LeakyReLU}(0.01),
+$$
+C_{ij} = w_3^\top \sigma(\mathrm{BN}_2(W_2\, \sigma(\mathrm{BN}_1(W_1 [x_i; x_j]
++ b_1)) + b_2)), \qquad \sigma = \mathrm{LeakyReLU}(0.01),
+$$
 
-then normalises :math:`C` into :math:`K` and symmetrises :math:`K \leftarrow (K + K^\top)/2`:
+then normalises $C$ into $K$ and symmetrises $K \leftarrow (K + K^\top)/2$:
 
-- ``node``: :math:`K = N d\, \mathrm{softmax}(C)` over all :math:`N^2` entries jointly
-  (non-negative, mean weighted degree :math:`d` = ``avg_deg``);
+- ``node``: $K = N d\, \mathrm{softmax}(C)$ over all $N^2$ entries jointly
+  (non-negative, mean weighted degree $d$ = ``avg_deg``);
 - ``graph``: rows scaled to unit L2 norm (signed: repulsive couplings allowed);
-- ``none``: :math:`K = C`.
+- ``none``: $K = C$.
 
 An optional boolean ``mask [N, N]`` restricts the graph to its ``True`` entries (a sparse
 graph): masked-out couplings are exactly zero under every normalisation.
 
-The first layer is applied as :math:`W_1[x_i; x_j] = A x_i + B x_j`, so it costs
-:math:`O(NH)`, and the pair batch statistics of ``BN_1`` have the closed form
-:math:`\mu = \bar u + \bar v`, :math:`\sigma^2 = \mathrm{var}(u) + \mathrm{var}(v)` for
-:math:`u = Ax`, :math:`v = Bx + b_1`. Deviation from the seed, documented: the batch norms
-always use the statistics of the current network's :math:`N^2` pairs (the seed's training
+The first layer is applied as $W_1[x_i; x_j] = A x_i + B x_j$, so it costs
+$O(NH)$, and the pair batch statistics of ``BN_1`` have the closed form
+$\mu = \bar u + \bar v$, $\sigma^2 = \mathrm{var}(u) + \mathrm{var}(v)$ for
+$u = Ax$, $v = Bx + b_1$. Deviation from KuraNet, documented: the batch norms
+always use the statistics of the current network's $N^2$ pairs (KuraNet's training
 mode), also at evaluation, so the coupling is a pure function of the features with no
 running state. Large networks are processed in blocks of rows (``row_chunk``) in two passes
 (statistics, then couplings), with the same result.
 
 Losses on phase trajectories ``[T, N]`` (all averaged over the ``T`` time points):
-:func:`circular_variance` :math:`= 1 - R`, :func:`circular_moments` (group synchrony with
-splay-balanced group phases, in [0, 1]) and :func:`segmentation_loss` (the same with the
+`circular_variance` $= 1 - R$, `circular_moments` (group synchrony with
+splay-balanced group phases, in [0, 1]) and `segmentation_loss` (the same with the
 groups given by class labels).
 """
 
@@ -55,6 +59,8 @@ __all__ = [
 ]
 
 NORMALISATIONS = ("node", "graph", "none")
+"""How `KuraNet` scales its coupling matrix: by each node's degree, by the whole graph's, or not
+at all."""
 _EPS = 1e-5
 _SLOPE = 0.01
 # Hidden activations (floats) materialised at once when row_chunk = 0: 2^27 floats = 512 MB
@@ -74,9 +80,9 @@ def normalise_coupling(
     symmetric: bool = True,
     mask: Bool[Array, "n n"] | None = None,
 ) -> Float[Array, "n n"]:
-    r"""Turn raw pair outputs :math:`C` into couplings :math:`K` (see the module docstring):
-    ``node`` :math:`N d\,\mathrm{softmax}(C)` over all entries, ``graph`` unit-L2 rows,
-    ``none`` unchanged; then :math:`(K + K^\top)/2` if ``symmetric``; ``mask`` zeroes the
+    r"""Turn raw pair outputs $C$ into couplings $K$ (see the module docstring):
+    ``node`` $N d\,\mathrm{softmax}(C)$ over all entries, ``graph`` unit-L2 rows,
+    ``none`` unchanged; then $(K + K^\top)/2$ if ``symmetric``; ``mask`` zeroes the
     ``False`` entries (and leaves them out of the softmax / row norms)."""
     if normalise not in NORMALISATIONS:
         raise ValueError(f"normalise must be one of {NORMALISATIONS}; got {normalise!r}")
@@ -102,19 +108,19 @@ def normalise_coupling(
 
 
 class KuraNet(AbstractModel):
-    r"""The pair MLP :math:`[x_i; x_j] \mapsto C_{ij}` with two pair-batch norms, followed by
+    r"""The pair MLP $[x_i; x_j] \mapsto C_{ij}$ with two pair-batch norms, followed by
     a normalisation (``node`` / ``graph`` / ``none``) and symmetrisation.
 
     Args:
-        feature_dim: :math:`F`, features per node.
-        hidden: :math:`H`, hidden units (the seed uses 128).
+        feature_dim: $F$, features per node.
+        hidden: $H$, hidden units (KuraNet uses 128).
         normalise: ``node``, ``graph`` or ``none``.
-        avg_deg: mean weighted degree :math:`d` of the ``node`` normalisation.
-        symmetric: symmetrise :math:`K`.
+        avg_deg: mean weighted degree $d$ of the ``node`` normalisation.
+        symmetric: symmetrise $K$.
         gain: Xavier-normal gain for the weight matrices; ``0`` keeps equinox's default
-            (uniform in :math:`\pm 1/\sqrt{\mathrm{fan_{in}}}`, as torch).
+            (uniform in $\pm 1/\sqrt{\mathrm{fan_{in}}}$, as torch).
         row_chunk: process this many rows of pairs at a time; ``0`` picks it so that at most
-            :math:`2^{27}` hidden activations are held at once (all rows for small ``N``).
+            $2^{27}$ hidden activations are held at once (all rows for small ``N``).
         key: PRNG key for the initial weights.
     """
 
@@ -200,7 +206,7 @@ class KuraNet(AbstractModel):
         return _leaky(z) @ self.w3
 
     def logits(self, x: Float[Array, "n f"]) -> Float[Array, "n n"]:
-        """Raw pair outputs :math:`C_{ij} = f([x_i; x_j])` (before normalisation)."""
+        """Raw pair outputs $C_{ij} = f([x_i; x_j])$ (before normalisation)."""
         if x.ndim != 2 or x.shape[-1] != self.feature_dim:
             raise ValueError(
                 f"features must have shape [N, F] with F = {self.feature_dim}; got {x.shape}"
@@ -234,7 +240,7 @@ class KuraNet(AbstractModel):
     def __call__(
         self, x: Float[Array, "n f"], mask: Bool[Array, "n n"] | None = None
     ) -> Float[Array, "n n"]:
-        """The coupling matrix :math:`K` ``[N, N]`` of one network with features ``[N, F]``."""
+        """The coupling matrix $K$ ``[N, N]`` of one network with features ``[N, F]``."""
         return normalise_coupling(
             self.logits(x),
             self.normalise,  # type: ignore[arg-type]
@@ -246,17 +252,19 @@ class KuraNet(AbstractModel):
 
 # ---------------------------------------------------------------------- losses
 def circular_variance(theta: Float[Array, "t n"]) -> Float[Array, ""]:
-    r""":math:`\frac1T\sum_t (1 - R(t))`: 0 for phase-locked states, ~1 for incoherent ones."""
+    r"""$\frac1T\sum_t (1 - R(t))$: 0 for phase-locked states, ~1 for incoherent ones."""
     return jnp.mean(1.0 - order_parameter(theta))
 
 
 def circular_moments(theta: Float[Array, "t n"], masks: Float[Array, "g n"]) -> Float[Array, ""]:
     r"""Cluster synchrony with ``G`` groups (``masks [G, N]``), in [0, 1]:
 
-    .. math:: \frac{1}{T B}\sum_t \Big[1 - \frac1G\sum_g R_g(t)
-              + \sum_{m=1}^{\lfloor G/2\rfloor} \frac{1}{2Gm^2}
-              \Big|\sum_g e^{i m \psi_g(t)}\Big|^2\Big],
-              \quad B = 1 + \frac G2 \sum_{m=1}^{\lfloor G/2\rfloor} \frac1{m^2},
+    $$
+    \frac{1}{T B}\sum_t \Big[1 - \frac1G\sum_g R_g(t)
+    + \sum_{m=1}^{\lfloor G/2\rfloor} \frac{1}{2Gm^2}
+    \Big|\sum_g e^{i m \psi_g(t)}\Big|^2\Big],
+    \quad B = 1 + \frac G2 \sum_{m=1}^{\lfloor G/2\rfloor} \frac1{m^2},
+    $$
 
     zero when every group is phase-locked and the group phases form a balanced (splay)
     pattern (Sepulchre, Paley & Leonard 2007)."""
@@ -276,7 +284,7 @@ def circular_moments(theta: Float[Array, "t n"], masks: Float[Array, "g n"]) -> 
 def segmentation_loss(
     theta: Float[Array, "t n"], labels: Int[ArrayLike, " n"], num_classes: int
 ) -> Float[Array, ""]:
-    """:func:`circular_moments` with one group per class: pixels of a class synchronise,
+    """`circular_moments` with one group per class: pixels of a class synchronise,
     classes take balanced, distinct phases."""
     return circular_moments(theta, one_hot_groups(labels, num_classes))
 
@@ -284,8 +292,8 @@ def segmentation_loss(
 def feature_assortativity(
     coupling: Float[Array, "n n"], x: Float[Array, "n f"]
 ) -> Float[Array, ""]:
-    r"""Brede's :math:`c_x = \sum_{ij} K_{ij}(x_i-\bar x)\cdot(x_j-\bar x) /
-    \sum_{ij} K_{ij}|x_i-\bar x|^2` (negative: coupled nodes have anti-correlated features)."""
+    r"""Brede's $c_x = \sum_{ij} K_{ij}(x_i-\bar x)\cdot(x_j-\bar x) /
+    \sum_{ij} K_{ij}|x_i-\bar x|^2$ (negative: coupled nodes have anti-correlated features)."""
     d = x - jnp.mean(x, 0)
     num = jnp.sum(coupling * (d @ d.T))
     den = jnp.sum(coupling * jnp.sum(d**2, -1)[:, None])

@@ -2,19 +2,19 @@ r"""Low-dimensional dynamical systems and their observed trajectories (datasets)
 
 Vector fields (``f(t, y, args)``, ``eqx.Module``):
 
-- :class:`LotkaVolterra`: :math:`\dot x = a x - b x y,\ \dot y = c x y - d y`
-  (:math:`a, b, c, d = 1.3, 0.9, 0.8, 1.8`).
-- :class:`Lorenz63`: :math:`\dot x = \sigma (y - x),\ \dot y = x (\rho - z) - y,\
-  \dot z = x y - \beta z` (:math:`\sigma, \rho, \beta = 10, 28, 8/3`).
-- :class:`DoublePendulum`: two point masses on massless rods, state
-  :math:`(\theta_1, \theta_2, \omega_1, \omega_2)`, angles from the downward vertical
+- `LotkaVolterra`: $\dot x = a x - b x y,\ \dot y = c x y - d y$
+  ($a, b, c, d = 1.3, 0.9, 0.8, 1.8$).
+- `Lorenz63`: $\dot x = \sigma (y - x),\ \dot y = x (\rho - z) - y,\
+  \dot z = x y - \beta z$ ($\sigma, \rho, \beta = 10, 28, 8/3$).
+- `DoublePendulum`: two point masses on massless rods, state
+  $(\theta_1, \theta_2, \omega_1, \omega_2)$, angles from the downward vertical
   (Lagrangian equations of motion, below).
-- :class:`VanDerPol`: :math:`\dot x = y,\ \dot y = \mu (1 - x^2) y - x`.
+- `VanDerPol`: $\dot x = y,\ \dot y = \mu (1 - x^2) y - x$.
 
-:func:`make_dataset` simulates a system in float64 (dopri5, rtol 1e-10, atol 1e-12) on the
+`make_dataset` simulates a system in float64 (dopri5, rtol 1e-10, atol 1e-12) on the
 training grid and an extrapolation grid beyond it and adds Gaussian measurement noise to the
-training observations; training integrates from the clean initial state, as the seed does. Settings
-(:data:`SYSTEMS`), from the homotopy study (Ko et al. 2023) where it defines them:
+training observations; training integrates from the clean initial state, as NeuralODEHomotopy
+(Ko et al. 2023) does. Settings (`SYSTEMS`), from that homotopy study where it defines them:
 
 ================  ==========================  ===================  ======================
 system            u0                          train / extrapolate  noise (std)
@@ -26,7 +26,7 @@ double-pendulum   (1.0, 1.5, 0, 0) (ours)     100 / 100 samples,   0.01 absolute
 van-der-pol       (2, 0) (ours)               t = 0:0.1:10 / →15   5 % of per-dim std
 ================  ==========================  ===================  ======================
 
-The seed's double pendulum is a real measurement (Schmidt & Lipson 2009), which we cannot
+Ko et al.'s double pendulum is a real measurement (Schmidt & Lipson 2009), which we cannot
 ship; we simulate one with arms of 0.1 m (so that one second spans a few swings, like the
 measured one) and add small absolute noise instead.
 """
@@ -57,7 +57,7 @@ __all__ = [
 
 
 class LotkaVolterra(eqx.Module):
-    r"""Predator-prey: :math:`\dot x = a x - b x y`, :math:`\dot y = c x y - d y`."""
+    r"""Predator-prey: $\dot x = a x - b x y$, $\dot y = c x y - d y$."""
 
     a: float = 1.3
     b: float = 0.9
@@ -70,7 +70,7 @@ class LotkaVolterra(eqx.Module):
 
 
 class Lorenz63(eqx.Module):
-    r"""Lorenz-63: :math:`(\sigma(y-x),\ x(\rho - z) - y,\ x y - \beta z)`."""
+    r"""Lorenz-63: $(\sigma(y-x),\ x(\rho - z) - y,\ x y - \beta z)$."""
 
     sigma: float = 10.0
     rho: float = 28.0
@@ -82,19 +82,20 @@ class Lorenz63(eqx.Module):
 
 
 class DoublePendulum(eqx.Module):
-    r"""Double pendulum of point masses :math:`m_1, m_2` on rods :math:`l_1, l_2`.
+    r"""Double pendulum of point masses $m_1, m_2$ on rods $l_1, l_2$.
 
-    With :math:`\Delta = \theta_1 - \theta_2` and :math:`D = 2 m_1 + m_2 - m_2 \cos 2\Delta`:
+    With $\Delta = \theta_1 - \theta_2$ and $D = 2 m_1 + m_2 - m_2 \cos 2\Delta$:
 
-    .. math::
-        \dot\omega_1 &= \frac{-g(2m_1 + m_2)\sin\theta_1 - m_2 g \sin(\theta_1 - 2\theta_2)
-            - 2 \sin\Delta\, m_2 (\omega_2^2 l_2 + \omega_1^2 l_1 \cos\Delta)}{l_1 D}, \\
-        \dot\omega_2 &= \frac{2 \sin\Delta\,(\omega_1^2 l_1 (m_1 + m_2)
-            + g (m_1 + m_2) \cos\theta_1 + \omega_2^2 l_2 m_2 \cos\Delta)}{l_2 D}.
+    $$
+    \dot\omega_1 &= \frac{-g(2m_1 + m_2)\sin\theta_1 - m_2 g \sin(\theta_1 - 2\theta_2)
+    - 2 \sin\Delta\, m_2 (\omega_2^2 l_2 + \omega_1^2 l_1 \cos\Delta)}{l_1 D}, \\
+    \dot\omega_2 &= \frac{2 \sin\Delta\,(\omega_1^2 l_1 (m_1 + m_2)
+    + g (m_1 + m_2) \cos\theta_1 + \omega_2^2 l_2 m_2 \cos\Delta)}{l_2 D}.
+    $$
 
-    The energy :math:`E = \tfrac12 (m_1+m_2) l_1^2\omega_1^2 + \tfrac12 m_2 l_2^2 \omega_2^2 +
+    The energy $E = \tfrac12 (m_1+m_2) l_1^2\omega_1^2 + \tfrac12 m_2 l_2^2 \omega_2^2 +
     m_2 l_1 l_2 \omega_1\omega_2\cos\Delta - (m_1+m_2) g l_1\cos\theta_1 - m_2 g l_2
-    \cos\theta_2` is conserved (:meth:`energy`).
+    \cos\theta_2$ is conserved (`energy`).
     """
 
     m1: float = 1.0
@@ -137,7 +138,7 @@ class DoublePendulum(eqx.Module):
 
 
 class VanDerPol(eqx.Module):
-    r"""Van der Pol oscillator: :math:`\dot x = y`, :math:`\dot y = \mu(1 - x^2) y - x`."""
+    r"""Van der Pol oscillator: $\dot x = y$, $\dot y = \mu(1 - x^2) y - x$."""
 
     mu: float = 1.0
 
@@ -193,6 +194,7 @@ SYSTEMS: dict[str, SystemSpec] = {
         "van-der-pol", VanDerPol(), (2.0, 0.0), 0.1, 101, 50, 0.05, "std", ("x", "y")
     ),
 }
+"""The systems that `make_dataset` simulates, by name, with their parameters and noise."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +219,7 @@ class Dataset:
 
 
 def make_dataset(name: str, *, seed: int = 10, noise: float | None = None) -> Dataset:
-    """Simulate system ``name`` (a key of :data:`SYSTEMS`) in float64 and observe it with
+    """Simulate system ``name`` (a key of `SYSTEMS`) in float64 and observe it with
     Gaussian noise drawn from ``jax.random.key(seed)`` (``noise`` overrides the level)."""
     if name not in SYSTEMS:
         raise ValueError(f"unknown system {name!r}; known systems: {', '.join(SYSTEMS)}")

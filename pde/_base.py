@@ -1,9 +1,9 @@
 """The right-hand side of a semi-discrete PDE, ``dX/dt = F(t, X, args)`` on a grid.
 
-Every PDE model in :mod:`pde` (fixed or neural) is an :class:`AbstractPDE`: an
-:class:`common.model.AbstractModel` (so it saves and loads on its own) holding a
-:class:`pde.grid.Grid` and mapping a state ``X`` of shape ``[C, H, W]`` to ``dX/dt``.
-:class:`pde.solver.PDESolver` integrates it.
+Every PDE model in `diffdyn.pde` (fixed or neural) is an `AbstractPDE`: an
+`AbstractModel` (so it saves and loads on its own) holding a
+`Grid` and mapping a state ``X`` of shape ``[C, H, W]`` to ``dX/dt``.
+`PDESolver` integrates it.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def check_state(x: Any, channels: int, name: str = "X") -> None:
 class AbstractPDE(AbstractModel):
     """``F(t, X, args) -> dX/dt`` for states ``X`` of shape ``[channels, H, W]``.
 
-    Subclasses give ``grid`` and ``channels`` and implement :meth:`rhs`. ``non_negative_fields``
+    Subclasses give ``grid`` and ``channels`` and implement `rhs`. ``non_negative_fields``
     names the parameters that must stay >= 0 during training (diffusion coefficients); see
-    :meth:`non_negative_spec`.
+    `non_negative_spec`.
     """
 
     grid: eqx.AbstractVar[Grid]
@@ -68,7 +68,7 @@ class AbstractPDE(AbstractModel):
 
     def non_negative_spec(self) -> PyTree[bool]:
         """A boolean pytree with this model's structure, True on the ``non_negative_fields``
-        (for :func:`common.optim.non_negative`)."""
+        (for `non_negative`)."""
         spec = jax.tree_util.tree_map(lambda _: False, self)
         names = [n for n in self.non_negative_fields if getattr(self, n) is not None]
         if not names:

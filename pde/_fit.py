@@ -1,4 +1,4 @@
-r"""Fitting a :class:`pde.solver.PDESolver` to observed trajectories on the common trainer.
+r"""Fitting a `PDESolver` to observed trajectories on the common trainer.
 
 Data are trajectories ``[B, T, C_obs, H, W]`` saved at times ``ts`` ``[T]``. The model may
 have more channels than the data: channels ``C_obs ..`` are *hidden*, start at zero and are
@@ -8,15 +8,16 @@ trajectory, so a hidden state persists from one window to the next).
 Each training step draws ``batch_size`` windows (trajectory ``b``, start frame ``p``), rolls
 the model out from frame ``p`` over ``window`` frames and compares the observed channels,
 
-.. math::
-    L = \ell(\hat X, X) + w_\nabla\, \ell(\nabla \hat X, \nabla X)
-        + w_\Delta\, \ell(\Delta \hat X, \Delta X),
+$$
+L = \ell(\hat X, X) + w_\nabla\, \ell(\nabla \hat X, \nabla X)
++ w_\Delta\, \ell(\Delta \hat X, \Delta X),
+$$
 
-with :math:`\ell` a loss of :mod:`common.losses` over frames, and the derivatives taken with
-the model's own grid. Diffusion coefficients are projected onto :math:`\ge 0` after every
-update (:func:`common.optim.non_negative`, last in the optax chain). Windowed rollouts are
-:func:`fit_pde`; whole-trajectory fitting with the strategies of :mod:`common.strategies`
-(plain, multiple shooting, homotopy) is :func:`fit_pde_strategy`.
+with $\ell$ a loss of `diffdyn.common` over frames, and the derivatives taken with
+the model's own grid. Diffusion coefficients are projected onto $\ge 0$ after every
+update (`non_negative`, last in the optax chain). Windowed rollouts are
+`fit_pde`; whole-trajectory fitting with the strategies of `diffdyn.common`
+(plain, multiple shooting, homotopy) is `fit_pde_strategy`.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ __all__ = [
 
 
 STRATEGIES: tuple[str, ...] = ("plain", "multiple-shooting", "homotopy")
-"""``plain``: windowed rollouts (:func:`fit_pde`); the others fit one whole trajectory with
-:mod:`common.strategies` (:func:`fit_pde_strategy`)."""
+"""``plain``: windowed rollouts (`fit_pde`); the others fit one whole trajectory with
+`diffdyn.common` (`fit_pde_strategy`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ class PDEFitConfig:
     window: int = dataclasses.field(default=4, metadata={"help": "frames per rollout window"})
     batch_size: int = dataclasses.field(default=4, metadata={"help": "windows per step"})
     loss: str = dataclasses.field(
-        default="euclidean", metadata={"help": "loss name from common.losses"}
+        default="euclidean", metadata={"help": "a loss name of LOSSES in diffdyn.common"}
     )
     gradient_weight: float = dataclasses.field(
         default=0.0, metadata={"help": "weight of the loss on spatial gradients"}
@@ -215,7 +216,7 @@ def _frames(x: Float[Array, "N L C H W"]) -> Float[Array, "NL C H W"]:
 
 
 def make_loss(cfg: PDEFitConfig, observed: int) -> Callable[..., tuple[Array, dict]]:
-    """``loss_fn(model, batch, key) -> (loss, aux)`` for :class:`common.trainer.Trainer`;
+    """``loss_fn(model, batch, key) -> (loss, aux)`` for `Trainer`;
     ``aux["prediction"]`` is the rollout ``[N, window, C, H, W]``."""
     base = get_loss(cfg.loss)
 
@@ -258,7 +259,7 @@ def make_pde_optimiser(
 def _spec_to_callable(spec: Any) -> Callable[[Any, Any], bool]:
     """``where(path, leaf)`` that is True on the paths where the bool pytree ``spec`` is True.
 
-    (:func:`common.optim.non_negative` takes an ``eqx.Module`` spec for a callable, since
+    (`non_negative` takes an ``eqx.Module`` spec for a callable, since
     modules are callable; a path predicate avoids the ambiguity.)
     """
     chosen = tuple(
@@ -303,7 +304,7 @@ def fit_pde(
     resume: bool = False,
     visualise: Callable[[Any, PRNGKeyArray], dict[str, Any]] | None = None,
 ) -> TrainResult:
-    """Fit ``model`` to ``trajectories`` saved at ``ts`` with :class:`common.trainer.Trainer`."""
+    """Fit ``model`` to ``trajectories`` saved at ``ts`` with `Trainer`."""
     if not isinstance(model, PDESolver):
         raise TypeError(f"model must be a PDESolver; got {type(model).__name__}")
     train = TrainConfig() if train is None else train
@@ -367,7 +368,7 @@ def fit_pde_strategy(
     out: str | Path | None = None,
 ) -> tuple[PDESolver, Any]:
     """Fit ``model`` to one whole trajectory ``[T, C, H, W]`` (all channels observed) with a
-    strategy of :mod:`common.strategies` named by ``cfg.strategy``: ``plain`` (one rollout
+    strategy of `diffdyn.common` named by ``cfg.strategy``: ``plain`` (one rollout
     from frame 0), ``multiple-shooting`` (``cfg.segments``, ``cfg.continuity``) or
     ``homotopy`` (coupling ``cfg.coupling``, ``cfg.homotopy_decrements`` plateaus of
     ``train.steps / (decrements + 1)`` epochs). The field trained is the solver's projected

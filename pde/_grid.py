@@ -1,12 +1,12 @@
 """The grid of a semi-discrete PDE: spacing, boundary condition and the stencils that match it.
 
-A :class:`Grid` ties together the three things a right-hand side needs to be consistent at its
-edges: the spacing ``dx``, a boundary condition from :mod:`common.boundaries`, and the padding
-that the finite differences of :mod:`common.operators` must use next to that boundary
+A `Grid` ties together the three things a right-hand side needs to be consistent at its
+edges: the spacing ``dx``, a boundary condition from `diffdyn.common`, and the padding
+that the finite differences of `diffdyn.common` must use next to that boundary
 (``bc.padding``). Fields are channels-first ``[C, H, W]`` (``H`` = y = rows, ``W`` = x =
 columns).
 
-Every boundary in :mod:`common.boundaries` is affine in the state, ``B(u) = P u + c``. The
+Every boundary in `diffdyn.common` is affine in the state, ``B(u) = P u + c``. The
 method of lines keeps the solution on that affine set by integrating the projected vector field
 
     du/dt = P F(u) = B(u + F(u)) - B(u),
@@ -37,6 +37,7 @@ from diffdyn.common import (
 __all__ = ["Grid", "GRID_BOUNDARIES", "scalar_parameter"]
 
 GRID_BOUNDARIES: tuple[str, ...] = ("periodic", "neumann", "dirichlet")
+"""Boundary conditions a `Grid` accepts."""
 
 
 class Grid(eqx.Module):

@@ -1,7 +1,7 @@
 r"""Fixed pattern-forming PDEs with literature defaults.
 
-Each model is an :class:`pde.base.AbstractPDE` whose parameters are trainable 0-d arrays (so a
-model can be fitted to data, see :mod:`pde.fit`); the constructor takes them as Python numbers
+Each model is an `AbstractPDE` whose parameters are trainable 0-d arrays (so a
+model can be fitted to data, see `diffdyn.pde`); the constructor takes them as Python numbers
 together with the grid (``dx``, ``boundary``, ``boundary_value``). Laplacians use the 5-point
 stencil and first derivatives central differences, with the padding the boundary prescribes.
 
@@ -45,12 +45,14 @@ Scalar = Float[Array, ""]
 class AdvectionDiffusion(AbstractPDE):
     r"""Heat / advection-diffusion equation, every channel independently:
 
-    .. math:: \partial_t u = D\,\Delta u - \nabla\cdot(\mathbf v\,u),
-        \qquad \mathbf v = (v_x, v_y) \text{ constant}.
+    $$
+    \partial_t u = D\,\Delta u - \nabla\cdot(\mathbf v\,u),
+    \qquad \mathbf v = (v_x, v_y) \text{ constant}.
+    $$
 
-    On a periodic grid a Gaussian of variance :math:`\sigma_0^2` stays Gaussian with variance
-    :math:`\sigma_0^2 + 2Dt`, centre moved by :math:`\mathbf v t` and peak scaled by
-    :math:`\sigma_0^2 / (\sigma_0^2 + 2Dt)` (2-D). Defaults: ``D = 1``, ``v = 0`` (heat).
+    On a periodic grid a Gaussian of variance $\sigma_0^2$ stays Gaussian with variance
+    $\sigma_0^2 + 2Dt$, centre moved by $\mathbf v t$ and peak scaled by
+    $\sigma_0^2 / (\sigma_0^2 + 2Dt)$ (2-D). Defaults: ``D = 1``, ``v = 0`` (heat).
     """
 
     diffusion: Scalar
@@ -90,9 +92,10 @@ class AdvectionDiffusion(AbstractPDE):
 class GrayScott(AbstractPDE):
     r"""Gray-Scott reaction-diffusion (Pearson 1993), state ``[A, B]``:
 
-    .. math::
-        \partial_t A = D_A \Delta A - A B^2 + F (1 - A), \qquad
-        \partial_t B = D_B \Delta B + A B^2 - (F + k) B.
+    $$
+    \partial_t A = D_A \Delta A - A B^2 + F (1 - A), \qquad
+    \partial_t B = D_B \Delta B + A B^2 - (F + k) B.
+    $$
 
     Defaults are those of Richardson et al. (2024, Fig. 3): ``D_A = 0.1``, ``D_B = 0.05``,
     ``F = 0.0623`` (feed), ``k = 0.06268`` (kill), ``dx = 1``. The homogeneous state
@@ -138,9 +141,10 @@ class GrayScott(AbstractPDE):
 class FitzHughNagumo(AbstractPDE):
     r"""FitzHugh-Nagumo reaction-diffusion with Turing patterns, state ``[u, v]``:
 
-    .. math::
-        \partial_t u = a \Delta u + u - u^3 - v + k, \qquad
-        \tau \partial_t v = b \Delta v + u - v.
+    $$
+    \partial_t u = a \Delta u + u - u^3 - v + k, \qquad
+    \tau \partial_t v = b \Delta v + u - v.
+    $$
 
     Defaults (Rossant, *IPython Cookbook*, recipe 12.4): ``a = 2.8e-4``, ``b = 5e-3``,
     ``τ = 0.1``, ``k = -0.005`` on the square [-1, 1]² with 100 cells, ``dx = 0.02``.
@@ -186,12 +190,13 @@ class FitzHughNagumo(AbstractPDE):
 class Brusselator(AbstractPDE):
     r"""Brusselator (Prigogine & Lefever 1968), state ``[u, v]``:
 
-    .. math::
-        \partial_t u = D_u \Delta u + a - (b + 1) u + u^2 v, \qquad
-        \partial_t v = D_v \Delta v + b u - u^2 v.
+    $$
+    \partial_t u = D_u \Delta u + a - (b + 1) u + u^2 v, \qquad
+    \partial_t v = D_v \Delta v + b u - u^2 v.
+    $$
 
     The fixed point ``(a, b/a)`` is Turing-unstable for
-    :math:`b > (1 + a\sqrt{D_u/D_v})^2` and Hopf-unstable for :math:`b > 1 + a^2`.
+    $b > (1 + a\sqrt{D_u/D_v})^2$ and Hopf-unstable for $b > 1 + a^2$.
     Defaults ``a = 4.5``, ``b = 7.5``, ``D_u = 2``, ``D_v = 16`` (Peña & Pérez-García 2001):
     Turing threshold 6.71 < b < Hopf threshold 21.25, so stationary Turing patterns form.
     """
@@ -235,9 +240,10 @@ class Brusselator(AbstractPDE):
 class Schnakenberg(AbstractPDE):
     r"""Schnakenberg (1979) activator-substrate model, state ``[u, v]``:
 
-    .. math::
-        \partial_t u = D_u \Delta u + a - u + u^2 v, \qquad
-        \partial_t v = D_v \Delta v + b - u^2 v.
+    $$
+    \partial_t u = D_u \Delta u + a - u + u^2 v, \qquad
+    \partial_t v = D_v \Delta v + b - u^2 v.
+    $$
 
     Fixed point ``(a + b, b / (a + b)²)``. Defaults ``a = 0.1``, ``b = 0.9``, ``D_u = 1``,
     ``D_v = 40`` (Murray, *Mathematical Biology II*, Ch. 2), which lie in the Turing space.
@@ -282,10 +288,11 @@ class Schnakenberg(AbstractPDE):
 class KellerSegel(AbstractPDE):
     r"""Keller-Segel chemotaxis with logistic growth, cells ``u`` and chemoattractant ``v``:
 
-    .. math::
-        \partial_t u = D_u \Delta u - \nabla\cdot\Big(\chi \frac{u}{1 + u^2} \nabla v\Big)
-            + u (1 - u) - \varepsilon u^3, \qquad
-        \partial_t v = D_v \Delta v + u - \alpha v.
+    $$
+    \partial_t u = D_u \Delta u - \nabla\cdot\Big(\chi \frac{u}{1 + u^2} \nabla v\Big)
+    + u (1 - u) - \varepsilon u^3, \qquad
+    \partial_t v = D_v \Delta v + u - \alpha v.
+    $$
 
     Defaults as in Richardson et al.'s fixed model: ``D_u = 1``, ``χ = 3``, ``D_v = 1``,
     ``α = 0.01``, ``ε = 0.01``.
@@ -336,10 +343,11 @@ class KellerSegel(AbstractPDE):
 class CahnHilliard(AbstractPDE):
     r"""Cahn-Hilliard phase separation, order parameter ``φ``:
 
-    .. math::
-        \partial_t \varphi = D \Delta \mu, \qquad \mu = \varphi^3 - \varphi - \gamma\Delta\varphi.
+    $$
+    \partial_t \varphi = D \Delta \mu, \qquad \mu = \varphi^3 - \varphi - \gamma\Delta\varphi.
+    $$
 
-    Conserves :math:`\sum \varphi` exactly on periodic and Neumann grids. Defaults ``D = 0.1``,
+    Conserves $\sum \varphi$ exactly on periodic and Neumann grids. Defaults ``D = 0.1``,
     ``γ = 1`` (Richardson et al.), typically from ``U(-1, 1)`` noise.
     """
 
@@ -373,9 +381,10 @@ class CahnHilliard(AbstractPDE):
 class Chhabra(AbstractPDE):
     r"""Activator-inhibitor model of Chhabra et al. (2019), activator ``A``, inhibitor ``I``:
 
-    .. math::
-        \partial_t A = D_A \Delta A + S_A \frac{A^2}{K_I + I} - K_{dA} A, \qquad
-        \partial_t I = D_I \Delta I + S_I A^2 - K_{dI} I.
+    $$
+    \partial_t A = D_A \Delta A + S_A \frac{A^2}{K_I + I} - K_{dA} A, \qquad
+    \partial_t I = D_I \Delta I + S_I A^2 - K_{dI} I.
+    $$
 
     Defaults (Richardson et al.): ``D_A = 0.0025``, ``D_I = 0.4``, ``S_A = S_I = 0.01``,
     ``K_I = 1``, ``K_dA = 0.001``, ``K_dI = 0.008``, ``dx = 0.5``; typically from ``U(0, 0.5)``.

@@ -1,12 +1,12 @@
 r"""Neural right-hand sides: reaction-diffusion-advection and reaction-diffusion-chemotaxis.
 
-Every network acts pointwise (a stack of 1x1 convolutions, :class:`PointwiseMLP`); spatial
-coupling comes only from the finite differences of the grid (:mod:`pde.grid`), so the models
+Every network acts pointwise (a stack of 1x1 convolutions, `PointwiseMLP`); spatial
+coupling comes only from the finite differences of the grid (`diffdyn.pde`), so the models
 are translation-equivariant and their terms keep their physical meaning. Output layers start
 at zero (or at a small constant), so an untrained model is close to pure diffusion.
 
-The networks of :class:`NeuralRDA` read the state through a fixed per-channel affine map,
-``(X - input_offset) / input_scale`` (:func:`input_normalisation` takes both from data). Raw
+The networks of `NeuralRDA` read the state through a fixed per-channel affine map,
+``(X - input_offset) / input_scale`` (`input_normalisation` takes both from data). Raw
 states can spread over a range much smaller than the scale of the hidden layer: Gray-Scott
 concentrations spread over about 0.2 around (0.8, 0.1), so with LeCun-normal weights the hidden
 ``tanh`` units barely bend over the data, and the network learns little more than an affine map
@@ -46,7 +46,9 @@ ACTIVATIONS = {
     "silu": jax.nn.silu,
     "softplus": jax.nn.softplus,
 }
+"""Activations of the networks of neural PDEs by name."""
 DIFFUSION_TERMS = ("none", "linear", "nonlinear", "both")
+"""Diffusion terms of `NeuralRDA`."""
 
 
 def _inverse_softplus(y: float) -> float:
@@ -80,7 +82,7 @@ def input_normalisation(
 ) -> dict[str, tuple[float, ...]]:
     """``{"input_offset": mean, "input_scale": std}`` per channel of ``trajectories``
     (any array with channels on ``channel_axis``, e.g. ``[B, T, C, H, W]``), to pass to
-    :class:`NeuralRDA`. With ``channels`` > C (hidden channels) the extra channels get offset 0
+    `NeuralRDA`. With ``channels`` > C (hidden channels) the extra channels get offset 0
     and scale 1; a channel that never varies gets scale 1. Use the training frames only."""
     x = np.moveaxis(np.asarray(trajectories, dtype=np.float64), channel_axis, 0)
     x = x.reshape(x.shape[0], -1)
@@ -101,7 +103,7 @@ def input_normalisation(
 class PointwiseMLP(eqx.Module):
     r"""An MLP applied at every grid cell: ``[C_in, H, W] -> [C_out, H, W]``.
 
-    :math:`h_0 = x,\ h_{l+1} = \sigma(W_l h_l + b_l),\ y = W_L h_L + b_L`. Hidden layers use
+    $h_0 = x,\ h_{l+1} = \sigma(W_l h_l + b_l),\ y = W_L h_L + b_L$. Hidden layers use
     LeCun-normal weights (variance ``1/fan_in``) and zero biases; the output layer has
     weights ``init_scale * N(0, 1/fan_in)`` (``init_scale = 0``: exactly zero) and bias
     ``bias_init``.
@@ -154,23 +156,25 @@ class PointwiseMLP(eqx.Module):
 class NeuralRDA(AbstractPDE):
     r"""Neural reaction-diffusion-advection:
 
-    .. math:: \partial_t X = \mathcal D(X) - \nabla\cdot\big(V(X) \odot X\big) + \mathcal R(X)
+    $$
+    \partial_t X = \mathcal D(X) - \nabla\cdot\big(V(X) \odot X\big) + \mathcal R(X)
+    $$
 
     with, each term switchable,
 
-    - diffusion ``"linear"``: :math:`\mathcal D = d \odot \Delta X`, one coefficient
-      :math:`d_c \ge 0` per channel (kept non-negative in training by
-      :func:`common.optim.non_negative`); ``"nonlinear"``:
-      :math:`\mathcal D = \nabla\cdot(f(X)\nabla X)` with
-      :math:`f = \mathrm{softplus}(\mathrm{MLP}(X)) \ge 0`; ``"both"``: their sum; ``"none"``;
-    - advection: :math:`V = \tanh(\mathrm{MLP}(X))`, a velocity ``[2, C]`` per cell
-      (per-species flux :math:`V_c X_c`);
-    - reaction: :math:`\mathcal R = \mathrm{MLP}(X) - s X^3`, the cubic decay ``s = stability``
+    - diffusion ``"linear"``: $\mathcal D = d \odot \Delta X$, one coefficient
+      $d_c \ge 0$ per channel (kept non-negative in training by
+      `non_negative`); ``"nonlinear"``:
+      $\mathcal D = \nabla\cdot(f(X)\nabla X)$ with
+      $f = \mathrm{softplus}(\mathrm{MLP}(X)) \ge 0$; ``"both"``: their sum; ``"none"``;
+    - advection: $V = \tanh(\mathrm{MLP}(X))$, a velocity ``[2, C]`` per cell
+      (per-species flux $V_c X_c$);
+    - reaction: $\mathcal R = \mathrm{MLP}(X) - s X^3$, the cubic decay ``s = stability``
       keeping the state bounded.
 
-    Every MLP reads :math:`(X - o) / \sigma` with fixed per-channel ``input_offset`` :math:`o`
-    and ``input_scale`` :math:`\sigma` (numbers, or one per channel; see
-    :func:`input_normalisation`); the terms themselves act on :math:`X`.
+    Every MLP reads $(X - o) / \sigma$ with fixed per-channel ``input_offset`` $o$
+    and ``input_scale`` $\sigma$ (numbers, or one per channel; see
+    `input_normalisation`); the terms themselves act on $X$.
 
     At initialisation the reaction and advection networks output exactly 0, ``d = diffusion_init``
     and ``f = diffusion_init / 10``: the model starts as plain (weak) diffusion plus the cubic
@@ -277,17 +281,19 @@ class NeuralChemotaxis(AbstractPDE):
     r"""Neural reaction-diffusion-chemotaxis for cells ``c`` (``cells`` channels) and signals
     ``s`` (``signals`` channels); the state is ``X = [c; s]``:
 
-    .. math::
-        \partial_t c = \nabla\cdot\big(k(X)\nabla c\big)
-            - \sum_{s} \nabla\cdot\big(c\,K_\chi[c, s](X)\,\nabla s\big) + R(X) - \varepsilon c^3,
+    $$
+    \begin{aligned}
+    \partial_t c &= \nabla\cdot\big(k(X)\nabla c\big)
+    - \sum_{s} \nabla\cdot\big(c\,K_\chi[c, s](X)\,\nabla s\big) + R(X) - \varepsilon c^3, \\
+    \partial_t s &= D \odot \Delta s + P(X) - s \odot \Lambda(X) - \varepsilon s^3,
+    \end{aligned}
+    $$
 
-        \partial_t s = D \odot \Delta s + P(X) - s \odot \Lambda(X) - \varepsilon s^3,
-
-    with cell motility :math:`k = \mathrm{softplus}(\mathrm{MLP}) \ge 0`, chemotactic
-    sensitivities :math:`K_\chi = \mathrm{MLP}` (``cells x signals`` per grid cell; positive:
-    attraction), cell reaction :math:`R = \mathrm{MLP}`, signal diffusion :math:`D \ge 0` per
-    signal (projected non-negative in training), production :math:`P \ge 0` and decay rate
-    :math:`\Lambda \ge 0` (softplus outputs). :math:`K_\chi` and :math:`R` start at 0,
+    with cell motility $k = \mathrm{softplus}(\mathrm{MLP}) \ge 0$, chemotactic
+    sensitivities $K_\chi = \mathrm{MLP}$ (``cells x signals`` per grid cell; positive:
+    attraction), cell reaction $R = \mathrm{MLP}$, signal diffusion $D \ge 0$ per
+    signal (projected non-negative in training), production $P \ge 0$ and decay rate
+    $\Lambda \ge 0$ (softplus outputs). $K_\chi$ and $R$ start at 0,
     ``k``, ``P`` and ``Λ`` at small constants, ``D`` at ``diffusion_init``.
     """
 

@@ -70,6 +70,6 @@ def radial_power_spectrum(field: Any, dx: float = 1.0) -> tuple[np.ndarray, np.n
 
 
 def dominant_wavelength(field: Any, dx: float = 1.0) -> float:
-    """The wavelength ``2π / k*`` of the strongest shell of :func:`radial_power_spectrum`."""
+    """The wavelength ``2π / k*`` of the strongest shell of `radial_power_spectrum`."""
     k, p = radial_power_spectrum(field, dx)
     return float(2 * np.pi / k[int(np.argmax(p))])

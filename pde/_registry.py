@@ -19,7 +19,7 @@ PDE_MODELS: dict[str, type[AbstractPDE]] = {
 
 
 def make_pde(name: str, *, key: Any = None, **kwargs: Any) -> AbstractPDE:
-    """Build the right-hand side called ``name`` (see :data:`PDE_MODELS`) from keyword
+    """Build the right-hand side called ``name`` (see `PDE_MODELS`) from keyword
     arguments; neural models need ``key``."""
     if name not in PDE_MODELS:
         raise ValueError(f"model must be one of {sorted(PDE_MODELS)}; got {name!r}")

@@ -1,11 +1,11 @@
 r"""Method of lines: integrate a right-hand side ``F(t, X, args)`` on a grid with diffrax.
 
-:class:`PDESolver` turns a semi-discrete PDE :math:`\dot X = F(t, X)` (an
-:class:`pde.base.AbstractPDE`, ``X`` of shape ``[C, H, W]``) into the map
+`PDESolver` turns a semi-discrete PDE $\dot X = F(t, X)$ (an
+`AbstractPDE`, ``X`` of shape ``[C, H, W]``) into the map
 ``(X0, ts) -> X(ts)`` of shape ``[T, C, H, W]``. The boundary of the right-hand side's grid is
 imposed on ``X0`` and the vector field is projected onto it,
-:math:`\dot X = B(X + F) - B(X)` (see :mod:`pde.grid`), so every saved state satisfies it.
-Integration is :func:`common.solve.SolveConfig.solve` (diffrax), with solver, step, adaptivity,
+$\dot X = B(X + F) - B(X)$ (see `diffdyn.pde`), so every saved state satisfies it.
+Integration is `SolveConfig.solve` (diffrax), with solver, step, adaptivity,
 tolerances and adjoint from the constructor.
 """
 
@@ -28,11 +28,11 @@ class PDESolver(AbstractModel):
     """``X(ts)`` for ``dX/dt = F(t, X, args)``, ``X(ts[0]) = B(X0)``, by diffrax.
 
     Args:
-        rhs: the right-hand side (an :class:`AbstractPDE`), or its :func:`model_spec`.
-        solver: a name from :data:`common.solve.SOLVERS` (default ``"heun"``).
-        dt: the (initial) step; ``None`` lets :func:`common.solve.solve` choose.
+        rhs: the right-hand side (an `AbstractPDE`), or its `model_spec`.
+        solver: a name from `SOLVERS` (default ``"heun"``).
+        dt: the (initial) step; ``None`` lets `solve` choose.
         adaptive: PID step-size control with ``rtol``/``atol`` (else a constant step ``dt``).
-        adjoint: a name from :data:`common.solve.ADJOINTS`.
+        adjoint: a name from `ADJOINTS`.
         max_steps: the most steps one call may take.
         key: builds ``rhs`` from a spec (e.g. when loading).
 
@@ -88,7 +88,7 @@ class PDESolver(AbstractModel):
         self.max_steps = int(max_steps)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments; ``rhs`` as its :func:`model_spec`."""
+        """Constructor arguments; ``rhs`` as its `model_spec`."""
         return {
             "rhs": model_spec(self.rhs),
             "solver": self.solver,
@@ -114,6 +114,6 @@ class PDESolver(AbstractModel):
 
     def non_negative_spec(self) -> PyTree[bool]:
         """True on the right-hand side's non-negative parameters (see
-        :func:`common.optim.non_negative`)."""
+        `non_negative`)."""
         spec = jax.tree_util.tree_map(lambda _: False, self)
         return eqx.tree_at(lambda s: s.rhs, spec, self.rhs.non_negative_spec())

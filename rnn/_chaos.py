@@ -1,14 +1,14 @@
 r"""The transition to chaos of random rate networks (Sompolinsky, Crisanti & Sommers 1988).
 
-For :math:`\dot h = -h + J\tanh h` with :math:`J_{ij}\sim\mathcal N(0, g^2/N)` the trivial fixed
-point loses stability at :math:`g = 1` (circular law: the eigenvalues of :math:`J` fill the
-disc of radius :math:`g`, so below it :math:`\lambda_\max = g - 1 < 0`), and for large
-:math:`N` the dynamics are chaotic, :math:`\lambda_\max > 0`, for :math:`g > 1`.
+For $\dot h = -h + J\tanh h$ with $J_{ij}\sim\mathcal N(0, g^2/N)$ the trivial fixed
+point loses stability at $g = 1$ (circular law: the eigenvalues of $J$ fill the
+disc of radius $g$, so below it $\lambda_\max = g - 1 < 0$), and for large
+$N$ the dynamics are chaotic, $\lambda_\max > 0$, for $g > 1$.
 
-:func:`chaos_sweep` measures :math:`\lambda_\max`, the Kaplan-Yorke dimension and the entropy
-rate against :math:`g` for several networks. Network ``s`` is the *same* unit matrix
-:math:`J^{(s)}` at every :math:`g` (scaled by :math:`g`; quenched disorder), so the curves are
-smooth in :math:`g`, and one compiled function serves the whole sweep.
+`chaos_sweep` measures $\lambda_\max$, the Kaplan-Yorke dimension and the entropy
+rate against $g$ for several networks. Network ``s`` is the *same* unit matrix
+$J^{(s)}$ at every $g$ (scaled by $g$; quenched disorder), so the curves are
+smooth in $g$, and one compiled function serves the whole sweep.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ __all__ = ["chaos_sweep", "plot_sweep", "sample_network"]
 def sample_network(
     key: PRNGKeyArray, sample: int, n: int, **model_kw: Any
 ) -> tuple[RateRNN, Float[Array, " n"], PRNGKeyArray]:
-    r"""Network ``sample`` of a sweep: a unit-gain :class:`RateRNN` (scaled by g later), its
-    initial state :math:`h_0 \sim \mathcal N(0, I)` and the key of its tangent basis."""
+    r"""Network ``sample`` of a sweep: a unit-gain `RateRNN` (scaled by g later), its
+    initial state $h_0 \sim \mathcal N(0, I)$ and the key of its tangent basis."""
     net_key, h_key, q_key = jax.random.split(jax.random.fold_in(key, sample), 3)
     model = RateRNN(n, g=1.0, key=net_key, **model_kw)
     return model, jax.random.normal(h_key, (n,), model.weight.dtype), q_key

@@ -15,19 +15,20 @@ Folder format (``diffdyn-connectome/1``; nothing is ever unpickled)::
     cell_type_names.json     list of cell-type names                (optional)
 
 The network coupling is indexed ``J[post, pre]`` and obeys Dale's law: every synapse of a
-neuron carries that neuron's sign, :math:`J_{ij} = s_j\, w_{j\to i}`, with :math:`s_j` looked up
+neuron carries that neuron's sign, $J_{ij} = s_j\, w_{j\to i}$, with $s_j$ looked up
 from the presynaptic transmitter (defaults: acetylcholine +1; GABA and glutamate -1, glutamate
 being inhibitory through GluCl in *Drosophila*; anything else must be named in ``signs`` or
 covered by ``default_sign``).
 
-E/I balancing (:func:`sinkhorn_balance`): the excitatory and the inhibitory magnitude matrices
-are each scaled by Sinkhorn-Knopp, :math:`W \to D_1 W D_2`, until every neuron receives total
+E/I balancing (`sinkhorn_balance`): the excitatory and the inhibitory magnitude matrices
+are each scaled by Sinkhorn-Knopp, $W \to D_1 W D_2$, until every neuron receives total
 excitation and total inhibition ``row_sum`` (to a relative tolerance ``tol``) and every
-presynaptic neuron of a class sends the same total; each row of :math:`J` then sums to 0.
+presynaptic neuron of a class sends the same total; each row of $J$ then sums to 0.
 
-The seed's ``.pkl`` name maps (neuron id -> class name) can be read with
-:func:`read_plain_pickle`, which refuses every global (so no code can run) and accepts only
-plain dicts, lists, tuples, strings, numbers, booleans and ``None``.
+The ``.pkl`` name maps (neuron id -> class name) of FlyStability (Koehn;
+edouardkoehn/FlyStability) can be read with `read_plain_pickle`, which refuses every global
+(so no code can run) and accepts only plain dicts, lists, tuples, strings, numbers, booleans
+and ``None``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ __all__ = [
 ]
 
 CONNECTOME_FORMAT = "diffdyn-connectome/1"
+"""The ``format`` value of a connectome folder's manifest."""
 DEFAULT_SIGNS: dict[str, int] = {"acetylcholine": 1, "gaba": -1, "glutamate": -1}
+"""The sign of each neurotransmitter's synapses when a connectome does not say."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Connectome:
         return int(self.weight.shape[0])
 
     def sign_matrix(self) -> np.ndarray:
-        r"""Dale's law: :math:`C_{ij} = s_j [w_{j\to i} > 0]`, zero diagonal."""
+        r"""Dale's law: $C_{ij} = s_j [w_{j\to i} > 0]$, zero diagonal."""
         c = (self.weight > 0) * self.presynaptic_sign[None, :].astype(float)
         np.fill_diagonal(c, 0.0)
         return c
@@ -102,7 +105,7 @@ class Connectome:
         dt: float = 0.1,
         solver: str = "euler",
     ) -> RateRNN:
-        """A :class:`RateRNN` with this connectome's signs and (balanced) weights; gains and
+        """A `RateRNN` with this connectome's signs and (balanced) weights; gains and
         shifts shared per ``types``: ``"neurotransmitter"``, ``"cell-type"`` or ``"neuron"``."""
         if types == "neurotransmitter":
             cell_type = _compact(self.neurotransmitter)
@@ -169,10 +172,10 @@ def sinkhorn_balance(
     max_iter: int = 10_000,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     r"""E/I balance by Sinkhorn-Knopp: scale the excitatory magnitudes (``sign > 0``) and the
-    inhibitory ones (``sign < 0``) separately, :math:`W_\pm \to D_1 W_\pm D_2`, so that each
+    inhibitory ones (``sign < 0``) separately, $W_\pm \to D_1 W_\pm D_2$, so that each
     neuron's total excitatory and total inhibitory input equal ``row_sum`` (relative error
     ``<= tol``) and the column sums are equal within each class; then
-    :math:`\sum_j (C\circ W)_{ij} = 0` for every neuron with both kinds of input.
+    $\sum_j (C\circ W)_{ij} = 0$ for every neuron with both kinds of input.
 
     Returns the balanced magnitudes and ``{"iterations": {...}, "error": {...}}``. Raises a
     ``ValueError`` if a block does not reach ``tol`` in ``max_iter`` iterations (its pattern
@@ -315,7 +318,7 @@ def save_connectome(
     return folder
 
 
-# ---------------------------------------------------------------------- the seed's pickles
+# ---------------------------------------------------------------- FlyStability's pickles
 class _PlainUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global, so only built-in plain data can be built."""
 
@@ -364,7 +367,7 @@ def read_plain_pickle(path: str | os.PathLike) -> Any:
 def name_map_to_index(
     ids: np.ndarray, mapping: dict[Any, str]
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Turn an ``id -> name`` map (e.g. from :func:`read_plain_pickle`) and the neuron ids in
+    """Turn an ``id -> name`` map (e.g. from `read_plain_pickle`) and the neuron ids in
     network order into an index array and its sorted list of names."""
     ids = np.asarray(ids)
     missing = [i for i in ids.tolist() if i not in mapping and str(i) not in mapping]

@@ -1,19 +1,23 @@
 r"""Lyapunov spectra by the Benettin / QR method, differentiable end to end.
 
-For a map :math:`h_{n+1} = F(h_n)` (here: one fixed step of a diffrax solver, see
-:meth:`rnn.model.RateRNN.step`) the first :math:`k` exponents are
+The algorithm follows Engelken, Wolf & Abbott (RNN-LyapunovSpectra), as used for rate RNNs by
+FlyStability (Koehn; edouardkoehn/FlyStability).
 
-.. math::
-    \lambda_i = \lim_{T\to\infty} \frac{1}{T} \sum_{b=1}^{B} \log |R^{(b)}_{ii}|,
-    \qquad Q^{(b)} R^{(b)} = \Big(\prod_{n \in \text{block } b} DF(h_n)\Big) Q^{(b-1)},
+For a map $h_{n+1} = F(h_n)$ (here: one fixed step of a diffrax solver, see
+`RateRNN.step`) the first $k$ exponents are
 
-with :math:`Q^{(0)}` a random orthonormal :math:`N\times k` basis, one QR factorisation every
-:math:`t_\mathrm{ons}` and :math:`T = B\,t_\mathrm{ons}` the *measured* time only. Tangent
+$$
+\lambda_i = \lim_{T\to\infty} \frac{1}{T} \sum_{b=1}^{B} \log |R^{(b)}_{ii}|,
+\qquad Q^{(b)} R^{(b)} = \Big(\prod_{n \in \text{block } b} DF(h_n)\Big) Q^{(b-1)},
+$$
+
+with $Q^{(0)}$ a random orthonormal $N\times k$ basis, one QR factorisation every
+$t_\mathrm{ons}$ and $T = B\,t_\mathrm{ons}$ the *measured* time only. Tangent
 vectors are pushed by ``jax.linearize`` of the exact step map, or, for a model with a
-``variational_step`` (:class:`rnn.model.RateRNN`), by that step of the variational system,
+``variational_step`` (`RateRNN`), by that step of the variational system,
 which is the same map with the state and tangent products stacked into one (never a
-hand-written Jacobian; the seed's Jacobian had the wrong slope and was evaluated at
-:math:`h_{n+1}` instead of :math:`h_n`). The QR is :func:`rnn.qr.qr`: on CPU a Householder QR
+hand-written Jacobian; FlyStability's Jacobian had the wrong slope and was evaluated at
+$h_{n+1}$ instead of $h_n$). The QR is `qr`: on CPU a Householder QR
 in XLA operations, since LAPACK's threads slow the surrounding matrix products down. A state
 transient (``t_transient``) runs before tangent propagation starts, and an
 orthonormalisation transient (``t_ons_transient``) propagates and re-orthonormalises
@@ -22,12 +26,12 @@ spectrum can be differentiated with respect to the model (the QR has JAX's JVP r
 tall matrices); use float64 (``jax.enable_x64``) for accurate spectra.
 
 The *flow* mode (``flow=SolveConfig(...)``) measures the continuous-time exponents instead:
-the variational system :math:`\dot h = f(h),\ \dot Q = Df(h)\,Q` is solved by diffrax (any
-solver, adaptive included) over each :math:`t_\mathrm{ons}` interval.
+the variational system $\dot h = f(h),\ \dot Q = Df(h)\,Q$ is solved by diffrax (any
+solver, adaptive included) over each $t_\mathrm{ons}$ interval.
 
-Derived quantities: :func:`max_exponent`, :func:`kaplan_yorke_dimension`,
-:func:`entropy_rate` (Pesin: the sum of positive exponents bounds the Kolmogorov-Sinai
-entropy), and :func:`convergence_diagnostics`.
+Derived quantities: `max_exponent`, `kaplan_yorke_dimension`,
+`entropy_rate` (Pesin: the sum of positive exponents bounds the Kolmogorov-Sinai
+entropy), and `convergence_diagnostics`.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ __all__ = [
 
 
 class LyapunovSpectrum(eqx.Module):
-    """The result of :func:`benettin`.
+    """The result of `benettin`.
 
     Attributes:
         exponents: ``[k]`` exponents in QR order (asymptotically decreasing).
@@ -109,8 +113,8 @@ def _advance_map(step: Callable[..., Any], dt: float, h: Array, time: float) -> 
 
 class StepMapPropagator(AbstractTangentPropagator):
     r"""``n_steps`` iterations of a step map ``step(h) -> h`` of duration ``dt`` each; the
-    tangent map is :math:`DF(h_n)` from ``jax.linearize`` at the pre-step state, applied to
-    all columns of :math:`Q` at once (``vmap``, i.e. one matrix product per step)."""
+    tangent map is $DF(h_n)$ from ``jax.linearize`` at the pre-step state, applied to
+    all columns of $Q$ at once (``vmap``, i.e. one matrix product per step)."""
 
     step: Callable[[Float[Array, " n"]], Float[Array, " n"]]
     n_steps: int = eqx.field(static=True)
@@ -135,17 +139,16 @@ class StepMapPropagator(AbstractTangentPropagator):
 
 
 class VariationalStepPropagator(AbstractTangentPropagator):
-    r"""The same iteration as :class:`StepMapPropagator`, for a model that advances its state
+    r"""The same iteration as `StepMapPropagator`, for a model that advances its state
     and tangent columns together: ``variational_step(h, Q) -> (F(h), DF(h) Q)``.
 
     The result is the same (up to rounding: the tests compare both); what differs is the
     work. With ``jax.linearize`` the state and the tangents are pushed by separate products;
-    for :class:`rnn.model.RateRNN` (see :meth:`rnn.model.RateRNN.variational_step`) that is a
-    matrix-vector product :math:`J\phi(h)` and a matrix product :math:`J\,D\phi(h)\,Q`,
-    each reading all of :math:`J` from memory, while the variational step stacks them into
-    one :math:`[N, N] \times [N, k+1]` product (about 30 % less time per step for
-    ``N = 2000, k = 50`` on CPU). :func:`lyapunov_spectrum` uses this propagator whenever
-    the model has a ``variational_step`` method."""
+    for `RateRNN` (see `RateRNN.variational_step`) that is a
+    matrix-vector product $J\phi(h)$ and a matrix product $J\,D\phi(h)\,Q$,
+    each reading all of $J$ from memory, while the variational step stacks them into
+    one $[N, N] \times [N, k+1]$ product that reads $J$ once. `lyapunov_spectrum` uses this
+    propagator whenever the model has a ``variational_step`` method."""
 
     step: Callable[[Float[Array, " n"]], Float[Array, " n"]]
     variational_step: Callable[..., tuple[Float[Array, " n"], Float[Array, "n k"]]]
@@ -176,7 +179,7 @@ class VariationalStepPropagator(AbstractTangentPropagator):
 
 
 class FlowPropagator(AbstractTangentPropagator):
-    r"""The continuous-time variational system :math:`\dot h = f(h)`, :math:`\dot Q = Df(h) Q`
+    r"""The continuous-time variational system $\dot h = f(h)$, $\dot Q = Df(h) Q$
     solved by diffrax (``solve``) over each interval ``t_ons``."""
 
     vector_field: Callable[..., Float[Array, " n"]]
@@ -269,15 +272,15 @@ def lyapunov_spectrum(
     """The first ``n_exponents`` (default all) Lyapunov exponents of a model.
 
     ``model`` needs ``n``, ``dt``, ``step(h)`` and the vector field ``model(t, h, args)``
-    (e.g. :class:`rnn.model.RateRNN`). Without ``flow`` the exponents are those of the
+    (e.g. `RateRNN`). Without ``flow`` the exponents are those of the
     exact step map ``model.step`` (time unit: ``dt`` per step); with ``flow`` those of the
     continuous-time flow solved by that config. ``t_ons`` and ``t_transient`` must be
     multiples of ``dt`` in map mode; ``t_sim`` and ``t_ons_transient`` are rounded up to
     whole ``t_ons`` blocks. ``detach_transient`` stops gradients through the state transient.
     In map mode a model with a ``variational_step(h, Q)`` method (such as
-    :class:`rnn.model.RateRNN`) has its tangents pushed by it
-    (:class:`VariationalStepPropagator`, faster); ``fused=False`` uses ``jax.linearize`` of
-    ``model.step`` instead (:class:`StepMapPropagator`; the same exponents up to rounding).
+    `RateRNN`) has its tangents pushed by it
+    (`VariationalStepPropagator`, faster); ``fused=False`` uses ``jax.linearize`` of
+    ``model.step`` instead (`StepMapPropagator`; the same exponents up to rounding).
     """
     n = int(model.n)
     h0 = model.check_state(h0, "h0")
@@ -321,15 +324,15 @@ def lyapunov_spectrum(
 
 # ---------------------------------------------------------------------- derived quantities
 def max_exponent(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r""":math:`\lambda_\max = \max_i \lambda_i`."""
+    r"""$\lambda_\max = \max_i \lambda_i$."""
     return jnp.max(exponents)
 
 
 def kaplan_yorke_dimension(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r"""Kaplan-Yorke dimension :math:`D = j + \sum_{i\le j}\lambda_i / |\lambda_{j+1}|`, with
-    the exponents sorted decreasingly and :math:`j` the largest index with
-    :math:`\sum_{i\le j}\lambda_i \ge 0` (:math:`D = 0` if :math:`\lambda_1 < 0`; if every
-    partial sum is non-negative the spectrum is too short and :math:`D = k`, a lower bound)."""
+    r"""Kaplan-Yorke dimension $D = j + \sum_{i\le j}\lambda_i / |\lambda_{j+1}|$, with
+    the exponents sorted decreasingly and $j$ the largest index with
+    $\sum_{i\le j}\lambda_i \ge 0$ ($D = 0$ if $\lambda_1 < 0$; if every
+    partial sum is non-negative the spectrum is too short and $D = k$, a lower bound)."""
     lam = jnp.sort(exponents)[::-1]
     partial = jnp.cumsum(lam)
     j = jnp.sum(partial >= 0)  # partial sums of a decreasing sequence: a prefix is >= 0
@@ -342,7 +345,7 @@ def kaplan_yorke_dimension(exponents: Float[Array, " k"]) -> Float[Array, ""]:
 
 
 def entropy_rate(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r"""Sum of the positive exponents :math:`\sum_i \max(\lambda_i, 0)` (Pesin's formula for
+    r"""Sum of the positive exponents $\sum_i \max(\lambda_i, 0)$ (Pesin's formula for
     the Kolmogorov-Sinai entropy rate, an upper bound in general)."""
     return jnp.sum(jnp.maximum(exponents, 0.0))
 

@@ -1,18 +1,20 @@
 r"""The continuous-time rate RNN and its exact one-step map.
 
-.. math::
-    \dot h = -h + (C \circ W)\, \phi(h; g_{\tau(i)}, s_{\tau(i)}) + I,
+$$
+\dot h = -h + (C \circ W)\, \phi(h; g_{\tau(i)}, s_{\tau(i)}) + I,
+$$
 
-with a sign matrix :math:`C \in \{-1, 0, 1\}^{N\times N}` (zero diagonal: no self-connections),
-non-negative magnitudes :math:`W`, gains and shifts per cell type :math:`\tau(i)` (or per
-neuron) and a constant input :math:`I`; :math:`J = C \circ W` is indexed ``J[post, pre]``.
-A random network has :math:`J_{ij} \sim \mathcal N(0, g^2/N)`, :math:`J_{ii} = 0`,
-:math:`C = \operatorname{sign} J`, :math:`W = |J|` (Sompolinsky, Crisanti & Sommers 1988).
+with a sign matrix $C \in \{-1, 0, 1\}^{N\times N}$ (zero diagonal: no self-connections),
+non-negative magnitudes $W$, gains and shifts per cell type $\tau(i)$ (or per
+neuron) and a constant input $I$; $J = C \circ W$ is indexed ``J[post, pre]``.
+A random network has $J_{ij} \sim \mathcal N(0, g^2/N)$, $J_{ii} = 0$,
+$C = \operatorname{sign} J$, $W = |J|$ (Sompolinsky, Crisanti & Sommers 1988).
 
-Time is integrated by diffrax through :mod:`common.solve`. :meth:`RateRNN.step` is one step
-of the model's fixed-step diffrax solver (default ``euler`` with ``dt = 0.1``, the seed's
-setting, i.e. :math:`h_{n+1} = (1-\Delta t) h_n + \Delta t (J \phi(h_n) + I)`): exactly the map
-that :meth:`RateRNN.simulate` iterates, and the map whose Jacobian the Lyapunov code takes.
+Time is integrated by diffrax through `diffdyn.common`. `RateRNN.step` is one step
+of the model's fixed-step diffrax solver (default ``euler`` with ``dt = 0.1``, the setting of
+FlyStability (Koehn; edouardkoehn/FlyStability), i.e.
+$h_{n+1} = (1-\Delta t) h_n + \Delta t (J \phi(h_n) + I)$): exactly the map
+that `RateRNN.simulate` iterates, and the map whose Jacobian the Lyapunov code takes.
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ STEP_SOLVERS: tuple[str, ...] = (
     "dopri5",
     "dopri8",
 )
+"""Fixed-step solvers a `RateRNN` can step with."""
 
 
 def random_coupling(n: int, g: float, key: PRNGKeyArray) -> Float[Array, "n n"]:
-    r"""A Sompolinsky-Crisanti-Sommers matrix: :math:`J_{ij} \sim \mathcal N(0, g^2/N)`,
+    r"""A Sompolinsky-Crisanti-Sommers matrix: $J_{ij} \sim \mathcal N(0, g^2/N)$,
     zero diagonal."""
     j = jax.random.normal(key, (n, n)) * (g / math.sqrt(n))
     return j * (1.0 - jnp.eye(n, dtype=j.dtype))
@@ -71,20 +74,20 @@ def _check_real(value: Any, name: str, *, positive: bool = False) -> float:
 
 
 class RateRNN(AbstractModel):
-    r"""Rate network :math:`\dot h = -h + (C\circ W)\phi(h) + I` (see the module docstring).
+    r"""Rate network $\dot h = -h + (C\circ W)\phi(h) + I$ (see the module docstring).
 
     Args:
-        n: number of neurons :math:`N`.
-        g: coupling strength of the random initialisation, :math:`J_{ij}\sim\mathcal N(0,g^2/N)`.
-        activation: a name from :data:`rnn.activations.ACTIVATIONS`.
+        n: number of neurons $N$.
+        g: coupling strength of the random initialisation, $J_{ij}\sim\mathcal N(0,g^2/N)$.
+        activation: a name from `ACTIVATIONS`.
         n_types: number of cell types sharing a gain and a shift; ``None``: one per neuron.
-            Neuron ``i`` has type ``i % n_types`` until :meth:`from_coupling` sets real types.
-        dt: the fixed step of :meth:`step` and the default step of :meth:`simulate`.
-        solver: the fixed-step diffrax solver of :meth:`step` (one of :data:`STEP_SOLVERS`).
+            Neuron ``i`` has type ``i % n_types`` until `from_coupling` sets real types.
+        dt: the fixed step of `step` and the default step of `simulate`.
+        solver: the fixed-step diffrax solver of `step` (one of `STEP_SOLVERS`).
         key: PRNG key of the random coupling.
 
-    Trainable leaves: ``weight`` (:math:`W`), ``gain``, ``shift``. Fixed: ``sign``
-    (:math:`C`), ``bias`` (:math:`I`); ``cell_type`` is an integer array.
+    Trainable leaves: ``weight`` ($W$), ``gain``, ``shift``. Fixed: ``sign``
+    ($C$), ``bias`` ($I$); ``cell_type`` is an integer array.
     """
 
     n: int = eqx.field(static=True)
@@ -150,8 +153,8 @@ class RateRNN(AbstractModel):
         dt: float = 0.1,
         solver: str = "euler",
     ) -> RateRNN:
-        r"""A network with a given :math:`J = C\circ W` (``coupling``, split into
-        :math:`C=\operatorname{sign}J`, :math:`W=|J|`) or given ``sign`` and ``weight``;
+        r"""A network with a given $J = C\circ W$ (``coupling``, split into
+        $C=\operatorname{sign}J$, $W=|J|$) or given ``sign`` and ``weight``;
         ``cell_type`` holds type indices ``0..K-1`` (default: one type per neuron). The
         diagonal is removed (no self-connections)."""
         if coupling is not None:
@@ -217,21 +220,21 @@ class RateRNN(AbstractModel):
     # ------------------------------------------------------------------ dynamics
     @property
     def coupling(self) -> Float[Array, "n n"]:
-        r""":math:`J = C \circ W`, indexed ``[post, pre]``."""
+        r"""$J = C \circ W$, indexed ``[post, pre]``."""
         return self.sign * self.weight
 
     def rate(self, h: Float[Array, " n"]) -> Float[Array, " n"]:
-        r""":math:`\phi_i(h_i)` with the gain and shift of neuron ``i``'s type."""
+        r"""$\phi_i(h_i)$ with the gain and shift of neuron ``i``'s type."""
         phi = get_activation(self.activation)
         return phi(h, self.gain[self.cell_type], self.shift[self.cell_type])
 
     def __call__(self, t: Any, h: Float[Array, " n"], args: Any = None) -> Float[Array, " n"]:
-        r"""The vector field :math:`f(h) = -h + J\phi(h) + I` (diffrax signature)."""
+        r"""The vector field $f(h) = -h + J\phi(h) + I$ (diffrax signature)."""
         return -h + self.coupling @ self.rate(h) + self.bias
 
     def step(self, h: Float[Array, " n"], t: Real[ArrayLike, ""] = 0.0) -> Float[Array, " n"]:
         """One ``dt`` step of the model's diffrax solver: the exact map iterated by
-        :meth:`simulate` with a fixed step (the system is autonomous, so ``t`` is a label)."""
+        `simulate` with a fixed step (the system is autonomous, so ``t`` is a label)."""
         solver = get_solver(self.solver)
         term = diffrax.ODETerm(self)
         t0 = jnp.asarray(t, h.dtype)
@@ -244,10 +247,10 @@ class RateRNN(AbstractModel):
         self, t: Any, y: tuple[Float[Array, " n"], Float[Array, "n k"]], args: Any = None
     ) -> tuple[Float[Array, " n"], Float[Array, "n k"]]:
         r"""The vector field and its linearisation on ``k`` tangent columns together,
-        :math:`(h, Q) \mapsto (f(h),\ Df(h)\,Q)` with
-        :math:`Df(h)\,Q = -Q + J\,D\phi(h)\,Q`: both coupling products are one
-        :math:`J\,[\phi(h),\ D\phi(h)\,Q]`, so :math:`J` is read once. :math:`D\phi` comes
-        from ``jax.linearize`` of :meth:`rate` (nothing hand-differentiated)."""
+        $(h, Q) \mapsto (f(h),\ Df(h)\,Q)$ with
+        $Df(h)\,Q = -Q + J\,D\phi(h)\,Q$: both coupling products are one
+        $J\,[\phi(h),\ D\phi(h)\,Q]$, so $J$ is read once. $D\phi$ comes
+        from ``jax.linearize`` of `rate` (nothing hand-differentiated)."""
         h, q = y
         r, rate_tangent = jax.linearize(self.rate, h)
         rq = jax.vmap(rate_tangent, in_axes=1, out_axes=1)(q)
@@ -257,12 +260,12 @@ class RateRNN(AbstractModel):
     def variational_step(
         self, h: Float[Array, " n"], q: Float[Array, "n k"], t: Real[ArrayLike, ""] = 0.0
     ) -> tuple[Float[Array, " n"], Float[Array, "n k"]]:
-        r""":meth:`step` and its tangent map on the columns of ``q`` together:
+        r"""`step` and its tangent map on the columns of ``q`` together:
         ``(step(h), D step(h) @ q)``, as one step of the same solver on the variational system
-        (:meth:`variational_field`). For the explicit Runge-Kutta solvers of :meth:`step` that
+        (`variational_field`). For the explicit Runge-Kutta solvers of `step` that
         is exactly the derivative of the step (an explicit RK step of the system extended by
         its variational equation is the RK step together with its derivative), up to
-        rounding; :func:`rnn.lyapunov.lyapunov_spectrum` uses it instead of
+        rounding; `lyapunov_spectrum` uses it instead of
         ``jax.linearize(step)``."""
         solver = get_solver(self.solver)
         term = diffrax.ODETerm(self.variational_field)

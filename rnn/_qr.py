@@ -1,18 +1,17 @@
 r"""A thin QR factorisation from plain XLA operations, for the Benettin loop on CPU.
 
-On CPU, :func:`jax.numpy.linalg.qr` calls LAPACK (``geqrf`` and ``orgqr`` from the OpenBLAS
+On CPU, `jax.numpy.linalg.qr` calls LAPACK (``geqrf`` and ``orgqr`` from the OpenBLAS
 that SciPy ships). OpenBLAS runs its own worker threads, and they busy-wait for a while
 after each call. In the Lyapunov iteration, which alternates one QR with a few of XLA's own
-multithreaded matrix products, those spinning threads take cores away from XLA's: the QR
-calls cost several times their own run time, and on a loaded machine far more
-(``benchmarks/rnn_lyapunov.py``; the whole iteration was about 1.4x slower than without
-them, with 2 cores). :func:`householder_qr` computes the same factorisation as LAPACK
+multithreaded matrix products, those spinning threads take cores away from XLA's, so each QR
+slows the products around it down, more so on a loaded machine (see
+``benchmarks/rnn_lyapunov.py``). `householder_qr` computes the same factorisation as LAPACK
 (Householder reflectors as ``dlarfg`` makes them, compact WY blocks as in ``dlarft``, the
-thin :math:`Q` accumulated backwards as in ``dorgqr``) from ``jax.numpy`` operations only,
+thin $Q$ accumulated backwards as in ``dorgqr``) from ``jax.numpy`` operations only,
 so that XLA runs all of it on its own threads. The updates with a block of reflectors are
 matrix products; only the reflectors inside one panel are computed one after the other.
 
-:func:`qr` picks it on CPU, and :func:`jax.numpy.linalg.qr` elsewhere (the GPU solvers are
+`qr` picks it on CPU, and `jax.numpy.linalg.qr` elsewhere (the GPU solvers are
 XLA's own) and for small matrices (for which OpenBLAS stays on one thread). Both are
 differentiable, with JAX's forward-mode rule for the thin QR.
 """
@@ -252,8 +251,8 @@ _MIN_SIZE = 4096
 def qr(
     a: Float[ArrayLike, "m k"], *, phases: int = _PHASES
 ) -> tuple[Float[Array, "m k"], Float[Array, "k k"]]:
-    """Thin QR ``(Q, R)`` of a real ``[m, k]`` matrix: :func:`householder_qr` (with
-    ``phases``) when compiled for CPU; :func:`jax.numpy.linalg.qr` on other platforms, for
+    """Thin QR ``(Q, R)`` of a real ``[m, k]`` matrix: `householder_qr` (with
+    ``phases``) when compiled for CPU; `jax.numpy.linalg.qr` on other platforms, for
     matrices with fewer than ``4096`` entries (OpenBLAS keeps those on one thread) and for
     complex or wide ones. Both are the same Householder algorithm and agree to rounding."""
     a = jnp.asarray(a)

@@ -1,14 +1,15 @@
 r"""Training a rate network towards a target Lyapunov spectrum, on the common Trainer.
 
-The loss of the first :math:`k` exponents :math:`\lambda` against a target :math:`c` (a
+The loss of the first $k$ exponents $\lambda$ against a target $c$ (a
 constant, e.g. 0 for the "edge of chaos", or a vector) is either
 
-.. math::
-    \mathrm{l2}: \ \|\lambda - c\|_2 \qquad\text{or}\qquad
-    \mathrm{mse}: \ \tfrac1k \textstyle\sum_i (\lambda_i - c_i)^2 ,
+$$
+\mathrm{l2}: \ \|\lambda - c\|_2 \qquad\text{or}\qquad
+\mathrm{mse}: \ \tfrac1k \textstyle\sum_i (\lambda_i - c_i)^2 ,
+$$
 
-and its gradient flows through the whole Benettin iteration (:mod:`rnn.lyapunov`). What is
-trained: ``"weights"`` (the magnitudes :math:`W`, projected onto :math:`W \ge 0` after every
+and its gradient flows through the whole Benettin iteration (`diffdyn.rnn`). What is
+trained: ``"weights"`` (the magnitudes $W$, projected onto $W \ge 0$ after every
 update, so signs and Dale's law are kept), ``"gains-shifts"``, ``"gains"`` or ``"shifts"``
 (neuronal response modulation; per neuron, or per population when the model has cell types),
 or ``"all"``.
@@ -38,10 +39,11 @@ TRAINABLE: dict[str, tuple[str, ...]] = {
     "shifts": ("shift",),
     "all": ("weight", "gain", "shift"),
 }
+"""Which `RateRNN` parameters each training mode of `fit_spectrum` trains."""
 
 
 class SpectrumObjective(eqx.Module):
-    """``loss_fn(model, h0, key) -> (loss, aux)`` for :class:`common.trainer.Trainer`.
+    """``loss_fn(model, h0, key) -> (loss, aux)`` for `Trainer`.
 
     The batch is the initial state ``h0``; ``key`` draws the initial tangent basis. ``aux``
     holds ``lambda_max`` and ``lambda_mean`` of the measured exponents."""
@@ -105,7 +107,7 @@ class SpectrumObjective(eqx.Module):
 
 
 def trainable_spec(model: RateRNN, train: str) -> Any:
-    """The equinox filter spec training only the leaves named by ``train`` (:data:`TRAINABLE`)."""
+    """The equinox filter spec training only the leaves named by ``train`` (`TRAINABLE`)."""
     if train not in TRAINABLE:
         raise ValueError(f"argument 'train' must be one of {list(TRAINABLE)}; got {train!r}")
     spec = jax.tree_util.tree_map(lambda _: False, model)
@@ -137,7 +139,7 @@ def fit_spectrum(
     resume: bool = False,
 ) -> TrainResult:
     """Gradient descent on the ``train`` leaves of ``model`` towards ``objective``'s target,
-    by :class:`common.trainer.Trainer` (logging, checkpoints, resume, NaN guard)."""
+    by `Trainer` (logging, checkpoints, resume, NaN guard)."""
     h0 = model.check_state(h0, "h0")
     if train != "weights" and model.activation in ("tanh", "identity"):
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Tests of common.boundaries: exact values imposed, paddings, masks, gradients, bad input."""
+"""Boundary conditions of diffdyn.common: values imposed, paddings, masks, gradients, bad input."""
 
 import equinox as eqx
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdyn import common
+import diffdyn.common as common
 from diffdyn.common import num_parameters, trainable_filter
 
 SHAPE = (3, 5, 6)

@@ -37,7 +37,7 @@ def test_lotka_volterra_data_conserves_its_first_integral(lv):
         v = f.c * x - f.d * np.log(x) + f.b * y - f.a * np.log(y)
         np.testing.assert_allclose(v, v[0], rtol=1e-8)
     assert lv.ts.shape == (61,) and lv.ts[-1] == pytest.approx(6.0)
-    # noise: 5 % of the per-dim temporal mean (std ~ (0.102, 0.081), as in the seed)
+    # noise: 5 % of the per-dim temporal mean (std ~ (0.102, 0.081), as in Ko et al. 2023)
     np.testing.assert_allclose(lv.noise_std, 0.05 * lv.clean.mean(0), rtol=1e-12)
     np.testing.assert_allclose(lv.noise_std, [0.102, 0.081], atol=2e-3)
     ratio = (lv.ys - lv.clean).std(0) / lv.noise_std
@@ -78,7 +78,7 @@ def test_models_structure_and_save_load(tmp_path):
     assert MLPField(3, 50, 2, key=key).num_parameters() == 3 * 50 + 50 + 50 * 50 + 50 + 50 * 3 + 3
 
 
-def test_settings_follow_the_seed_and_overrides():
+def test_settings_follow_the_published_values_and_overrides():
     s = discovery_settings("lotka-volterra", "blackbox", "homotopy")
     assert (s.width, s.depth, s.k, s.learning_rate, s.alpha) == (32, 1, 6.0, 0.05, 1e-3)
     assert (s.decrements + 1) * s.epochs_per_step == 600

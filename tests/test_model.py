@@ -173,8 +173,11 @@ def test_an_old_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
     trainer = Trainer(loss, optax.adam(0.05), config=config, logger=NullLogger(), out=run)
     result = trainer.fit(LinearField(2, key=keys[4]), (y0, data), keys[7], resume=True)
     assert result.steps == 10
-    np.testing.assert_array_equal(
-        np.asarray(result.model.matrix), np.load(FIXTURES / "linear_run.matrix_after_10.npy")
+    # bitwise on the JAX release that wrote the fixture; other releases may round differently
+    np.testing.assert_allclose(
+        np.asarray(result.model.matrix),
+        np.load(FIXTURES / "linear_run.matrix_after_10.npy"),
+        rtol=1e-5,
     )
 
 

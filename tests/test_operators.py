@@ -1,4 +1,4 @@
-"""Numerical tests of common.operators: stencils against closed forms and numpy references."""
+"""Spatial operators of diffdyn.common: stencils against closed forms and numpy references."""
 
 import functools
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from diffdyn import common
+import diffdyn.common as common
 from diffdyn.common import num_parameters, trainable_filter
 
 NUMPY_MODE = {"periodic": "wrap", "zeros": "constant", "reflect": "reflect", "replicate": "edge"}

@@ -17,7 +17,7 @@ def test_activation_values_and_slopes():
     assert float(pos(jnp.zeros(1), one, 0 * one)[0]) == 0.5
     assert float(pos(one, 2 * one, one)[0]) == 0.5
     assert float(stretched(one, 2 * one, one)[0]) == 0.0
-    # autodiff slopes against the closed forms (the seed dropped gain, shift and the 1/2)
+    # autodiff slopes against the closed forms (FlyStability dropped gain, shift and the 1/2)
     x, g, s = 0.3, 1.7, -0.4
     sech2 = 1 / np.cosh(g * (x - s)) ** 2
     d_pos = jax.grad(lambda x: pos(x, g, s))(x)

@@ -1,15 +1,15 @@
 r"""State augmentation and higher-order systems.
 
-The flow of an ODE on :math:`\mathbb{R}^D` is a homeomorphism, so a neural ODE cannot map
-:math:`x=-1 \mapsto 1` and :math:`x=1 \mapsto -1` (trajectories would cross). Augmented neural
-ODEs (ANODE; Dupont et al., 2019) solve in a larger space :math:`\mathbb{R}^{D+A}`:
+The flow of an ODE on $\mathbb{R}^D$ is a homeomorphism, so a neural ODE cannot map
+$x=-1 \mapsto 1$ and $x=1 \mapsto -1$ (trajectories would cross). Augmented neural
+ODEs (ANODE; Dupont et al., 2019) solve in a larger space $\mathbb{R}^{D+A}$:
 
-- :class:`ZeroAugment`: :math:`x \mapsto [x, 0_A]` (ANODE);
-- :class:`InputLayerAugment`: :math:`x \mapsto W x + b \in \mathbb{R}^{D+A}`, a learned input
+- `ZeroAugment`: $x \mapsto [x, 0_A]$ (ANODE);
+- `InputLayerAugment`: $x \mapsto W x + b \in \mathbb{R}^{D+A}$, a learned input
   layer (Massaroli et al., 2020, "Dissecting neural ODEs");
-- :class:`HigherOrderField`: an order-:math:`n` system :math:`x^{(n)} = g(t, x, \dot x, \ldots,
-  x^{(n-1)})` written as a first-order system on the stacked state
-  :math:`[x, \dot x, \ldots, x^{(n-1)}] \in \mathbb{R}^{nD}`; ``order=2`` gives second-order
+- `HigherOrderField`: an order-$n$ system $x^{(n)} = g(t, x, \dot x, \ldots,
+  x^{(n-1)})$ written as a first-order system on the stacked state
+  $[x, \dot x, \ldots, x^{(n-1)}] \in \mathbb{R}^{nD}$; ``order=2`` gives second-order
   neural ODEs (SONODE).
 """
 
@@ -28,14 +28,14 @@ __all__ = ["zero_augment", "ZeroAugment", "InputLayerAugment", "HigherOrderField
 
 
 def zero_augment(x: Float[Array, "*batch d"], n: int) -> Float[Array, "*batch d+n"]:
-    r""":math:`x \mapsto [x, 0_n]` along the last axis."""
+    r"""$x \mapsto [x, 0_n]$ along the last axis."""
     n = check_int(n, "n", 0)
     pad = [(0, 0)] * (jnp.ndim(x) - 1) + [(0, n)]
     return jnp.pad(x, pad)
 
 
 class ZeroAugment(eqx.Module):
-    r"""ANODE input map :math:`x \in \mathbb{R}^D \mapsto [x, 0_A] \in \mathbb{R}^{D+A}`."""
+    r"""ANODE input map $x \in \mathbb{R}^D \mapsto [x, 0_A] \in \mathbb{R}^{D+A}$."""
 
     augment_dim: int = eqx.field(static=True)
 
@@ -47,7 +47,7 @@ class ZeroAugment(eqx.Module):
 
 
 class InputLayerAugment(eqx.Module):
-    r"""Learned augmentation :math:`x \mapsto W x + b`, :math:`W \in \mathbb{R}^{(D+A)\times D}`."""
+    r"""Learned augmentation $x \mapsto W x + b$, $W \in \mathbb{R}^{(D+A)\times D}$."""
 
     linear: eqx.nn.Linear
 
@@ -66,10 +66,10 @@ class InputLayerAugment(eqx.Module):
 
 class HigherOrderField(eqx.Module):
     r"""The first-order form of
-    :math:`x^{(n)} = g(t, [x, \dot x, \ldots, x^{(n-1)}], \mathrm{args})`.
+    $x^{(n)} = g(t, [x, \dot x, \ldots, x^{(n-1)}], \mathrm{args})$.
 
-    The state is :math:`y = [x, \dot x, \ldots, x^{(n-1)}] \in \mathbb{R}^{nD}` and
-    :math:`\dot y = [\dot x, \ldots, x^{(n-1)}, g(t, y, \mathrm{args})]`. ``acceleration`` is a
+    The state is $y = [x, \dot x, \ldots, x^{(n-1)}] \in \mathbb{R}^{nD}$ and
+    $\dot y = [\dot x, \ldots, x^{(n-1)}, g(t, y, \mathrm{args})]$. ``acceleration`` is a
     field ``g(t, y, args)`` mapping the whole stacked state ``[n*dim]`` to ``[dim]``.
     """
 

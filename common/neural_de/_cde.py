@@ -1,16 +1,18 @@
 r"""Neural controlled differential equations (Kidger et al., 2020).
 
-Irregularly sampled data :math:`(t_k, x_k)` is turned into a continuous control path
-:math:`X(t)` (``interpolation="cubic"``: Hermite cubic splines with backward differences;
+Irregularly sampled data $(t_k, x_k)$ is turned into a continuous control path
+$X(t)$ (``interpolation="cubic"``: Hermite cubic splines with backward differences;
 ``"linear"``: piecewise linear), and a hidden state evolves by the Riemann--Stieltjes equation
 
-.. math::  z(t) = z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,dX(s)
-           = z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,\frac{dX}{ds}(s)\,ds,
+$$
+z(t) = z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,dX(s)
+= z(t_0) + \int_{t_0}^{t} f_\theta(z(s))\,\frac{dX}{ds}(s)\,ds,
+$$
 
-with :math:`f_\theta(z) \in \mathbb{R}^{H\times C}`. The second form is an ODE, solved by
-:meth:`common.solve.SolveConfig.solve` like every other ODE here. :func:`cde_solve` is the
-functional core; :class:`NeuralCDE` the usual model: :math:`z(t_0) = \ell_{in}(x_0)`,
-output :math:`\ell_{out}(z(t_N))`.
+with $f_\theta(z) \in \mathbb{R}^{H\times C}$. The second form is an ODE, solved by
+`SolveConfig.solve` like every other ODE here. `cde_solve` is the
+functional core; `NeuralCDE` the usual model: $z(t_0) = \ell_{in}(x_0)$,
+output $\ell_{out}(z(t_N))$.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from ._node import get_activation
 __all__ = ["INTERPOLATIONS", "interpolate", "cde_solve", "CDEField", "NeuralCDE"]
 
 INTERPOLATIONS = ("cubic", "linear")
+"""Interpolations of a neural CDE's control path."""
 
 
 def interpolate(
     ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"], kind: str = "cubic"
 ) -> diffrax.AbstractPath:
-    """The control path :math:`X(t)` through the points ``(ts[k], xs[k])``."""
+    """The control path $X(t)$ through the points ``(ts[k], xs[k])``."""
     if kind not in INTERPOLATIONS:
         raise ValueError(f"argument 'kind' must be one of {INTERPOLATIONS}; got {kind!r}")
     ts, xs = jnp.asarray(ts), jnp.asarray(xs)
@@ -50,7 +53,7 @@ def interpolate(
 
 
 class _Controlled(eqx.Module):
-    """:math:`f(t, z) \\dot X(t)`, the CDE as an ODE; ``args = (control, inner args)``."""
+    """$f(t, z) \\dot X(t)$, the CDE as an ODE; ``args = (control, inner args)``."""
 
     field: Callable[..., Array]
 
@@ -67,15 +70,15 @@ def cde_solve(
     config: SolveConfig | None = None,
     args: Any = None,
 ) -> Float[Array, "T h"]:
-    r"""Solve :math:`dz = f(t, z, \mathrm{args})\,dX(t)` from ``z(ts[0]) = z0`` and return
-    :math:`z` at ``ts`` (which must lie in the control's time range); ``config`` defaults
+    r"""Solve $dz = f(t, z, \mathrm{args})\,dX(t)$ from ``z(ts[0]) = z0`` and return
+    $z$ at ``ts`` (which must lie in the control's time range); ``config`` defaults
     to tsit5 with ``rtol=1e-3``, ``atol=1e-6``."""
     config = SolveConfig(rtol=1e-3, atol=1e-6) if config is None else config
     return config.solve(_Controlled(field), z0, ts, (control, args))
 
 
 class CDEField(eqx.Module):
-    r""":math:`f(z) = \tanh(\mathrm{MLP}(z))` reshaped to :math:`[H, C]`."""
+    r"""$f(z) = \tanh(\mathrm{MLP}(z))$ reshaped to $[H, C]$."""
 
     mlp: eqx.nn.MLP
     hidden: int = eqx.field(static=True)
@@ -108,8 +111,8 @@ class CDEField(eqx.Module):
 
 
 class NeuralCDE(eqx.Module):
-    r"""Neural CDE: :math:`z_0 = W_{in} x_0 + b`, :math:`dz = f(z)\,dX`, output
-    :math:`W_{out} z(t_N) + b`. ``cde(ts, xs)`` maps one series ``[T, C]`` to ``[out]``."""
+    r"""Neural CDE: $z_0 = W_{in} x_0 + b$, $dz = f(z)\,dX$, output
+    $W_{out} z(t_N) + b$. ``cde(ts, xs)`` maps one series ``[T, C]`` to ``[out]``."""
 
     initial: eqx.nn.Linear
     field: CDEField
@@ -152,7 +155,7 @@ class NeuralCDE(eqx.Module):
     def hidden_path(
         self, ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"]
     ) -> Float[Array, "T h"]:
-        """:math:`z` at every observation time."""
+        """$z$ at every observation time."""
         control = interpolate(ts, xs, self.interpolation)
         return cde_solve(self.field, self.initial(xs[0]), control, ts, self.config)
 

@@ -1,18 +1,20 @@
 r"""Continuous normalising flows (Chen et al., 2018; FFJORD, Grathwohl et al., 2019).
 
-A field :math:`f(t, z)` maps data :math:`x = z(0)` to a latent :math:`z(1)` with a standard
+A field $f(t, z)$ maps data $x = z(0)$ to a latent $z(1)$ with a standard
 normal base density. The instantaneous change of variables
-:math:`\tfrac{d}{dt}\log p(z(t)) = -\operatorname{tr}\,\partial f/\partial z` gives
+$\tfrac{d}{dt}\log p(z(t)) = -\operatorname{tr}\,\partial f/\partial z$ gives
 
-.. math::  \log p_x(x) = \log \mathcal{N}(z(1); 0, I) + \int_0^1
-           \operatorname{tr}\frac{\partial f}{\partial z}(t, z(t))\,dt,
+$$
+\log p_x(x) = \log \mathcal{N}(z(1); 0, I) + \int_0^1
+\operatorname{tr}\frac{\partial f}{\partial z}(t, z(t))\,dt,
+$$
 
-solved as one ODE on :math:`(z, \Delta)`. The trace is either exact (``trace="exact"``:
-:math:`D` Jacobian-vector products through ``jax.linearize``) or Hutchinson's unbiased
-estimate :math:`\varepsilon^\top (\partial f/\partial z)\,\varepsilon` with
-:math:`\mathbb{E}[\varepsilon\varepsilon^\top] = I` (``trace="hutchinson"``: one
-Jacobian-vector product, with Rademacher or Gaussian :math:`\varepsilon` drawn once per solve).
-Sampling solves the same ODE backwards from :math:`z(1) \sim \mathcal{N}(0, I)`.
+solved as one ODE on $(z, \Delta)$. The trace is either exact (``trace="exact"``:
+$D$ Jacobian-vector products through ``jax.linearize``) or Hutchinson's unbiased
+estimate $\varepsilon^\top (\partial f/\partial z)\,\varepsilon$ with
+$\mathbb{E}[\varepsilon\varepsilon^\top] = I$ (``trace="hutchinson"``: one
+Jacobian-vector product, with Rademacher or Gaussian $\varepsilon$ drawn once per solve).
+Sampling solves the same ODE backwards from $z(1) \sim \mathcal{N}(0, I)$.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from .._solve import SolveConfig, supports_adaptive
 __all__ = ["CNF", "TRACE_ESTIMATORS", "standard_normal_log_prob"]
 
 TRACE_ESTIMATORS = ("exact", "hutchinson")
+"""How a `CNF` computes the divergence: exactly (D Jacobian-vector products) or by Hutchinson's
+estimator."""
 _NOISES = ("rademacher", "gaussian")
 
 
 def standard_normal_log_prob(z: Float[Array, " d"]) -> Float[Array, ""]:
-    r""":math:`\log \mathcal{N}(z; 0, I) = -\tfrac12 \|z\|^2 - \tfrac{D}{2}\log 2\pi`."""
+    r"""$\log \mathcal{N}(z; 0, I) = -\tfrac12 \|z\|^2 - \tfrac{D}{2}\log 2\pi$."""
     return -0.5 * jnp.sum(z**2) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
@@ -67,10 +71,10 @@ class _Dynamics(eqx.Module):
 
 
 class CNF(eqx.Module):
-    r"""A continuous normalising flow on :math:`\mathbb{R}^D` with field ``f(t, z, args)``
-    over :math:`t \in [0, t_1]` and a standard normal base.
+    r"""A continuous normalising flow on $\mathbb{R}^D$ with field ``f(t, z, args)``
+    over $t \in [0, t_1]$ and a standard normal base.
 
-    ``log_prob(x, key)`` is :math:`\log p_x(x)` (``key`` draws the Hutchinson noise; unused
+    ``log_prob(x, key)`` is $\log p_x(x)$ (``key`` draws the Hutchinson noise; unused
     with the exact trace); ``sample(key)`` returns ``(x, log p_x(x))``.
     """
 
@@ -141,20 +145,20 @@ class CNF(eqx.Module):
     def log_prob(
         self, x: Float[Array, " d"], key: PRNGKeyArray | None = None, args: Any = None
     ) -> Float[Array, ""]:
-        r""":math:`\log \mathcal{N}(z(t_1)) + \int_0^{t_1} \operatorname{tr} J\,dt` for one
+        r"""$\log \mathcal{N}(z(t_1)) + \int_0^{t_1} \operatorname{tr} J\,dt$ for one
         sample ``x`` (``vmap`` it for a batch)."""
         z1, delta = self._flow(jnp.asarray(x), 1.0, key, args)
         return standard_normal_log_prob(z1) + delta
 
     def transform(self, x: Float[Array, " d"], args: Any = None) -> Float[Array, " d"]:
-        """The latent :math:`z(t_1)` of a data point ``x``."""
+        """The latent $z(t_1)$ of a data point ``x``."""
         return self._flow(jnp.asarray(x), 1.0, jax.random.key(0), args)[0]
 
     def sample(
         self, key: PRNGKeyArray, args: Any = None, *, trace_key: PRNGKeyArray | None = None
     ) -> tuple[Float[Array, " d"], Float[Array, ""]]:
-        r"""Draw :math:`z(t_1) \sim \mathcal{N}(0, I)` and flow back to
-        :math:`x = z(0)`; return ``(x, log p_x(x))``."""
+        r"""Draw $z(t_1) \sim \mathcal{N}(0, I)$ and flow back to
+        $x = z(0)$; return ``(x, log p_x(x))``."""
         z1 = jax.random.normal(key, (self.dim,))
         x, delta = self._flow(z1, -1.0, trace_key, args)
         return x, standard_normal_log_prob(z1) + delta

@@ -21,12 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffdyn.common.cli import RunContext, command, quickstart_part
-
 from .._augment import ArrayAugmenter
 from .._optim import make_optimiser
 from .._plotting import figure, plot_curves, save_figure
 from .._trainer import TrainConfig, Trainer
+from ..cli import RunContext, command, quickstart_part
 from ._datasets import make
 from ._models import DensityCNF, ODEClassifier
 

@@ -5,13 +5,13 @@ Every generator takes a PRNG key and a sample count ``n`` and returns ``(x, y)``
 and independent per coordinate (torchdyn's ToyDataset adds one uniform draw to both
 coordinates; that quirk is not reproduced).
 
-- :func:`moons`: two interleaved half circles, :math:`(\cos\theta, \sin\theta)` and
-  :math:`(1 - \cos\theta, \tfrac12 - \sin\theta)`, :math:`\theta \sim U[0, \pi]`.
-- :func:`circles`: two concentric circles of radii 1 and ``factor``.
-- :func:`spirals`: two interleaved Archimedean spirals :math:`r = \theta`, the second rotated by
-  :math:`\pi`.
-- :func:`gaussian_mixture`: ``components`` isotropic Gaussians on a circle of ``radius``.
-- :func:`crossing`: the 1-D task :math:`x \mapsto -x` on :math:`x = \pm 1`, whose trajectories
+- `moons`: two interleaved half circles, $(\cos\theta, \sin\theta)$ and
+  $(1 - \cos\theta, \tfrac12 - \sin\theta)$, $\theta \sim U[0, \pi]$.
+- `circles`: two concentric circles of radii 1 and ``factor``.
+- `spirals`: two interleaved Archimedean spirals $r = \theta$, the second rotated by
+  $\pi$.
+- `gaussian_mixture`: ``components`` isotropic Gaussians on a circle of ``radius``.
+- `crossing`: the 1-D task $x \mapsto -x$ on $x = \pm 1$, whose trajectories
   must cross, which no 1-D ODE flow can do (Dupont et al., 2019).
 """
 
@@ -45,9 +45,9 @@ def _labels(n: int) -> Int[Array, " n"]:
 def moons(
     key: PRNGKeyArray, n: int = 512, noise: float = 0.1
 ) -> tuple[Float[Array, "n 2"], Int[Array, " n"]]:
-    r"""Two moons: class 0 at :math:`(\cos\theta, \sin\theta)`, class 1 at
-    :math:`(1 - \cos\theta, \tfrac12 - \sin\theta)`, :math:`\theta \sim U[0,\pi]`, plus
-    :math:`N(0, \mathrm{noise}^2)` per coordinate."""
+    r"""Two moons: class 0 at $(\cos\theta, \sin\theta)$, class 1 at
+    $(1 - \cos\theta, \tfrac12 - \sin\theta)$, $\theta \sim U[0,\pi]$, plus
+    $N(0, \mathrm{noise}^2)$ per coordinate."""
     n, noise = _check_n(n), _check_noise(noise)
     k_theta, k_noise = jax.random.split(key)
     y = _labels(n)
@@ -76,8 +76,8 @@ def circles(
 def spirals(
     key: PRNGKeyArray, n: int = 512, noise: float = 0.05, turns: float = 1.5
 ) -> tuple[Float[Array, "n 2"], Int[Array, " n"]]:
-    r"""Two spirals :math:`r = \theta / (2\pi\,\mathrm{turns})` (so :math:`r \le 1`),
-    :math:`\theta \sim U[0, 2\pi\,\mathrm{turns}]`, the second rotated by :math:`\pi`."""
+    r"""Two spirals $r = \theta / (2\pi\,\mathrm{turns})$ (so $r \le 1$),
+    $\theta \sim U[0, 2\pi\,\mathrm{turns}]$, the second rotated by $\pi$."""
     n, noise = _check_n(n), _check_noise(noise)
     if not turns > 0:
         raise ValueError(f"argument 'turns' must be > 0; got {turns!r}")
@@ -94,8 +94,8 @@ def spirals(
 def gaussian_mixture(
     key: PRNGKeyArray, n: int = 512, components: int = 8, radius: float = 2.0, std: float = 0.2
 ) -> tuple[Float[Array, "n 2"], Int[Array, " n"]]:
-    r"""``components`` Gaussians :math:`N(\mu_k, \mathrm{std}^2 I)`, :math:`\mu_k =
-    \mathrm{radius}\,(\cos 2\pi k/K, \sin 2\pi k/K)`, equally weighted; ``y`` is the component."""
+    r"""``components`` Gaussians $N(\mu_k, \mathrm{std}^2 I)$, $\mu_k =
+    \mathrm{radius}\,(\cos 2\pi k/K, \sin 2\pi k/K)$, equally weighted; ``y`` is the component."""
     n = _check_n(n)
     if not isinstance(components, int) or components < 1:
         raise ValueError(f"argument 'components' must be an int >= 1; got {components!r}")
@@ -111,8 +111,8 @@ def gaussian_mixture(
 def crossing(
     key: PRNGKeyArray, n: int = 64, noise: float = 0.0
 ) -> tuple[Float[Array, "n 1"], Float[Array, "n 1"]]:
-    r"""The crossing-trajectories task: half the inputs at :math:`x=-1`, half at :math:`x=+1`
-    (plus optional noise on the input), target :math:`y = -\mathrm{sign}(x)`."""
+    r"""The crossing-trajectories task: half the inputs at $x=-1$, half at $x=+1$
+    (plus optional noise on the input), target $y = -\mathrm{sign}(x)$."""
     n, noise = _check_n(n), _check_noise(noise)
     sign = jnp.where(_labels(n) == 0, -1.0, 1.0)[:, None]
     x = sign + noise * jax.random.normal(key, (n, 1))
@@ -130,7 +130,7 @@ DATASETS = {
 
 
 def make(name: str, key: PRNGKeyArray, n: int, **kwargs) -> tuple[Array, Array]:
-    """The dataset called ``name`` (one of :data:`DATASETS`) with ``n`` samples."""
+    """The dataset called ``name`` (one of `DATASETS`) with ``n`` samples."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[name](key, n, **kwargs)

@@ -1,16 +1,18 @@
 r"""Depth-variant vector fields: fields whose parameters depend on the time ("depth") t.
 
-- :class:`TimeMLPField`: :math:`f(t, y) = \mathrm{MLP}([y, t])`, time as an extra input
+- `TimeMLPField`: $f(t, y) = \mathrm{MLP}([y, t])$, time as an extra input
   (torchdyn's ``DepthCat``).
-- :class:`GalerkinLinear` / :class:`GalerkinMLPField`: Galerkin neural ODEs (Massaroli et
+- `GalerkinLinear` / `GalerkinMLPField`: Galerkin neural ODEs (Massaroli et
   al., 2020): every weight is a function of depth expanded over a basis,
 
-  .. math::  \theta(t) = \sum_{k=1}^{K} c_k\, \varphi_k(\omega t + \phi),
+  $$
+  \theta(t) = \sum_{k=1}^{K} c_k\, \varphi_k(\omega t + \phi),
+  $$
 
-  with trained coefficients :math:`c_k` and a trained dilation :math:`\omega` and shift
-  :math:`\phi`. Bases (:data:`BASES`): ``fourier`` (:math:`1, \cos 2\pi j s, \sin 2\pi j s`),
-  ``polynomial`` (:math:`s^k`), ``chebyshev`` (:math:`T_k(s)`), ``gaussian`` (radial basis
-  functions :math:`e^{-(s - \mu_k)^2 / (2\sigma^2)}` on :math:`\mu_k \in [0, 1]`).
+  with trained coefficients $c_k$ and a trained dilation $\omega$ and shift
+  $\phi$. Bases (`BASES`): ``fourier`` ($1, \cos 2\pi j s, \sin 2\pi j s$),
+  ``polynomial`` ($s^k$), ``chebyshev`` ($T_k(s)$), ``gaussian`` (radial basis
+  functions $e^{-(s - \mu_k)^2 / (2\sigma^2)}$ on $\mu_k \in [0, 1]$).
 """
 
 from __future__ import annotations
@@ -67,14 +69,14 @@ BASES: dict[str, Callable[[Array, int], Array]] = {
 
 
 def basis(name: str, s: Real[ArrayLike, ""], k: int) -> Float[Array, " k"]:
-    """The first ``k`` functions of the basis ``name`` (one of :data:`BASES`) at ``s``."""
+    """The first ``k`` functions of the basis ``name`` (one of `BASES`) at ``s``."""
     if name not in BASES:
         raise ValueError(f"unknown basis {name!r}; known bases: {', '.join(BASES)}")
     return BASES[name](jnp.asarray(s), check_int(k, "k"))
 
 
 class TimeMLPField(eqx.Module):
-    r""":math:`f(t, y) = \mathrm{MLP}([y, t])` (time concatenated to the input)."""
+    r"""$f(t, y) = \mathrm{MLP}([y, t])$ (time concatenated to the input)."""
 
     mlp: eqx.nn.MLP
     dim: int = eqx.field(static=True)
@@ -96,8 +98,8 @@ class TimeMLPField(eqx.Module):
 
 
 class GalerkinLinear(eqx.Module):
-    r"""An affine layer with depth-varying weights :math:`W(t) x + b(t)`,
-    :math:`[W, b](t) = \sum_k c_k \varphi_k(\omega t + \phi)`."""
+    r"""An affine layer with depth-varying weights $W(t) x + b(t)$,
+    $[W, b](t) = \sum_k c_k \varphi_k(\omega t + \phi)$."""
 
     coefficients: Float[Array, "k out in+1"]
     dilation: Float[Array, ""]
@@ -118,7 +120,7 @@ class GalerkinLinear(eqx.Module):
         self.basis = basis
 
     def weights(self, t: Real[ArrayLike, ""]) -> Float[Array, "o i"]:
-        """:math:`[W(t), b(t)]`."""
+        """$[W(t), b(t)]$."""
         phi = basis(self.basis, self.dilation * t + self.shift, self.coefficients.shape[0])
         return jnp.tensordot(phi.astype(self.coefficients.dtype), self.coefficients, axes=1)
 
@@ -128,7 +130,7 @@ class GalerkinLinear(eqx.Module):
 
 
 class GalerkinMLPField(eqx.Module):
-    r""":math:`f(t, y)`: ``depth`` hidden :class:`GalerkinLinear` layers of size ``width``
+    r"""$f(t, y)$: ``depth`` hidden `GalerkinLinear` layers of size ``width``
     with ``activation``, then a Galerkin output layer."""
 
     layers: tuple[GalerkinLinear, ...]

@@ -1,14 +1,16 @@
 r"""Graph neural ODEs (Poli et al., 2019): a vector field that is a message-passing network.
 
-Node features are channels-first, :math:`H \in \mathbb{R}^{F\times N}` (features x nodes).
+Node features are channels-first, $H \in \mathbb{R}^{F\times N}$ (features x nodes).
 With the symmetrically normalised adjacency with self loops
-:math:`\hat A = D^{-1/2}(A + I)D^{-1/2}` (Kipf & Welling, 2017), a graph convolution is
-:math:`H \mapsto W H \hat A + b\,\mathbf{1}^\top`, and :class:`GraphODEField` stacks them:
+$\hat A = D^{-1/2}(A + I)D^{-1/2}$ (Kipf & Welling, 2017), a graph convolution is
+$H \mapsto W H \hat A + b\,\mathbf{1}^\top$, and `GraphODEField` stacks them:
 
-.. math::  \dot H = W_L\,\sigma(\cdots\sigma(W_1 H \hat A + b_1)\cdots)\,\hat A + b_L.
+$$
+\dot H = W_L\,\sigma(\cdots\sigma(W_1 H \hat A + b_1)\cdots)\,\hat A + b_L.
+$$
 
 The adjacency is a fixed (non-trained) array of the field. Relabelling the nodes by a
-permutation :math:`P` maps the solution :math:`H(t)` to :math:`H(t)P` (equivariance).
+permutation $P$ maps the solution $H(t)$ to $H(t)P$ (equivariance).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ __all__ = ["normalised_adjacency", "GraphConv", "GraphODEField"]
 def normalised_adjacency(
     adjacency: Float[ArrayLike, "n n"], self_loops: bool = True
 ) -> Float[Array, "n n"]:
-    r""":math:`D^{-1/2}(A + I)D^{-1/2}` (without ``+ I`` when ``self_loops`` is false; isolated
+    r"""$D^{-1/2}(A + I)D^{-1/2}$ (without ``+ I`` when ``self_loops`` is false; isolated
     nodes get zero rows)."""
     a = jnp.asarray(adjacency)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
@@ -44,8 +46,8 @@ def normalised_adjacency(
 
 
 class GraphConv(eqx.Module):
-    r""":math:`H \mapsto W H \hat A + b\,\mathbf{1}^\top` for
-    :math:`H \in \mathbb{R}^{F\times N}`."""
+    r"""$H \mapsto W H \hat A + b\,\mathbf{1}^\top$ for
+    $H \in \mathbb{R}^{F\times N}$."""
 
     weight: Float[Array, "out in"]
     bias: Float[Array, " out"]
@@ -63,7 +65,7 @@ class GraphConv(eqx.Module):
 
 
 class GraphODEField(eqx.Module):
-    r""":math:`f(t, H) = \mathrm{GCN}(H)` over a fixed graph; the state is ``[F, N]``."""
+    r"""$f(t, H) = \mathrm{GCN}(H)$ over a fixed graph; the state is ``[F, N]``."""
 
     adjacency: Float[Array, "n n"] = fixed_field()
     layers: tuple[GraphConv, ...]

@@ -1,15 +1,17 @@
 r"""Integral losses: a running cost integrated alongside the state.
 
-For a loss :math:`L = \int_{t_0}^{t_1} c(t, y(t))\,dt` (torchdyn's ``integral_loss``), append
-the accumulated cost :math:`C` to the state and solve
+For a loss $L = \int_{t_0}^{t_1} c(t, y(t))\,dt$ (torchdyn's ``integral_loss``), append
+the accumulated cost $C$ to the state and solve
 
-.. math::  \frac{d}{dt}\begin{pmatrix} y \\ C \end{pmatrix} =
-           \begin{pmatrix} f(t, y) \\ c(t, y) \end{pmatrix}, \qquad C(t_0) = 0,
+$$
+\frac{d}{dt}\begin{pmatrix} y \\ C \end{pmatrix} =
+\begin{pmatrix} f(t, y) \\ c(t, y) \end{pmatrix}, \qquad C(t_0) = 0,
+$$
 
-so that :math:`C(t_1) = L`. Because the cost is part of the state, every adjoint
+so that $C(t_1) = L$. Because the cost is part of the state, every adjoint
 (recursive checkpointing, backsolve, direct) differentiates it with no special handling; the
 backsolve adjoint of this system is exactly torchdyn's "generalised adjoint" with
-:math:`\partial c/\partial y` injected into the adjoint ODE.
+$\partial c/\partial y$ injected into the adjoint ODE.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = ["RunningCost", "with_cost"]
 
 
 class RunningCost(eqx.Module):
-    r"""The augmented field :math:`(y, C) \mapsto (f(t, y, a), c(t, y, a))` on the state
+    r"""The augmented field $(y, C) \mapsto (f(t, y, a), c(t, y, a))$ on the state
     ``(y, C)`` (a tuple: ``y`` any pytree, ``C`` a scalar)."""
 
     vector_field: Callable[..., PyTree[Array]]
@@ -50,7 +52,7 @@ class RunningCost(eqx.Module):
 
 
 def with_cost(y0: PyTree[Array]) -> tuple[PyTree[Array], Float[Array, ""]]:
-    """The initial state ``(y0, 0)`` of a :class:`RunningCost` system."""
+    """The initial state ``(y0, 0)`` of a `RunningCost` system."""
     leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(y0)]
     if not leaves:
         raise ValueError("argument 'y0' must hold at least one array")

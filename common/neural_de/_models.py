@@ -1,13 +1,13 @@
 r"""Saveable model assemblies (``AbstractModel``) used by the ``diffdyn node`` commands.
 
-- :class:`ODEClassifier`: input map (identity, zero augmentation or a learned input layer),
-  a neural ODE on :math:`[0, t_1]`, then a readout (a linear layer, or the first ``out_dim``
+- `ODEClassifier`: input map (identity, zero augmentation or a learned input layer),
+  a neural ODE on $[0, t_1]$, then a readout (a linear layer, or the first ``out_dim``
   coordinates of the end state: ``readout="project"``, which keeps the map a pure flow).
   ``field``: ``mlp`` (autonomous), ``time`` (time as input), ``galerkin`` (Galerkin weights),
-  ``second-order`` (:math:`\ddot x = g(x, \dot x)`, :math:`\dot x(0) = 0`).
+  ``second-order`` ($\ddot x = g(x, \dot x)$, $\dot x(0) = 0$).
   ``max_steps`` bounds the solver steps; it also sets the size of the recursive-checkpoint
-  adjoint's checkpoint schedule, so a tight bound makes gradients several times cheaper.
-- :class:`DensityCNF`: a CNF with an MLP field (time as input) and a standard normal base.
+  adjoint's checkpoint schedule, so a tight bound makes gradients cheaper.
+- `DensityCNF`: a CNF with an MLP field (time as input) and a standard normal base.
 
 Every constructor argument is JSON-able, so ``model.save(path)`` / ``AbstractModel.load``
 round-trip with hyperparameters.
@@ -31,8 +31,11 @@ from ._node import MLPField, NeuralODE
 __all__ = ["ODEClassifier", "DensityCNF", "AUGMENTS", "FIELDS", "READOUTS"]
 
 AUGMENTS = ("none", "zero", "input")
+"""Augmentations an `ODEClassifier` accepts."""
 FIELDS = ("mlp", "time", "galerkin", "second-order")
+"""Vector fields an `ODEClassifier` accepts."""
 READOUTS = ("linear", "project")
+"""Readouts an `ODEClassifier` accepts."""
 
 
 def _choice(value: Any, name: str, known: tuple[str, ...]) -> str:
@@ -146,7 +149,7 @@ class ODEClassifier(AbstractModel):
         return self.node(self.initial_state(x), ts, t0=0.0)
 
     def features(self, x: Float[Array, " d"]) -> Float[Array, " s"]:
-        """The end state :math:`y(t_1)`."""
+        """The end state $y(t_1)$."""
         return self.node.final(self.initial_state(x), 0.0, self.t1)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " o"]:
@@ -157,7 +160,7 @@ class ODEClassifier(AbstractModel):
 
 
 class _Acceleration(eqx.Module):
-    """:math:`g(t, [x, v]) = \\mathrm{MLP}([x, v])` for second-order fields."""
+    """$g(t, [x, v]) = \\mathrm{MLP}([x, v])$ for second-order fields."""
 
     mlp: eqx.nn.MLP
 
@@ -220,11 +223,11 @@ class DensityCNF(AbstractModel):
         )
 
     def log_prob(self, x: Float[Array, " d"], key: PRNGKeyArray | None = None) -> Float[Array, ""]:
-        """:math:`\\log p(x)` of one sample."""
+        """$\\log p(x)$ of one sample."""
         return self.cnf.log_prob(x, key)
 
     def sample(self, key: PRNGKeyArray) -> Float[Array, " d"]:
-        """One sample :math:`x = z(0)`, :math:`z(t_1) \\sim N(0, I)`."""
+        """One sample $x = z(0)$, $z(t_1) \\sim N(0, I)$."""
         k1, k2 = jax.random.split(key)
         return self.cnf.sample(k1, trace_key=k2)[0]
 

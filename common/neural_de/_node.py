@@ -1,20 +1,22 @@
 r"""Neural ordinary differential equations: a vector field plus how to solve it.
 
-A :class:`NeuralODE` holds a vector field :math:`f_\theta(t, y, \mathrm{args})` and a
-:class:`common.solve.SolveConfig` (solver, tolerances, adjoint), and maps an initial state to
+A `NeuralODE` holds a vector field $f_\theta(t, y, \mathrm{args})$ and a
+`SolveConfig` (solver, tolerances, adjoint), and maps an initial state to
 
-.. math::  y(t_k) = y_0 + \int_{t_0}^{t_k} f_\theta(s, y(s), \mathrm{args})\,ds.
+$$
+y(t_k) = y_0 + \int_{t_0}^{t_k} f_\theta(s, y(s), \mathrm{args})\,ds.
+$$
 
-It is a thin layer over :func:`common.solve.SolveConfig.solve` (which calls
+It is a thin layer over `SolveConfig.solve` (which calls
 ``diffrax.diffeqsolve``): a single sample is solved by ``__call__``; a batch by
-:meth:`NeuralODE.batch`, a ``vmap`` in which every sample may have its own time span and its
+`NeuralODE.batch`, a ``vmap`` in which every sample may have its own time span and its
 own ``args`` (inputs or controls). Adjoints by name: ``recursive-checkpoint`` (exact gradient
 of the discrete solve), ``backsolve`` (continuous adjoint, step size controlled by the seminorm
-over :math:`(y, a)`), ``direct``.
+over $(y, a)$), ``direct``.
 
-:class:`MLPField` is the usual autonomous field :math:`f(t, y, u) = \mathrm{MLP}([y, u])`,
+`MLPField` is the usual autonomous field $f(t, y, u) = \mathrm{MLP}([y, u])$,
 where the optional ``u = args`` is a fixed input (torchdyn's "data control" passes
-:math:`u = x_0`).
+$u = x_0$).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 def get_activation(name: str) -> Callable[[Array], Array]:
-    """The activation called ``name`` (one of :data:`ACTIVATIONS`)."""
+    """The activation called ``name`` (one of `ACTIVATIONS`)."""
     if name not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {name!r}; known activations: {', '.join(ACTIVATIONS)}"
@@ -58,9 +60,9 @@ def get_activation(name: str) -> Callable[[Array], Array]:
 
 
 class MLPField(eqx.Module):
-    r""":math:`f(t, y, u) = \mathrm{MLP}([y, u])`: an autonomous field on :math:`y \in
-    \mathbb{R}^D`, optionally controlled by a fixed input :math:`u = \mathrm{args} \in
-    \mathbb{R}^{U}` (``control_dim = U``)."""
+    r"""$f(t, y, u) = \mathrm{MLP}([y, u])$: an autonomous field on $y \in
+    \mathbb{R}^D$, optionally controlled by a fixed input $u = \mathrm{args} \in
+    \mathbb{R}^{U}$ (``control_dim = U``)."""
 
     mlp: eqx.nn.MLP
     dim: int = eqx.field(static=True)
@@ -117,14 +119,14 @@ class LinearField(AbstractModel):
 
 class NeuralODE(eqx.Module):
     r"""A vector field ``f(t, y, args)`` and the settings to solve
-    :math:`\dot y = f(t, y, \mathrm{args})`.
+    $\dot y = f(t, y, \mathrm{args})$.
 
     Args:
         vector_field: any callable ``f(t, y, args) -> dy/dt`` (usually an ``eqx.Module``,
             whose array leaves are the trained parameters). ``y`` may be a pytree.
-        solver, rtol, atol, adjoint, dt0, adaptive, max_steps: as in
-            :class:`common.solve.SolveConfig` (``adjoint`` is ``recursive-checkpoint``,
-            ``backsolve`` (with the adjoint seminorm) or ``direct``).
+        solver: a solver name of `SOLVERS`. ``rtol``, ``atol``, ``adjoint``, ``dt0``,
+            ``adaptive`` and ``max_steps`` are those of `SolveConfig` (``adjoint`` is
+            ``recursive-checkpoint``, ``backsolve`` (with the adjoint seminorm) or ``direct``).
 
     ``node(y0, ts)`` returns the trajectory ``[T, ...]`` at the increasing times ``ts``;
     ``node.final(y0, t0, t1)`` the end state; ``node.batch(y0, ts)`` a batch ``[B, T, ...]``.

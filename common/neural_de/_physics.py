@@ -2,18 +2,18 @@ r"""Physics-structured vector fields: Hamiltonian, Lagrangian and gradient-flow 
 
 Each field is built from a scalar function (usually a network) and differentiated with JAX:
 
-- :class:`HamiltonianField` (HNN; Greydanus et al., 2019): on :math:`y = (q, p)`,
-  :math:`\dot q = \partial H/\partial p`, :math:`\dot p = -\partial H/\partial q`. The flow
-  conserves :math:`H` exactly, so a learned :math:`H` gives trajectories that do not drift in
+- `HamiltonianField` (HNN; Greydanus et al., 2019): on $y = (q, p)$,
+  $\dot q = \partial H/\partial p$, $\dot p = -\partial H/\partial q$. The flow
+  conserves $H$ exactly, so a learned $H$ gives trajectories that do not drift in
   energy.
-- :class:`LagrangianField` (LNN; Cranmer et al., 2020): on :math:`y = (q, \dot q)`, the
+- `LagrangianField` (LNN; Cranmer et al., 2020): on $y = (q, \dot q)$, the
   Euler--Lagrange equations solved for the acceleration,
-  :math:`\ddot q = (\nabla_{\dot q}\nabla_{\dot q}^\top L)^{-1}
-  (\nabla_q L - (\nabla_{\dot q}\nabla_q^\top L)\,\dot q)`.
-- :class:`GradientFlowField` (stable neural flows; Massaroli et al., 2020):
-  :math:`\dot y = -\nabla E(y)`, so :math:`dE/dt = -\|\nabla E\|^2 \le 0`.
+  $\ddot q = (\nabla_{\dot q}\nabla_{\dot q}^\top L)^{-1}
+  (\nabla_q L - (\nabla_{\dot q}\nabla_q^\top L)\,\dot q)$.
+- `GradientFlowField` (stable neural flows; Massaroli et al., 2020):
+  $\dot y = -\nabla E(y)$, so $dE/dt = -\|\nabla E\|^2 \le 0$.
 
-:class:`ScalarMLP` is the scalar network :math:`\mathbb{R}^n \to \mathbb{R}` they all take.
+`ScalarMLP` is the scalar network $\mathbb{R}^n \to \mathbb{R}$ they all take.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["ScalarMLP", "HamiltonianField", "LagrangianField", "GradientFlowFiel
 
 
 class ScalarMLP(eqx.Module):
-    r"""A scalar network :math:`\mathbb{R}^n \to \mathbb{R}` (an ``eqx.nn.MLP`` with a
+    r"""A scalar network $\mathbb{R}^n \to \mathbb{R}$ (an ``eqx.nn.MLP`` with a
     smooth activation, so that its second derivatives exist)."""
 
     mlp: eqx.nn.MLP
@@ -66,8 +66,8 @@ def _check_state(y: Array, dim: int, owner: str) -> None:
 
 
 class HamiltonianField(eqx.Module):
-    r""":math:`(\dot q, \dot p) = (\partial_p H, -\partial_q H)` for a scalar
-    ``hamiltonian(y)`` of the state :math:`y = [q, p] \in \mathbb{R}^{2d}`."""
+    r"""$(\dot q, \dot p) = (\partial_p H, -\partial_q H)$ for a scalar
+    ``hamiltonian(y)`` of the state $y = [q, p] \in \mathbb{R}^{2d}$."""
 
     hamiltonian: Callable[[Array], Array]
     dim: int = eqx.field(static=True)
@@ -87,9 +87,9 @@ class HamiltonianField(eqx.Module):
 
 
 class LagrangianField(eqx.Module):
-    r""":math:`(\dot q, \ddot q)` from the Euler--Lagrange equations of a scalar
-    ``lagrangian(y)`` of :math:`y = [q, \dot q] \in \mathbb{R}^{2d}`:
-    :math:`\ddot q = H_{\dot q\dot q}^{-1}(\nabla_q L - H_{\dot q q}\dot q)`."""
+    r"""$(\dot q, \ddot q)$ from the Euler--Lagrange equations of a scalar
+    ``lagrangian(y)`` of $y = [q, \dot q] \in \mathbb{R}^{2d}$:
+    $\ddot q = H_{\dot q\dot q}^{-1}(\nabla_q L - H_{\dot q q}\dot q)$."""
 
     lagrangian: Callable[[Array], Array]
     dim: int = eqx.field(static=True)
@@ -114,7 +114,7 @@ class LagrangianField(eqx.Module):
 
 
 class GradientFlowField(eqx.Module):
-    r""":math:`\dot y = -\nabla E(y)` for a scalar ``energy(y)``."""
+    r"""$\dot y = -\nabla E(y)$ for a scalar ``energy(y)``."""
 
     energy: Callable[[Array], Array]
 

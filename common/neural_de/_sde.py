@@ -1,23 +1,25 @@
 r"""Neural stochastic differential equations over diffrax Brownian trees.
 
-.. math::  dy = \mu_\theta(t, y)\,dt + \sigma_\theta(t, y)\,\circ_{?}\, dW_t,
+$$
+dy = \mu_\theta(t, y)\,dt + \sigma_\theta(t, y)\,\circ_{?}\, dW_t,
+$$
 
 in the Itô (``sde_type="ito"``) or Stratonovich (``"stratonovich"``) sense. With
-``noise="diagonal"`` the diffusion returns :math:`\sigma \in \mathbb{R}^D` and acts
-elementwise on :math:`W \in \mathbb{R}^D`; with ``noise="general"`` it returns a matrix
-:math:`\sigma \in \mathbb{R}^{D\times M}` and :math:`W \in \mathbb{R}^M`.
+``noise="diagonal"`` the diffusion returns $\sigma \in \mathbb{R}^D$ and acts
+elementwise on $W \in \mathbb{R}^D$; with ``noise="general"`` it returns a matrix
+$\sigma \in \mathbb{R}^{D\times M}$ and $W \in \mathbb{R}^M$.
 
-The Brownian motion is a ``diffrax.VirtualBrownianTree`` over :math:`[t_0, t_1]` built from a
+The Brownian motion is a ``diffrax.VirtualBrownianTree`` over $[t_0, t_1]$ built from a
 key, so the same key gives the same path at any step size and the reverse pass of an adjoint
 re-reads it instead of storing it. The solve is ``diffrax.diffeqsolve`` on
 ``MultiTerm(ODETerm(drift), ControlTerm(diffusion, brownian))`` with a fixed step ``dt0``.
 
-Solvers (:data:`SDE_SOLVERS`) and the calculus they converge to:
+Solvers (`SDE_SOLVERS`) and the calculus they converge to:
 Itô: ``euler`` (Euler--Maruyama, strong order 1/2), ``ito-milstein`` (strong order 1 for
 diagonal/commutative noise). Stratonovich: ``heun``, ``midpoint``, ``euler-heun``,
 ``reversible-heun`` (algebraically reversible: exact gradients with ``backsolve``),
 ``stratonovich-milstein``. ``euler``, ``heun`` and ``midpoint`` are taken from
-:func:`common.solve.get_solver`.
+`get_solver`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ _DEFAULT = {"ito": "euler", "stratonovich": "heun"}
 
 
 def get_sde_solver(name: str, sde_type: str) -> diffrax.AbstractSolver:
-    """The diffrax solver ``name`` (one of :data:`SDE_SOLVERS`), checked against ``sde_type``."""
+    """The diffrax solver ``name`` (one of `SDE_SOLVERS`), checked against ``sde_type``."""
     if sde_type not in _DEFAULT:
         raise ValueError(f"argument 'sde_type' must be 'ito' or 'stratonovich'; got {sde_type!r}")
     if name not in SDE_SOLVERS:
@@ -84,7 +86,7 @@ class _Diffusion(eqx.Module):
 
 
 class NeuralSDE(eqx.Module):
-    r""":math:`dy = \mu(t, y, a)\,dt + \sigma(t, y, a)\,dW` with ``drift = μ`` and
+    r"""$dy = \mu(t, y, a)\,dt + \sigma(t, y, a)\,dW$ with ``drift = μ`` and
     ``diffusion = σ`` (callables ``(t, y, args)``), solved with a fixed step ``dt0``.
 
     ``sde(y0, ts, key)`` returns one sample path at the increasing times ``ts`` (``[T, D]``);
@@ -152,7 +154,7 @@ class NeuralSDE(eqx.Module):
     def brownian(
         self, t0: Real[ArrayLike, ""], t1: Real[ArrayLike, ""], key: PRNGKeyArray
     ) -> diffrax.VirtualBrownianTree:
-        """The Brownian path :math:`W` on :math:`[t_0, t_1]` drawn from ``key``."""
+        """The Brownian path $W$ on $[t_0, t_1]$ drawn from ``key``."""
         return diffrax.VirtualBrownianTree(
             t0, t1, tol=self.brownian_tol, shape=(self.noise_dim,), key=key
         )
