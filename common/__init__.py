@@ -21,6 +21,9 @@ from ._augment import (
     Compose as Compose,
 )
 from ._augment import (
+    FullBatch as FullBatch,
+)
+from ._augment import (
     GaussianNoise as GaussianNoise,
 )
 from ._augment import (
@@ -88,6 +91,9 @@ from ._config import (
 )
 from ._config import (
     config_to_dict as config_to_dict,
+)
+from ._config import (
+    field_docs as field_docs,
 )
 from ._config import (
     leaf_fields as leaf_fields,
@@ -216,6 +222,9 @@ from ._optim import (
     SCHEDULES as SCHEDULES,
 )
 from ._optim import (
+    OptimConfig as OptimConfig,
+)
+from ._optim import (
     make_optimiser as make_optimiser,
 )
 from ._optim import (
@@ -240,6 +249,9 @@ from ._plotting import (
     plot_curves as plot_curves,
 )
 from ._plotting import (
+    plot_training as plot_training,
+)
+from ._plotting import (
     save_figure as save_figure,
 )
 from ._plotting import (
@@ -247,6 +259,9 @@ from ._plotting import (
 )
 from ._plotting import (
     save_png as save_png,
+)
+from ._plotting import (
+    upscale as upscale,
 )
 from ._sharding import (
     BATCH_AXIS as BATCH_AXIS,
@@ -312,9 +327,6 @@ from ._strategies import (
     AbstractStrategy as AbstractStrategy,
 )
 from ._strategies import (
-    FitResult as FitResult,
-)
-from ._strategies import (
     Homotopy as Homotopy,
 )
 from ._strategies import (
@@ -344,11 +356,14 @@ from ._strategies import (
 from ._strategies import (
     trajectory_mse as trajectory_mse,
 )
-from ._trainer import (
-    CompiledStep as CompiledStep,
+from ._task import (
+    AbstractTask as AbstractTask,
+)
+from ._task import (
+    LossTask as LossTask,
 )
 from ._trainer import (
-    FullBatch as FullBatch,
+    CompiledStep as CompiledStep,
 )
 from ._trainer import (
     TrainConfig as TrainConfig,
@@ -400,11 +415,12 @@ __all__ = [
     "supports_adaptive",
     "SolveConfig",
     "solve",
+    "AbstractTask",
+    "LossTask",
     "TrainConfig",
     "TrainState",
     "TrainResult",
     "Trainer",
-    "FullBatch",
     "CompiledStep",
     "save_checkpoint",
     "load_checkpoint",
@@ -422,10 +438,10 @@ __all__ = [
     "HomotopySchedule",
     "SynchronisedField",
     "ScheduledBatch",
-    "FitResult",
     "SmoothingSpline",
     "reinsch_matrices",
     "AbstractAugmenter",
+    "FullBatch",
     "ArrayAugmenter",
     "TreeAugmenter",
     "SamplePool",
@@ -445,6 +461,7 @@ __all__ = [
     "spectral",
     "LOSSES",
     "get_loss",
+    "OptimConfig",
     "OPTIMISERS",
     "SCHEDULES",
     "make_optimiser",
@@ -476,6 +493,9 @@ __all__ = [
     "normalise",
     "channels_to_rgb",
     "plot_curves",
+    "plot_training",
+    "upscale",
+    "field_docs",
     "load_config_file",
     "build_config",
     "config_to_dict",

@@ -28,6 +28,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree, Shaped
 
 __all__ = [
     "AbstractAugmenter",
+    "FullBatch",
     "ArrayAugmenter",
     "TreeAugmenter",
     "SamplePool",
@@ -382,6 +383,16 @@ def _draw_indices(key: PRNGKeyArray, n: int, b: int, replace: bool) -> Int[Array
     if replace:
         return jax.random.randint(key, (b,), 0, n)
     return jax.random.choice(key, n, (b,), replace=False)
+
+
+class FullBatch(AbstractAugmenter):
+    """The trivial augmenter: every step sees the whole data pytree as its batch."""
+
+    def init(self, data: Any, key: PRNGKeyArray) -> Any:
+        return data
+
+    def sample(self, state: Any, key: PRNGKeyArray) -> Any:
+        return state
 
 
 class ArrayAugmenter(AbstractAugmenter):

@@ -203,7 +203,8 @@ class Dirichlet(AbstractBoundary):
                 f"values has {self.values.shape[0]} entries but the boundary applies to "
                 f"{len(idx)} channels of a state of shape {tuple(state.shape)}"
             )
-        full = jnp.zeros((n,), state.dtype).at[idx].set(self.values.astype(state.dtype))
+        values = jax.lax.stop_gradient(self.values)  # fixed: no gradient under any loop
+        full = jnp.zeros((n,), state.dtype).at[idx].set(values.astype(state.dtype))
         chosen = np.zeros((n,), dtype=bool)
         chosen[idx] = True
         spatial = state.shape[1:]
@@ -299,7 +300,8 @@ class FixedMask(AbstractBoundary):
         _check_state(state)
         state = jnp.asarray(state)
         idx = _resolve_channels(self.channels, state.shape[0])
-        m = _channel_mask(state, self.mask, idx, "mask").astype(state.dtype)
+        mask = jax.lax.stop_gradient(self.mask)  # fixed: no gradient under any loop
+        m = _channel_mask(state, mask, idx, "mask").astype(state.dtype)
         u = _select(state, idx, self.channels)
         if self.mode == "hard":
             return _put(state, idx, self.channels, m * u)
@@ -308,7 +310,7 @@ class FixedMask(AbstractBoundary):
 
     def _values(self, state: Array, idx: np.ndarray) -> Array:
         spatial = tuple(state.shape[1:])
-        v = self.values
+        v = None if self.values is None else jax.lax.stop_gradient(self.values)
         if v is None:
             return jnp.zeros((), state.dtype)
         if v.ndim == 0:

@@ -1,16 +1,20 @@
-"""The ``diffdyn`` command.
+"""The ``diffdyn`` command: typed configs in, one library call, outputs written.
 
 Packages register workflows with `command`; each workflow is a function
 ``run(cfg, ctx) -> metrics`` taking its typed dataclass config and a `RunContext`.
-The command line of every workflow is built from its config::
+The command line of every workflow is generated from its config::
 
     diffdyn <group> <verb> [--config FILE] [--out DIR] [--seed N] [--resume] [--json]
-                           [--train.steps 200 ...] [train.steps=200 ...]
+                           [--quick] [--train.steps 200 ...] [train.steps=200 ...]
 
-Dotted overrides beat the config file, which beats the defaults. The resolved config is
-written to ``DIR/config.yaml`` and the final metrics to ``DIR/metrics.json``; with ``--json``
-they are also printed as one JSON line, last on stdout. Bad input (a ``ValueError`` or
-``TypeError``) is reported as one line on stderr with exit code 2.
+Every option shows its type, its choices and its help (from the ``Attributes:`` section of
+the config's docstring); booleans are flags (``--train.progress`` / ``--no-train.progress``).
+Dotted overrides beat the config file, which beats the defaults. ``--quick`` exists where the
+workflow registered a reduced config; the config written to ``DIR/config.yaml`` is exactly the
+one that ran (``--quick`` included), and the final metrics go to ``DIR/metrics.json``. Every
+run prints a short summary; with ``--json`` the metrics follow as one JSON line, last on
+stdout. Bad input (a ``ValueError`` or ``TypeError``) is reported as one line on stderr with
+exit code 2.
 
 Packages add their parts to ``diffdyn quickstart`` with `quickstart_part`.
 """
@@ -24,35 +28,46 @@ import json
 import math
 import os
 import sys
+import time
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ._config import build_config, leaf_fields, load_config_file, write_config
+from ._config import (
+    _flatten,
+    build_config,
+    config_to_dict,
+    leaf_fields,
+    load_config_file,
+    write_config,
+)
 from ._helpers import atomic_write
 
 __all__ = ["command", "quickstart_part", "RunContext", "main", "COMMANDS", "QUICKSTART"]
 
-#: Modules that register commands when imported.
-PLUGIN_MODULES = (
-    "diffdyn.common._commands",
-    "diffdyn.common.neural_de._commands",
-    "diffdyn.pde._commands",
-    "diffdyn.nca._commands",
-    "diffdyn.oscillators._commands",
-    "diffdyn.oscillators._discovery_commands",
-    "diffdyn.rnn._commands",
-)
+#: The modules that register each group's commands (and quickstart parts) when imported.
+GROUP_MODULES: dict[str, tuple[str, ...]] = {
+    "core": ("diffdyn.common._commands",),
+    "node": ("diffdyn.common.neural_de._commands",),
+    "pde": ("diffdyn.pde._commands",),
+    "nca": ("diffdyn.nca._commands",),
+    "oscillators": ("diffdyn.oscillators._commands", "diffdyn.oscillators._discovery_commands"),
+    "rnn": ("diffdyn.rnn._commands",),
+}
 
 
 @dataclasses.dataclass
 class RunContext:
-    """What every workflow gets besides its config."""
+    """What every workflow gets besides its config: where outputs go, the seed, whether to
+    resume, and (for quickstart parts, whose sizes are not configs) whether to run small."""
 
     out: Path
     seed: int = 0
     resume: bool = False
     quick: bool = False
+    given: frozenset[str] = frozenset()  # the dotted config keys the user set (file or options)
 
     @property
     def key(self) -> Any:
@@ -79,11 +94,17 @@ class RunContext:
 
 @dataclasses.dataclass(frozen=True)
 class Command:
+    """A registered workflow (see `command`)."""
+
     group: str
     name: str
     config: type
     run: Callable[[Any, RunContext], dict[str, Any]]
     help: str
+    quick: Callable[[Any], Any] | None = None
+    check: Callable[[Any, RunContext], None] | None = None
+    presets: tuple[str, Callable[[str], Any]] | None = None
+    trains: bool = False
 
 
 COMMANDS: dict[tuple[str, str], Command] = {}
@@ -92,14 +113,34 @@ QUICKSTART: dict[str, tuple[int, Callable[[RunContext], dict[str, Any]]]] = {}
 """Parts of ``diffdyn quickstart`` by name, with their order; filled by `quickstart_part`."""
 
 
-def command(group: str, name: str, config: type, help: str = "") -> Callable:
-    """Register ``run(cfg, ctx) -> metrics`` as ``diffdyn <group> <name>``."""
+def command(
+    group: str,
+    name: str,
+    config: type,
+    help: str = "",
+    *,
+    quick: Callable[[Any], Any] | None = None,
+    check: Callable[[Any, RunContext], None] | None = None,
+    presets: tuple[str, Callable[[str], Any]] | None = None,
+    trains: bool = False,
+) -> Callable:
+    """Register ``run(cfg, ctx) -> metrics`` as ``diffdyn <group> <name>``.
+
+    ``quick(cfg) -> cfg`` (optional) gives the reduced config that ``--quick`` runs (and
+    records); without it the verb has no ``--quick``. ``check(cfg, ctx)`` (optional) refuses
+    a run with a ``ValueError`` before anything is written to ``--out``. ``presets = (field,
+    lookup)`` makes the config's ``field`` choose a preset, ``lookup(name) -> config``, whose
+    values are the defaults of every other option. ``trains`` offers ``--resume`` (continue
+    the checkpoint in ``--out``); a verb that trains nothing has no ``--resume``.
+    """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config of {group} {name} must be a dataclass; got {config!r}")
 
     def register(fn: Callable) -> Callable:
         text = help or next(iter((fn.__doc__ or "").strip().splitlines()), "")
-        COMMANDS[(group, name)] = Command(group, name, config, fn, text)
+        COMMANDS[(group, name)] = Command(
+            group, name, config, fn, text, quick, check, presets, trains
+        )
         return fn
 
     return register
@@ -115,10 +156,11 @@ def quickstart_part(name: str, order: int = 50) -> Callable:
     return register
 
 
-def load_plugins() -> None:
-    """Import the modules that register the commands (all ship with diffdyn)."""
-    for module in PLUGIN_MODULES:
-        importlib.import_module(module)
+def load_plugins(groups: tuple[str, ...] | None = None) -> None:
+    """Import the modules that register the commands of ``groups`` (default: all)."""
+    for group in GROUP_MODULES if groups is None else groups:
+        for module in GROUP_MODULES[group]:
+            importlib.import_module(module)
 
 
 def is_quick() -> bool:
@@ -127,52 +169,139 @@ def is_quick() -> bool:
 
 
 # ---------------------------------------------------------------------- parser
-def _add_common_options(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--json", action="store_true", help="print final metrics as one JSON line")
-    p.add_argument("--quick", action="store_true", help="small settings (also DIFFDYN_QUICK=1)")
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"diffdyn: error: {message} (see {self.prog} --help)\n")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _type_text(tp: Any) -> str:
+    """The metavar of an option of type ``tp``: INT, FLOAT, TEXT, FLOAT|none, INT,INT..."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return "|".join("none" if a is type(None) else _type_text(a) for a in args)
+    if origin is Literal:
+        return "{" + ",".join(str(a) for a in args) + "}"
+    if origin in (tuple, list):
+        inner = _type_text(args[0]) if args else "VALUE"
+        return (
+            f"{inner},..."
+            if (origin is list or args[-1] is Ellipsis)
+            else ",".join(_type_text(a) for a in args)
+        )
+    names = {int: "INT", float: "FLOAT", str: "TEXT", bool: "BOOL", Path: "PATH"}
+    return names.get(tp, getattr(tp, "__name__", "VALUE").upper())
+
+
+def _choices(tp: Any) -> list[str] | None:
+    if typing.get_origin(tp) is Literal:
+        return [str(a) for a in typing.get_args(tp)]
+    return None
+
+
+def _add_run_options(
+    p: argparse.ArgumentParser, default_out: str, quick: bool, resume: bool = True
+) -> None:
+    p.add_argument(
+        "--out", default=default_out, metavar="DIR", help=f"output folder (default: {default_out})"
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="INT", help="PRNG seed (default: 0)")
+    if resume:
+        p.add_argument(
+            "--resume", action="store_true", help="continue from the checkpoint in --out"
+        )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the final metrics as one JSON line, last on stdout",
+    )
+    if quick:
+        p.add_argument(
+            "--quick",
+            action="store_true",
+            help="small settings (also DIFFDYN_QUICK=1); config.yaml records what ran",
+        )
+
+
+def _add_config_options(p: argparse.ArgumentParser, config: type) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file with config values")
+    for name, tp, default, help_text in leaf_fields(config):
+        shown = "required" if default is dataclasses.MISSING else f"default: {default!r}"
+        text = f"{help_text} ({shown})" if help_text else f"({shown})"
+        kwargs: dict[str, Any] = {"dest": f"cfg:{name}", "default": None, "help": text}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            choices = _choices(tp)
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else _type_text(tp)
+            if choices:
+                kwargs["choices"] = choices
+        p.add_argument(f"--{name}", **kwargs)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+
+
+def _build_parser(groups: list[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
         prog="diffdyn",
         description="Differentiable simulation in JAX: NCA, PDEs, oscillators, RNNs, neural DEs.",
     )
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-    qs = groups.add_parser("quickstart", help="a short tour of every package on CPU")
-    _add_common_options(qs, "runs")
-    qs.add_argument("--only", default="", help="comma-separated parts to run")
+    from diffdyn import __version__
+
+    parser.add_argument("--version", action="version", version=f"diffdyn {__version__}")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+    if "quickstart" in groups:
+        qs = sub.add_parser("quickstart", help="a short tour of every package on CPU")
+        _add_run_options(qs, "runs", quick=True)
+        qs.add_argument(
+            "--only",
+            default="",
+            metavar="PART,...",
+            help="comma-separated parts to run (default: all)",
+        )
     by_group: dict[str, list[Command]] = {}
     for cmd in COMMANDS.values():
-        by_group.setdefault(cmd.group, []).append(cmd)
+        if cmd.group in groups or cmd.group not in GROUP_MODULES:
+            by_group.setdefault(cmd.group, []).append(cmd)
     for group in sorted(by_group):
-        gp = groups.add_parser(group, help=f"{group} workflows")
-        verbs = gp.add_subparsers(dest="verb", metavar="VERB", required=True)
+        gp = sub.add_parser(group, help=f"{group} workflows")
+        verbs = gp.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=_Parser)
         for cmd in sorted(by_group[group], key=lambda c: c.name):
             vp = verbs.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-            _add_common_options(vp, f"runs/{group}-{cmd.name}")
-            vp.add_argument("--config", help="TOML/YAML/JSON file with config values")
-            for name, tp, default, help_text in leaf_fields(cmd.config):
-                shown = "required" if default is dataclasses.MISSING else f"default {default!r}"
-                vp.add_argument(
-                    f"--{name}",
-                    dest=f"cfg:{name}",
-                    default=None,
-                    metavar=getattr(tp, "__name__", "VALUE").upper(),
-                    help=f"{help_text} ({shown})".strip(),
-                )
-            vp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+            _add_run_options(
+                vp, f"runs/{group}-{cmd.name}", quick=cmd.quick is not None, resume=cmd.trains
+            )
+            _add_config_options(vp, cmd.config)
     return parser
 
 
-def _finish(metrics: dict[str, Any], ctx: RunContext, as_json: bool) -> None:
+# ---------------------------------------------------------------------- outputs
+def _finish(
+    metrics: dict[str, Any], ctx: RunContext, as_json: bool, title: str, seconds: float
+) -> None:
     clean = {k: _jsonable(v) for k, v in metrics.items()}
     text = json.dumps(clean, sort_keys=True)
     atomic_write(ctx.path("metrics.json"), lambda f: f.write(text.encode() + b"\n"))
+    print(_summary(title, clean, ctx.out, seconds), flush=True)
     if as_json:
         print(text, flush=True)
+
+
+def _summary(
+    title: str, metrics: dict[str, Any], out: Path, seconds: float, shown: int = 12
+) -> str:
+    """What ran, its key metrics and where the outputs are, in a few lines."""
+    lines = [f"{title} ({seconds:.1f} s)"]
+    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None]
+    width = max((len(k) for k, _ in scalars[:shown]), default=0)
+    for k, v in scalars[:shown]:
+        value = f"{v:.6g}" if isinstance(v, float) else str(v)
+        lines.append(f"  {k:<{width}}  {value}")
+    rest = len(metrics) - min(len(scalars), shown)
+    if rest > 0:
+        lines.append(f"  ... {rest} more in metrics.json")
+    lines.append(f"outputs: {out}")
+    return "\n".join(lines)
 
 
 def _jsonable(v: Any) -> Any:
@@ -209,19 +338,35 @@ def run_quickstart(ctx: RunContext, only: str = "") -> dict[str, Any]:
     return metrics
 
 
+def _groups_for(argv: list[str]) -> list[str]:
+    """The command groups to load for ``argv``: the one it runs, or all (quickstart, help)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in GROUP_MODULES and first != "core":
+        return [first]
+    return [*GROUP_MODULES, "quickstart"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``diffdyn`` command."""
-    load_plugins()
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    """Run ``diffdyn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    groups = _groups_for(argv)
+    try:
+        load_plugins(tuple(g for g in groups if g in GROUP_MODULES))
+        parser = _build_parser(groups)
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
     if args.group is None:
         parser.print_help()
         return 0
-    quick = bool(args.quick) or is_quick()
-    ctx = RunContext(out=Path(args.out), seed=args.seed, resume=args.resume, quick=quick)
+    quick = bool(getattr(args, "quick", False)) or (is_quick() and hasattr(args, "quick"))
+    ctx = RunContext(out=Path(args.out), seed=args.seed, resume=getattr(args, "resume", False))
+    start = time.perf_counter()
     try:
         if args.group == "quickstart":
+            ctx = dataclasses.replace(ctx, quick=quick)
             metrics = run_quickstart(ctx, args.only)
+            title = "diffdyn quickstart" + (" --quick" if quick else "")
         else:
             cmd = COMMANDS[(args.group, args.verb)]
             values = load_config_file(args.config) if args.config else {}
@@ -233,11 +378,30 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"override {item!r} must look like key=value")
                 k, v = item.split("=", 1)
                 overrides[k.strip()] = v
-            cfg = build_config(cmd.config, values, overrides)
+            defaults = None
+            if cmd.presets is not None:
+                field, lookup = cmd.presets
+                chosen = overrides.get(field, values.get(field))
+                if chosen is None:
+                    chosen = getattr(cmd.config(), field)
+                defaults = lookup(str(chosen))
+            cfg = build_config(cmd.config, values, overrides, defaults=defaults)
+            ctx = dataclasses.replace(ctx, given=frozenset(_flatten(values)) | set(overrides))
+            if quick:
+                reduced = cmd.quick(cfg)  # type: ignore[misc]
+                before = _flatten(config_to_dict(cfg))
+                changed = {
+                    k for k, v in _flatten(config_to_dict(reduced)).items() if before[k] != v
+                }
+                cfg, ctx = reduced, dataclasses.replace(ctx, given=ctx.given | changed)
+            if cmd.check is not None:
+                cmd.check(cfg, ctx)
             ctx.out.mkdir(parents=True, exist_ok=True)
             write_config(cfg, ctx.path("config.yaml"))
             metrics = cmd.run(cfg, ctx)
-        _finish(metrics or {}, ctx, args.json)
+            title = f"diffdyn {cmd.group} {cmd.name}" + (" --quick" if quick else "")
+            title = f"{title}: {cmd.help}" if cmd.help else title
+        _finish(metrics or {}, ctx, args.json, title, time.perf_counter() - start)
     except (ValueError, TypeError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"diffdyn: error: {message}", file=sys.stderr)

@@ -9,8 +9,11 @@ an unknown key or a value of the wrong type raises a ``ValueError`` naming the k
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +25,7 @@ import yaml
 from ._helpers import atomic_write
 
 __all__ = [
+    "field_docs",
     "load_config_file",
     "build_config",
     "config_to_dict",
@@ -57,6 +61,36 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The help text of each field of dataclass ``cls``, from the ``Attributes:`` section of
+    its docstring (Google style: ``name: text``, continued on more-indented lines)."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    lines = doc.splitlines()
+    out: dict[str, str] = {}
+    inside, name, indent = False, None, None
+    for line in lines:
+        if re.fullmatch(r"Attributes:\s*", line):
+            inside, name, indent = True, None, None
+            continue
+        if not inside:
+            continue
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent or depth == 0:
+            break  # the section ended
+        match = re.match(r"\s*([A-Za-z_]\w*)(?:\s*\([^)]*\))?:\s*(.*)", line)
+        if depth == indent and match:
+            name = match.group(1)
+            out[name] = match.group(2).strip()
+        elif name is not None:
+            out[name] = f"{out[name]} {line.strip()}".strip()
+    return out
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -89,7 +123,8 @@ def leaf_fields(
             nested = default if dataclasses.is_dataclass(default) else None
             out.extend(leaf_fields(tp, name + ".", nested))
         else:
-            out.append((name, tp, default, f.metadata.get("help", "")))
+            text = f.metadata.get("help") or field_docs(cls).get(f.name, "")
+            out.append((name, tp, default, text))
     return out
 
 
@@ -194,10 +229,13 @@ def build_config(
     cls: type[C],
     values: dict[str, Any] | None = None,
     overrides: dict[str, Any] | list[str] | None = None,
+    *,
+    defaults: C | None = None,
 ) -> C:
     """Instantiate dataclass ``cls`` from nested ``values`` then dotted ``overrides``.
 
     ``overrides`` is a dict ``{"train.steps": "200"}`` or a list ``["train.steps=200"]``.
+    ``defaults`` (an instance of ``cls``, e.g. a preset) replaces the class defaults.
     """
     if isinstance(overrides, list):
         pairs = {}
@@ -208,7 +246,7 @@ def build_config(
             pairs[k.strip()] = v
         overrides = pairs
     flat = {**_flatten(values or {}), **(overrides or {})}
-    fields = {name: (tp, default) for name, tp, default, _ in leaf_fields(cls)}
+    fields = {name: (tp, default) for name, tp, default, _ in leaf_fields(cls, defaults=defaults)}
     for k in flat:
         if k not in fields:
             raise ValueError(

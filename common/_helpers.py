@@ -5,6 +5,7 @@ The one private module of `diffdyn.common` that the other packages import.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import tempfile
@@ -36,10 +37,20 @@ def unknown_name(kind: str, name: Any, known: Iterable[str]) -> ValueError:
     return ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it, which is not atomic)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
     A reader never sees a half-written file and a crash never destroys the previous version.
+    The file gets the permissions the umask allows (``0o666 & ~umask``, as ``open`` would
+    give), not the owner-only mode of the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +59,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

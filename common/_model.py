@@ -51,6 +51,9 @@ def fixed_field(**kwargs: Any) -> Any:
 
     Use it for stencil kernels, masks and other constants that should travel with the model
     (and be saved with it) but be left out of the gradient: ``kernel: Array = fixed_field()``.
+    `trainable_filter` leaves such fields out, and the model must read them through
+    ``jax.lax.stop_gradient``, so that their gradient is exactly zero under any training loop
+    (a plain ``eqx.filter_grad`` over every floating leaf included).
     """
     metadata = dict(kwargs.pop("metadata", {}))
     metadata[_FIXED] = True
@@ -113,10 +116,41 @@ def _jsonable(value: Any, where: str) -> Any:
         return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (jnp.ndarray,)) and value.ndim == 0:
         return value.item()
+    if isinstance(value, AbstractModel):
+        return {_NESTED_MODEL: model_spec(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, (type, eqx.Module)):
+        module, qualname = _public_location(type(value))
+        fields = {
+            f.name: _jsonable(getattr(value, f.name), f"{where}.{f.name}")
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        return {_NESTED_CONFIG: {"module": module, "class": qualname, "fields": fields}}
     raise TypeError(
         f"hyperparameter {where!r} must be JSON-serialisable (numbers, strings, bools, None, "
-        f"lists, dicts); got {type(value).__name__}"
+        f"lists, dicts), a model or a dataclass config; got {type(value).__name__}"
     )
+
+
+_NESTED_MODEL, _NESTED_CONFIG = "__model__", "__config__"
+
+
+def _decode(value: Any, key: PRNGKeyArray, source: str) -> Any:
+    """Hyperparameters with their nested model specs and configs built again."""
+    if isinstance(value, list):
+        return [_decode(v, jax.random.fold_in(key, i), source) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {_NESTED_MODEL}:
+        return model_from_spec(value[_NESTED_MODEL], key=key, source=source)
+    if set(value) == {_NESTED_CONFIG}:
+        spec = value[_NESTED_CONFIG]
+        cls = _resolve(str(spec["module"]), str(spec["class"]), source, _is_config)
+        fields = {k: _decode(v, key, source) for k, v in spec["fields"].items()}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    return {
+        k: _decode(v, jax.random.fold_in(key, i), source) for i, (k, v) in enumerate(value.items())
+    }
 
 
 class AbstractModel(eqx.Module):
@@ -147,6 +181,13 @@ class AbstractModel(eqx.Module):
                 )
             out[name] = _jsonable(getattr(self, name), name)
         return out
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """The constructor arguments of this class from those a file of diffdyn ``version``
+        recorded (``"0.1.0"`` for files written before the ``diffdyn`` namespace). A class
+        whose signature changed overrides it; the default returns them unchanged."""
+        return hyperparameters
 
     def trainable_filter(self) -> Any:
         """Boolean filter spec of trainable leaves (floating arrays not in fixed fields)."""
@@ -202,10 +243,11 @@ _MOVED: dict[tuple[str, str], tuple[str, str]] = {
             ),
             ("nca.model", "diffdyn.nca", ("NCA",)),
             ("nca.variants", "diffdyn.nca", ("GatedNCA", "KANCA", "MultiScaleNCA")),
+            ("oscillators.discovery", "diffdyn.common.neural_de", ("MLPField",)),
             (
                 "oscillators.discovery",
                 "diffdyn.oscillators",
-                ("LotkaVolterraGrayBox", "MLPField", "SecondOrderField"),
+                ("LotkaVolterraGrayBox", "SecondOrderField"),
             ),
             ("oscillators.kuranet", "diffdyn.oscillators", ("KuraNet",)),
             (
@@ -227,6 +269,18 @@ _MOVED: dict[tuple[str, str], tuple[str, str]] = {
             ("rnn.model", "diffdyn.rnn", ("RateRNN",)),
         )
         for name in names
+    },
+}
+
+
+#: Constructor arguments of 0.1.0 files whose class changed its signature since.
+_OLD_ARGUMENTS: dict[tuple[str, str], Any] = {
+    # the discovery MLP became the one saveable MLPField of neural_de (GELU, as before)
+    ("oscillators.discovery", "MLPField"): lambda h: {
+        "dim": h["state_dim"],
+        "width": h["width"],
+        "depth": h["depth"],
+        "activation": "gelu",
     },
 }
 
@@ -259,11 +313,20 @@ def model_from_spec(
             f"{source}: a model spec is a dict with keys module, class and hyperparameters; "
             f"got {spec!r}"
         )
-    model_cls = _resolve_class(str(spec["module"]), str(spec["class"]), source)
+    module, qualname = str(spec["module"]), str(spec["class"])
+    model_cls = _resolve_class(module, qualname, source)
     base = AbstractModel if base is None else base
     if not issubclass(model_cls, base):
         raise TypeError(f"{source} holds a {model_cls.__name__}, which is not a {base.__name__}")
-    return model_cls(**spec["hyperparameters"], key=key)
+    key, nested_key = jax.random.split(key)
+    hyperparameters = _decode(spec["hyperparameters"], nested_key, source)
+    if (module, qualname) in _OLD_ARGUMENTS:
+        hyperparameters = _OLD_ARGUMENTS[(module, qualname)](hyperparameters)
+    elif (module, qualname) in _MOVED:  # a file of 0.1.0
+        hyperparameters = model_cls.upgrade_hyperparameters(hyperparameters, version="0.1.0")
+    if "key" in inspect.signature(model_cls.__init__).parameters:
+        return model_cls(**hyperparameters, key=key)
+    return model_cls(**hyperparameters)  # a model without random initialisation
 
 
 def _public_location(cls: type) -> tuple[str, str]:
@@ -279,13 +342,27 @@ def _public_location(cls: type) -> tuple[str, str]:
     return cls.__module__, cls.__qualname__
 
 
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, AbstractModel)
+
+
+def _is_config(obj: Any) -> bool:
+    return isinstance(obj, type) and dataclasses.is_dataclass(obj) and not _is_model(obj)
+
+
 def _resolve_class(module: str, qualname: str, source: str) -> type[AbstractModel]:
+    return _resolve(module, qualname, source, _is_model)
+
+
+def _resolve(module: str, qualname: str, source: str, kind: Any) -> Any:
+    """The class ``module.qualname`` if ``kind(cls)``: a model class defined in this process
+    or any class inside diffdyn, found without importing anything outside diffdyn."""
     module, qualname = _MOVED.get((module, qualname), (module, qualname))
     names = qualname.split(".")
     parts = [*module.split("."), *names]
     if not all(part.isidentifier() and not part.startswith("__") for part in parts):
         raise ValueError(f"{source} names an invalid class {module!r}, {qualname!r}")
-    if (module, qualname) in _DEFINED:
+    if kind is _is_model and (module, qualname) in _DEFINED:
         return _DEFINED[(module, qualname)]
     if module != "diffdyn" and not module.startswith("diffdyn."):
         raise ValueError(
@@ -295,12 +372,15 @@ def _resolve_class(module: str, qualname: str, source: str) -> type[AbstractMode
         )
     try:
         obj: Any = importlib.import_module(module)
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if e.name is None or not module.startswith(e.name):
+            raise  # a dependency is missing: not the file's fault
         raise ValueError(
             f"{source} names the module {module!r}, which diffdyn does not have"
         ) from None
     for part in names:
         obj = getattr(obj, part, None)
-    if not (isinstance(obj, type) and issubclass(obj, AbstractModel)):
-        raise TypeError(f"{source} names {module}.{qualname}, which is not an AbstractModel")
+    if not kind(obj):
+        what = "an AbstractModel" if kind is _is_model else "a dataclass config"
+        raise TypeError(f"{source} names {module}.{qualname}, which is not {what}")
     return obj

@@ -540,7 +540,7 @@ class Perception(eqx.Module):
         if impl == "auto":
             impl = "shift" if jax.default_backend() == "cpu" else "conv"
         return _perceive(
-            self.kernel,
+            jax.lax.stop_gradient(self.kernel),  # fixed: no gradient under any loop
             jnp.asarray(x),
             self.padding,
             self.filters,

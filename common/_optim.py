@@ -1,5 +1,7 @@
 """Optimisers from config strings, and two gradient transforms used across diffdyn.
 
+- `OptimConfig` holds every optimiser setting of a workflow, and `OptimConfig.build` turns it
+  into the optax transformation (the one place where that happens);
 - `make_optimiser` builds ``clip -> weight decay -> optimiser(schedule)`` from names;
 - `make_schedule` builds the learning-rate schedule alone (e.g. to log it);
 - `normalise_gradients` rescales every parameter block to unit norm (neural CA);
@@ -8,9 +10,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -20,6 +23,7 @@ import optax
 from ._helpers import check_int
 
 __all__ = [
+    "OptimConfig",
     "OPTIMISERS",
     "SCHEDULES",
     "make_optimiser",
@@ -51,6 +55,111 @@ OPTIMISERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 SCHEDULES = ("constant", "linear", "cosine", "warmup-cosine", "exponential")
 """Learning-rate schedules by name, for `make_schedule`."""
 _SCHEDULE_KWARGS = ("alpha", "decay_rate")
+
+
+OptimiserName = Literal[
+    "adam",
+    "adamw",
+    "nadam",
+    "nadamw",
+    "sgd",
+    "lion",
+    "rmsprop",
+    "adabelief",
+    "adagrad",
+    "adamax",
+    "amsgrad",
+    "lamb",
+    "radam",
+    "yogi",
+    "novograd",
+    "sign_sgd",
+]
+ScheduleName = Literal["constant", "linear", "cosine", "warmup-cosine", "exponential"]
+_MOMENTUM = ("sgd", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """How the parameters are updated: the optimiser, its learning-rate schedule and the
+    gradient transforms around it.
+
+    Attributes:
+        optimiser: the optax optimiser.
+        learning_rate: the learning rate (the peak of the schedule).
+        schedule: how the learning rate changes over the run's steps.
+        warmup: steps of linear warm-up from 0 before the schedule (0: none).
+        decay_rate: the factor by which the exponential schedule decays over the run.
+        alpha: the final fraction of the learning rate of the linear and cosine schedules.
+        weight_decay: decoupled weight decay for the optimisers that take it (adamw, nadamw,
+            lion, lamb, novograd), else an L2 term added to the gradient (0: none).
+        momentum: momentum of sgd or rmsprop (0: none; refused for other optimisers).
+        clip_norm: clip the global gradient norm to this value (None: no clipping).
+        normalise_gradients: rescale each parameter block's gradient to unit norm before the
+            optimiser (as neural cellular automata are trained).
+    """
+
+    optimiser: OptimiserName = "adam"
+    learning_rate: float = 1e-3
+    schedule: ScheduleName = "constant"
+    warmup: int = 0
+    decay_rate: float = 0.1
+    alpha: float = 0.0
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    clip_norm: float | None = None
+    normalise_gradients: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimiser not in OPTIMISERS:
+            raise _known("optimiser", self.optimiser, OPTIMISERS)
+        if self.schedule not in SCHEDULES:
+            raise _known("schedule", self.schedule, SCHEDULES)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}")
+        check_int(self.warmup, "warmup", 0)
+        if self.schedule == "warmup-cosine" and self.warmup == 0:
+            raise ValueError("schedule 'warmup-cosine' needs warmup > 0; got 0 (use 'cosine')")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
+        if not self.momentum >= 0:
+            raise ValueError(f"momentum must be >= 0; got {self.momentum!r}")
+        if self.momentum and self.optimiser not in _MOMENTUM:
+            raise ValueError(
+                f"momentum is a setting of {' and '.join(_MOMENTUM)}, not of "
+                f"{self.optimiser!r}; got momentum = {self.momentum}"
+            )
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None (no clipping); got {self.clip_norm!r}")
+
+    def build(self, steps: int, *, non_negative_leaves: Any = None) -> optax.GradientTransformation:
+        """The optax transformation for a run of ``steps`` steps: `normalise_gradients` (if
+        asked), clipping, weight decay and the optimiser with its schedule, then the exact
+        projection `non_negative` of the leaves ``non_negative_leaves`` selects (if any: a bool
+        pytree or a predicate, as `non_negative` takes)."""
+        kw: dict[str, Any] = {}
+        if self.schedule == "exponential":
+            kw["decay_rate"] = self.decay_rate
+        if self.schedule in ("linear", "cosine", "warmup-cosine"):
+            kw["alpha"] = self.alpha
+        if self.momentum:
+            kw["momentum"] = self.momentum
+        chain = [normalise_gradients()] if self.normalise_gradients else []
+        chain.append(
+            make_optimiser(
+                self.optimiser,
+                self.learning_rate,
+                schedule=self.schedule,
+                steps=steps,
+                warmup=self.warmup,
+                clip_norm=self.clip_norm,
+                weight_decay=self.weight_decay,
+                **kw,
+            )
+        )
+        if non_negative_leaves is not None:
+            chain.append(non_negative(non_negative_leaves))
+        return chain[0] if len(chain) == 1 else optax.chain(*chain)
 
 
 def _known(kind: str, name: Any, known: Any) -> ValueError:

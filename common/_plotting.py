@@ -8,6 +8,7 @@ atomically and returns its path. Fields are channels-first (``[C, H, W]``, seque
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ __all__ = [
     "normalise",
     "channels_to_rgb",
     "plot_curves",
+    "plot_training",
+    "upscale",
 ]
 
 
@@ -113,3 +116,50 @@ def plot_curves(
     if len(curves) > 1:
         ax.legend()
     return save_figure(fig, path)
+
+
+def upscale(images: Any, min_side: int = 256) -> np.ndarray:
+    """Nearest-neighbour upscaling of ``[..., H, W]`` by the smallest integer factor that
+    makes the longer side at least ``min_side`` pixels (unchanged if it already is), so that
+    small grids stay sharp in a viewer."""
+    images = np.asarray(images)
+    longer = max(images.shape[-2:])
+    factor = max(1, math.ceil(min_side / max(longer, 1)))
+    if factor == 1:
+        return images
+    return np.repeat(np.repeat(images, factor, axis=-2), factor, axis=-1)
+
+
+def plot_training(
+    result: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    title: str = "training",
+    ylabel: str = "loss",
+    training_label: str = "training loss (per step)",
+    validation_label: str = "validation loss",
+    log: bool = True,
+) -> Any:
+    """The training loss of every step of a `TrainResult` (a resumed run logs its own steps
+    only), the validation loss where it was measured, and the step of the selected model.
+
+    Saved as a PNG at ``path``, whose path is returned; without ``path`` the figure is
+    returned."""
+    losses = np.asarray(result.losses, np.float64)
+    steps = result.steps - len(losses) + np.arange(len(losses))
+    fig, ax = figure(figsize=(6, 4))
+    ax.plot(steps, losses, lw=0.8, label=training_label)
+    history = result.validation or {}
+    if "loss" in history:
+        ax.plot(history["step"], history["loss"], "o-", ms=3, label=validation_label)
+    if result.best_step is not None and result.selected_by != "final":
+        ax.axvline(
+            result.best_step, color="k", ls="--", lw=0.8, label=f"best model ({result.selected_by})"
+        )
+    if log and np.all(losses[np.isfinite(losses)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig if path is None else save_figure(fig, path)

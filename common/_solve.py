@@ -28,7 +28,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import diffrax
 import equinox as eqx
@@ -410,7 +410,9 @@ def _diffeqsolve(
         if dt0 is None:
             dt0 = (t1 - t0) / max(100, ts.shape[0] - 1)
         elif _is_concrete(ts) and _is_concrete(t0) and _is_concrete(dt0):
-            n_steps = math.ceil((float(t1) - float(t0)) / float(dt0) * (1 - 1e-12))
+            # diffrax clips a step that ends within ~100 eps of t1 to t1: count as it does
+            slack = 100 * float(jnp.finfo(time_dtype).eps)
+            n_steps = math.ceil((float(t1) - float(t0)) / float(dt0) * (1 - slack))
             if n_steps > max_steps:
                 raise ValueError(
                     f"a fixed step dt0 = {float(dt0)} over [{float(t0)}, {float(t1)}] takes "
@@ -432,36 +434,57 @@ def _diffeqsolve(
     )
 
 
+SolverName = Literal[
+    "euler",
+    "heun",
+    "midpoint",
+    "ralston",
+    "bosh3",
+    "rk4",
+    "tsit5",
+    "dopri5",
+    "dopri8",
+    "implicit-euler",
+    "kvaerno3",
+    "kvaerno4",
+    "kvaerno5",
+]
+AdjointName = Literal["recursive-checkpoint", "backsolve", "direct"]
+
+
 @dataclasses.dataclass(frozen=True)
 class SolveConfig:
     """How to solve an ODE: a frozen, hashable config (a valid static field of an eqx.Module).
 
-    Fields:
+    Every field is checked on construction and raises ``ValueError``/``TypeError`` naming it;
+    `solve` turns the fields into ``diffrax.diffeqsolve`` arguments, the one place where
+    that happens.
 
-    - ``solver``: a name from `SOLVERS`.
-    - ``dt0``: the initial step (adaptive) or the step (fixed). ``None``: adaptive solves let
-      diffrax pick it from an error estimate of the first step; fixed-step solves use
-      ``(ts[-1] - t0) / max(100, len(ts) - 1)``, i.e. at least 100 steps and at least one
-      step per save interval.
-    - ``adaptive``: ``True`` uses ``diffrax.PIDController(rtol, atol)`` (the solver must be in
-      `ADAPTIVE_SOLVERS`); ``False`` uses ``diffrax.ConstantStepSize()``. Saves between
-      steps use the solver's dense interpolation.
-    - ``rtol``, ``atol``: step-size tolerances; with a fixed step they still set the Newton
-      tolerances of implicit solvers.
-    - ``adjoint``: a name from `ADJOINTS` (see `get_adjoint`); ``backsolve``
-      with ``adaptive`` uses the adjoint seminorm on the backward pass.
-    - ``max_steps``: the most steps the solve may take (a runtime error past it, or a
-      ``ValueError`` up front when a concrete fixed step would need more).
-
-    Every field is checked on construction and raises ``ValueError``/``TypeError`` naming it.
+    Attributes:
+        solver: the diffrax solver.
+        dt0: the initial step (adaptive) or the step (fixed). None: adaptive solves let
+            diffrax pick it from an error estimate of the first step; fixed-step solves take
+            ``(ts[-1] - t0) / max(100, len(ts) - 1)``, at least 100 steps and at least one per
+            save interval.
+        adaptive: PID step-size control with rtol and atol (the solver must be one of
+            `ADAPTIVE_SOLVERS`); otherwise a constant step dt0. Saves between steps use the
+            solver's dense interpolation.
+        rtol: relative tolerance of the step-size control (with a fixed step it still sets
+            the Newton tolerance of implicit solvers).
+        atol: absolute tolerance of the step-size control.
+        adjoint: how gradients are computed: recursive-checkpoint (exact gradient of the
+            discrete solve), backsolve (continuous adjoint; with an adaptive step it uses the
+            adjoint seminorm) or direct.
+        max_steps: the most steps one solve may take (a runtime error past it, or a
+            ValueError up front when a concrete fixed step would need more).
     """
 
-    solver: str = "tsit5"
+    solver: SolverName = "tsit5"
     dt0: float | None = None
     adaptive: bool = True
     rtol: float = 1e-6
     atol: float = 1e-8
-    adjoint: str = "recursive-checkpoint"
+    adjoint: AdjointName = "recursive-checkpoint"
     max_steps: int = 4096
 
     def __post_init__(self):

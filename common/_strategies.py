@@ -21,9 +21,8 @@ $$
   1 to 0 by `HomotopySchedule` (``M`` decrements proportional to $r^m$, ``E``
   epochs per plateau). At $\lambda = 0$ this is exactly the plain problem.
 
-Every strategy builds a loss ``loss(params, batch, key) -> (loss, aux)`` for the one
-`Trainer`; `AbstractStrategy.fit` runs the Trainer once over all
-epochs (the homotopy schedule lives in the batch via `ScheduledBatch`, so the optimiser
+Every strategy is a training task (`AbstractTask`) that the one `Trainer` runs over all
+steps (the homotopy schedule lives in the batch via `ScheduledBatch`, so the optimiser
 state carries across plateaus and checkpoints resume mid-schedule). Model selection follows
 NeuralODEHomotopy (Ko et al. 2023): the value the Trainer sees (and tracks as "best") is the
 **uncoupled** trajectory MSE of the current parameters, while the gradient is that of the
@@ -34,10 +33,9 @@ the last good state.
 
 Usage (any state shape: a PDE field ``[C, H, W]`` works the same as a 2-vector)::
 
-    from ._solve import SolveConfig
-    from ._strategies import Homotopy, HomotopySchedule, Trajectory
-    from ._optim import make_optimiser
-    from ._trainer import TrainConfig
+    from diffdyn.common import (
+        Homotopy, HomotopySchedule, OptimConfig, SolveConfig, TrainConfig, Trainer, Trajectory
+    )
 
     data = Trajectory(ts, ys)                        # ys: [T, *state]; y0 defaults to ys[0]
     strategy = Homotopy.from_data(
@@ -45,14 +43,14 @@ Usage (any state shape: a PDE field ``[C, H, W]`` works the same as a 2-vector):
         schedule=HomotopySchedule(decrements=5, ratio=0.6, epochs_per_step=100),
         solve=SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9),
     )
-    result = strategy.fit(field, data, key, optimiser=make_optimiser("adamw", 0.05,
-                          weight_decay=0.01), config=TrainConfig(progress=False))
-    result.best_field, result.best_mse, result.epochs_to_best
+    optim = OptimConfig("adamw", 0.05, weight_decay=0.01)
+    train = TrainConfig(steps=strategy.steps(), progress=False)
+    result = Trainer(strategy, optim, config=train).fit(field, data, key)
+    result.best_model, result.best_loss, result.best_step
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -62,12 +60,12 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from ._augment import AbstractAugmenter, FullBatch
 from ._solve import SolveConfig
 from ._spline import SmoothingSpline
-from ._trainer import TrainConfig, Trainer
+from ._task import AbstractTask
 
 __all__ = [
     "FAILED_MSE",
@@ -82,7 +80,6 @@ __all__ = [
     "HomotopySchedule",
     "SynchronisedField",
     "ScheduledBatch",
-    "FitResult",
 ]
 
 FAILED_MSE = 1e30
@@ -174,55 +171,27 @@ def _straight_through(objective: Array, score: Array) -> Array:
     return objective + jax.lax.stop_gradient(score - objective)
 
 
-@dataclasses.dataclass
-class FitResult:
-    """What `AbstractStrategy.fit` returns. ``mse`` holds the uncoupled training MSE
-    of the parameters before each epoch's update (``mse[e]`` after ``e`` updates)."""
-
-    field: Any
-    best_field: Any
-    params: Any
-    best_params: Any
-    best_mse: float
-    epochs_to_best: int
-    mse: np.ndarray
-    epochs: int
-    seconds: float
-    epochs_per_second: float
-    diverged_at: int | None
-
-
 # ----------------------------------------------------------------------------------------
 # Strategies
 # ----------------------------------------------------------------------------------------
 
 
-class AbstractStrategy(eqx.Module):
-    """A way of fitting a vector field to a `Trajectory`.
+class AbstractStrategy(AbstractTask):
+    """A way of fitting a vector field to a `Trajectory`: a training task whose data is the
+    trajectory (``Trainer(strategy, ...).fit(field, trajectory, key)``).
 
     A subclass says what the Trainer trains (`init`), how to get the field back
-    (`field`), the per-epoch loss (`loss`) and, if the batch changes with the
-    epoch, an augmenter (`augmenter`).
+    (`result`), the per-step loss (`loss`) and, if the batch changes with the
+    step, an augmenter (`augmenter`). Every strategy selects its best model by the uncoupled
+    training MSE, the loss value the Trainer sees.
     """
 
     solve: eqx.AbstractVar[SolveConfig]
 
-    def init(self, field: Any, data: Trajectory) -> Any:
-        """The pytree the Trainer trains (default: the field itself)."""
-        del data
-        return field
-
-    def field(self, params: Any) -> Any:
-        """The vector field inside the trained pytree."""
-        return params
-
-    def augmenter(self) -> Any:
-        """The Trainer's augmenter (default ``None``: the batch is the trajectory)."""
-        return None
-
-    def epochs(self, config: TrainConfig) -> int:
-        """The number of epochs to run (default ``config.steps``)."""
-        return config.steps
+    def init(self, model: Any, data: Any) -> Any:
+        if not isinstance(data, Trajectory):
+            raise TypeError(f"data must be a Trajectory, got {type(data).__name__}")
+        return model
 
     @eqx.filter_jit
     def predict(self, field: Any, data: Trajectory) -> PyTree[Array]:
@@ -236,53 +205,14 @@ class AbstractStrategy(eqx.Module):
         mse = trajectory_mse(ys, data.ys)
         return _selection_score(mse, ok), mse
 
-    def loss(self, params: Any, batch: Any, key: PRNGKeyArray) -> tuple[Array, dict]:
-        raise NotImplementedError
-
-    def fit(
-        self,
-        field: Any,
-        data: Trajectory,
-        key: PRNGKeyArray,
-        *,
-        optimiser: optax.GradientTransformation,
-        config: TrainConfig | None = None,
-        logger: Any = None,
-        out: Any = None,
-        resume: bool = False,
-    ) -> FitResult:
-        """Train ``field`` on ``data`` with the common Trainer; model selection by the lowest
-        uncoupled training MSE (``config.track_best`` is forced on)."""
-        if not isinstance(data, Trajectory):
-            raise TypeError(f"data must be a Trajectory, got {type(data).__name__}")
-        config = TrainConfig() if config is None else config
-        config = dataclasses.replace(config, steps=self.epochs(config), track_best=True)
-        trainer = Trainer(
-            self.loss, optimiser, self.augmenter(), config=config, logger=logger, out=out
-        )
-        result = trainer.fit(self.init(field, data), data, key, resume=resume)
-        mse = np.asarray(result.losses, dtype=np.float64)
-        best = int(np.argmin(mse)) if len(mse) else 0
-        offset = result.steps - len(mse)  # a resumed run logs only its own epochs
-        return FitResult(
-            field=self.field(result.model),
-            best_field=self.field(result.best_model),
-            params=result.model,
-            best_params=result.best_model,
-            best_mse=float(mse[best]) if len(mse) else math.nan,
-            epochs_to_best=best + offset,
-            mse=mse,
-            epochs=result.steps,
-            seconds=result.seconds,
-            epochs_per_second=result.steps_per_second,
-            diverged_at=result.diverged_at,
-        )
-
 
 class Plain(AbstractStrategy):
     """Integrate from the first observation over the whole series; MSE against the data."""
 
     solve: SolveConfig = eqx.field(static=True, default=DEFAULT_SOLVE)
+
+    def augmenter(self) -> FullBatch:
+        return FullBatch()
 
     def loss(self, params: Any, batch: Trajectory, key: PRNGKeyArray) -> tuple[Array, dict]:
         del key
@@ -331,15 +261,16 @@ class MultipleShooting(AbstractStrategy):
         if not (math.isfinite(self.continuity) and self.continuity >= 0):
             raise ValueError(f"continuity must be finite and >= 0, got {self.continuity!r}")
 
-    def init(self, field: Any, data: Trajectory) -> ShootingParams:
+    def init(self, model: Any, data: Any) -> ShootingParams:
+        super().init(model, data)
         segment_bounds(data.num_times, self.segments)  # validates
         corrections = jtu.tree_map(
             lambda y: jnp.zeros((self.segments - 1, *y.shape[1:]), y.dtype), data.ys
         )
-        return ShootingParams(field, corrections)
+        return ShootingParams(model, corrections)
 
-    def field(self, params: ShootingParams) -> Any:
-        return params.field
+    def result(self, trained: ShootingParams) -> Any:
+        return trained.field
 
     def objective(self, params: ShootingParams, batch: Trajectory) -> tuple[Array, dict]:
         """The multiple-shooting loss (data MSE of the joined segments + continuity)."""
@@ -419,7 +350,7 @@ class HomotopySchedule(eqx.Module):
         return values[plateau]
 
 
-class ScheduledBatch(eqx.Module):
+class ScheduledBatch(AbstractAugmenter):
     """The Trainer augmenter of homotopy training: its state is ``(data, epoch)`` and each
     batch is ``(data, lambda(epoch))``; ``update`` counts the epoch (checkpointed with the
     Trainer state, so a resumed run continues the schedule)."""
@@ -502,7 +433,7 @@ class Homotopy(AbstractStrategy):
     def augmenter(self) -> ScheduledBatch:
         return ScheduledBatch(self.schedule)
 
-    def epochs(self, config: TrainConfig) -> int:
+    def steps(self) -> int:
         return self.schedule.total_epochs
 
     def synchronised(self, field: Any) -> SynchronisedField:

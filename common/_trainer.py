@@ -2,15 +2,19 @@
 
 A jitted step (``eqx.filter_value_and_grad`` + an optax update) driven by an outer Python loop
 with a progress bar, TensorBoard logging, atomic checkpoints, exact resume, a NaN guard,
-best-model tracking and data parallelism by sharding. Domain packages give it
+validation, best-model selection and data parallelism by sharding. Domain packages give it
 
 * a model (an ``eqx.Module``; its trainable leaves are chosen by ``trainable_filter``),
-* a loss ``loss_fn(model, batch, key) -> loss`` or ``-> (loss, aux)`` where ``aux`` is a dict;
-  scalar entries of ``aux`` are logged, and ``aux["prediction"]`` (if present) is handed to
-  the augmenter's ``update`` (sample pools write it back),
-* an optax optimiser (see ``common.optim``),
-* data and an augmenter (``common.augment``); without an augmenter the whole data pytree is
-  the batch at every step.
+* a task (`AbstractTask`: the loss, how batches are drawn, constraints, drawings and
+  validation), or just a loss ``loss_fn(model, batch, key) -> loss`` or ``-> (loss, aux)``
+  where ``aux`` is a dict: scalar entries of ``aux`` are logged, and ``aux["prediction"]``
+  (if present) is handed to the augmenter's ``update`` (sample pools write it back),
+* an `OptimConfig` (or any optax transformation),
+* data for the task's augmenter; without one the whole data pytree is the batch every step.
+
+The best model is the one with the lowest validation loss where the task has held-out data
+(`AbstractTask.evaluate`), and otherwise the one with the lowest training loss after the first
+logging block (the losses of the first steps of a run say little).
 
 Randomness is reproducible and resumable: the key of step ``s`` is ``fold_in(key, s)``, so a
 run stopped and resumed from a checkpoint takes exactly the steps of an uninterrupted run.
@@ -36,9 +40,11 @@ from tqdm.auto import tqdm
 from ._checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
 from ._logger import Logger, NullLogger
 from ._model import AbstractModel, trainable_filter
+from ._optim import OptimConfig
 from ._sharding import constrain_batch, make_mesh, replicate, shard_batch
+from ._task import AbstractTask, LossTask
 
-__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "FullBatch", "CompiledStep"]
+__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "CompiledStep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +55,16 @@ class TrainConfig:
         steps: total number of optimisation steps (a resumed run continues up to it).
         log_every: every step's loss is logged; values are fetched from the device in blocks of
             this many steps (larger blocks keep the device busy; NaNs are detected per block).
-        image_every: call ``visualise`` every this many steps (0: only at the end).
+        image_every: draw the task's images every this many steps, and at the end (0: only at
+            the end; a task that draws nothing refuses a positive value).
         histogram_every: log parameter histograms every this many steps (0: never).
         checkpoint_every: write ``checkpoints/latest.ckpt`` every this many steps (0: only
             at the end). A checkpoint is only written from a state whose losses were finite.
-        track_best: keep the parameters with the lowest training loss seen so far.
+        validate_every: score the model on the task's held-out data every this many steps
+            and at the end (``None``: every ``log_every`` steps; 0: never; a task without
+            held-out data refuses a positive value).
+        track_best: keep the best parameters (by validation loss, else by training loss
+            after the first ``log_every`` steps) and return them as ``best_model``.
         shard_data: split the augmenter state along axis 0 across devices (array data;
             not for sample pools, whose state also holds an unbatched seed).
         progress: show a progress bar.
@@ -72,6 +83,7 @@ class TrainConfig:
     image_every: int = 0
     histogram_every: int = 0
     checkpoint_every: int = 0
+    validate_every: int | None = None
     track_best: bool = True
     shard_data: bool = False
     progress: bool = True
@@ -90,22 +102,13 @@ class TrainConfig:
         for name in ("steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+        if self.validate_every is not None and self.validate_every < 0:
+            raise ValueError(
+                f"TrainConfig.validate_every must be >= 0 or None; got {self.validate_every}"
+            )
         for name in ("image_every", "histogram_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0; got {getattr(self, name)}")
-
-
-class FullBatch(eqx.Module):
-    """The trivial augmenter: every step sees the whole data pytree as its batch."""
-
-    def init(self, data: Any, key: PRNGKeyArray) -> Any:
-        return data
-
-    def sample(self, state: Any, key: PRNGKeyArray) -> Any:
-        return state
-
-    def update(self, state: Any, prediction: Any, key: PRNGKeyArray) -> Any:
-        return state
 
 
 class TrainState(eqx.Module):
@@ -135,6 +138,9 @@ class TrainResult:
     diverged_at: int | None = None
     seconds: float = 0.0
     steps_per_second: float = math.nan  # measured after the first (compiling) step
+    best_step: int | None = None
+    selected_by: str = "final"  # "validation", "loss" or "final" (no better state was seen)
+    validation: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def final_loss(self) -> float:
@@ -204,6 +210,16 @@ class CompiledStep:
         where, treedef, static = self._fields[name]
         return eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves[where]), static)
 
+    def replace_field(self, leaves: list[Array], name: str, value: Any) -> list[Array]:
+        """``leaves`` with the field ``name`` of the state replaced by ``value`` (same
+        structure)."""
+        where, treedef, _ = self._fields[name]
+        dynamic = eqx.filter(value, eqx.is_array)
+        new, new_def = jax.tree_util.tree_flatten(dynamic)
+        if new_def != treedef:
+            raise ValueError(f"state field {name!r} would change its structure")
+        return leaves[: where.start] + new + leaves[where.stop :]
+
     def unflatten(self, leaves: list[Array]) -> TrainState:
         """The state whose array leaves are ``leaves``."""
         return eqx.combine(jax.tree_util.tree_unflatten(self._treedef, leaves), self._static)
@@ -221,6 +237,48 @@ class CompiledStep:
         return self.unflatten(leaves), metrics
 
 
+class _Validation:
+    """Scores the model on the task's held-out data, logs the metrics under ``validation/``
+    and keeps the parameters with the lowest validation ``loss`` as the state's best."""
+
+    def __init__(self, trainer: Trainer, static: Any):
+        self._trainer, self._static = trainer, static
+        self._steps: list[int] = []
+        self._values: dict[str, list[float]] = {}
+        self.best_step: int | None = None
+
+    def run(self, step_fn: CompiledStep, leaves: list[Array], step: int) -> list[Array]:
+        task = self._trainer.task
+        params = step_fn.field(leaves, "params")
+        key = jax.random.split(jax.random.wrap_key_data(step_fn.field(leaves, "key")), 3)[2]
+        model = task.result(eqx.combine(params, self._static))
+        metrics = task.evaluate(model, jax.random.fold_in(key, step))
+        if "loss" not in metrics:
+            raise ValueError(
+                f"{type(task).__name__}.evaluate must return a 'loss' entry; got {sorted(metrics)}"
+            )
+        values = {name: float(v) for name, v in metrics.items()}
+        self._steps.append(step)
+        for name, v in values.items():
+            self._values.setdefault(name, []).append(v)
+            self._trainer.logger.scalar(f"validation/{name}", v, step)
+        best = step_fn.field(leaves, "best_loss")
+        if self._trainer.config.track_best and np.isfinite(values["loss"]):
+            if values["loss"] < float(best):
+                self.best_step = step
+                leaves = step_fn.replace_field(leaves, "best_params", params)
+                value = jnp.asarray(values["loss"], jnp.float32)
+                leaves = step_fn.replace_field(leaves, "best_loss", value)
+        return leaves
+
+    def history(self) -> dict[str, np.ndarray]:
+        if not self._steps:
+            return {}
+        out = {"step": np.asarray(self._steps)}
+        out.update({name: np.asarray(v) for name, v in self._values.items()})
+        return out
+
+
 class _MetricBlocks:
     """Fetches the per-step metrics of a run in blocks and logs them, one block behind.
 
@@ -236,7 +294,7 @@ class _MetricBlocks:
 
     def __init__(self, step_fn: CompiledStep, logger: Logger, block: int, start: int, leaves: list):
         self._step_fn, self._logger, self._block = step_fn, logger, block
-        self._logged = start
+        self._logged = self._first = start
         self._queue: list[tuple[int, int, dict, list]] = []
         self.losses: list[float] = []
         self.good_leaves = leaves
@@ -256,6 +314,20 @@ class _MetricBlocks:
                 self._queue.clear()
                 return bad
         return None
+
+    def best_step(
+        self, step_fn: CompiledStep, leaves: list[Array], known: int | None
+    ) -> int | None:
+        """The step whose training loss is the state's best loss (selection by training loss),
+        looked up in this run's logged losses; ``known`` (from a checkpoint) if it is older."""
+        best = np.float32(step_fn.field(leaves, "best_loss"))
+        if not np.isfinite(best):
+            return None
+        start = self._first
+        losses = np.asarray(self.losses, np.float32)
+        hits = np.nonzero(losses == best)[0]
+        hits = hits[hits + start >= self._block]
+        return int(hits[-1] + start) if len(hits) else known
 
     def _log(self, first: int, upto: int, recent: dict, leaves: list) -> int | None:
         steps = np.arange(first, upto)
@@ -292,23 +364,27 @@ class Trainer:
     """Fit a model with optax under one jitted step and one outer loop.
 
     Args:
-        loss_fn: ``(model, batch, key) -> loss`` or ``-> (loss, aux_dict)``.
-        optimiser: an optax transformation; it receives ``params`` (for projections).
-        augmenter: an object with ``init/sample/update`` (see ``common.augment``);
-            default `FullBatch`.
+        task: an `AbstractTask`, or a loss ``(model, batch, key) -> loss`` or
+            ``-> (loss, aux_dict)`` (wrapped in a `LossTask` with ``augmenter`` and
+            ``visualise``).
+        optimiser: an `OptimConfig` (built for ``config.steps`` steps with the task's
+            non-negative leaves), or an optax transformation used as it is (it receives
+            ``params``, for projections).
+        augmenter: with a loss function only: an object with ``init/sample/update`` (see
+            `AbstractAugmenter`); default `FullBatch`.
         config: a `TrainConfig`.
         logger: where scalars, histograms and images go (default: none).
         out: a folder for checkpoints and the final/best model (default: none written).
         mesh: the device mesh; default all devices, with the batch axis split across them.
         filter_spec: which leaves to train; default `trainable_filter`.
-        visualise: ``(model, key) -> {tag: image [C,H,W] or video [T,C,H,W]}``, called
-            every ``config.image_every`` steps and at the end.
+        visualise: with a loss function only: ``(model, key) -> {tag: image [C,H,W] or video
+            [T,C,H,W]}``, called every ``config.image_every`` steps and at the end.
     """
 
     def __init__(
         self,
-        loss_fn: Callable[..., Any],
-        optimiser: optax.GradientTransformation,
+        task: AbstractTask | Callable[..., Any],
+        optimiser: OptimConfig | optax.GradientTransformation,
         augmenter: Any = None,
         *,
         config: TrainConfig = TrainConfig(),
@@ -318,19 +394,48 @@ class Trainer:
         filter_spec: Any = None,
         visualise: Callable[[Any, PRNGKeyArray], dict[str, Any]] | None = None,
     ):
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
-        if not hasattr(optimiser, "update"):
-            raise TypeError("optimiser must be an optax.GradientTransformation")
-        self.loss_fn = loss_fn
+        if not isinstance(task, AbstractTask):
+            if not callable(task):
+                raise TypeError(
+                    f"task must be an AbstractTask or a loss function; got {type(task).__name__}"
+                )
+            task = LossTask(task, augmenter, visualise)
+        elif augmenter is not None or visualise is not None:
+            raise TypeError(
+                "augmenter and visualise belong to the task: give them with a loss function, "
+                f"not with the task {type(task).__name__}"
+            )
+        if not isinstance(optimiser, OptimConfig) and not hasattr(optimiser, "update"):
+            raise TypeError("optimiser must be an OptimConfig or an optax.GradientTransformation")
+        if config.image_every > 0 and not task.draws:
+            raise ValueError(
+                f"TrainConfig.image_every is {config.image_every} but the task "
+                f"{type(task).__name__} draws nothing"
+            )
+        if task.steps() is not None and task.steps() != config.steps:
+            raise ValueError(
+                f"the task {type(task).__name__} is scheduled over {task.steps()} steps; "
+                f"TrainConfig.steps is {config.steps}"
+            )
+        if config.validate_every and not task.validates:
+            raise ValueError(
+                f"TrainConfig.validate_every is {config.validate_every} but the task "
+                f"{type(task).__name__} has no held-out data to validate on"
+            )
+        self.task = task
+        self.loss_fn = task.loss
         self.optimiser = optimiser
-        self.augmenter = FullBatch() if augmenter is None else augmenter
+        self.augmenter = task.augmenter()
         self.config = config
         self.logger = NullLogger() if logger is None else logger
         self.out = None if out is None else Path(out)
         self.mesh = mesh if mesh is not None else make_mesh()
         self.filter_spec = filter_spec
-        self.visualise = visualise
+        every = config.validate_every
+        self.validate_every = (
+            0 if not task.validates else (config.log_every if every is None else every)
+        )
+        self._optax: optax.GradientTransformation | None = None
 
     # ------------------------------------------------------------------ building blocks
     def split(self, model: Any) -> tuple[Any, Any]:
@@ -347,9 +452,10 @@ class Trainer:
         # make the step compile twice: give every parameter its strong dtype up front.
         params = jax.tree_util.tree_map(lambda x: jnp.array(x, dtype=x.dtype), params)
         aug_state = self.augmenter.init(data, data_key)
+        self._optax = self._build_optimiser(model)
         state = TrainState(
             params=params,
-            opt_state=self.optimiser.init(params),
+            opt_state=self._optax.init(params),
             data=aug_state,
             best_params=params if self.config.track_best else None,
             best_loss=jnp.asarray(jnp.inf, jnp.float32),
@@ -361,6 +467,12 @@ class Trainer:
         block = self.config.log_every
         recent = {name: jnp.zeros(block, jnp.result_type(float)) for name in metrics}
         return self._place(dataclasses.replace(state, recent_metrics=recent)), static
+
+    def _build_optimiser(self, trained: Any) -> optax.GradientTransformation:
+        if not isinstance(self.optimiser, OptimConfig):
+            return self.optimiser
+        spec = self.task.non_negative(trained)
+        return self.optimiser.build(self.config.steps, non_negative_leaves=spec)
 
     def _place(self, state: TrainState) -> TrainState:
         """Replicate the state over the mesh; optionally split the data along axis 0."""
@@ -389,8 +501,11 @@ class Trainer:
 
     def _advance(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
         """One optimisation step as a pure function (``recent_metrics`` left as it was)."""
-        loss_fn, optimiser, augmenter = self.loss_fn, self.optimiser, self.augmenter
-        mesh, track_best = self.mesh, self.config.track_best
+        loss_fn, optimiser, augmenter = self.loss_fn, self._optax, self.augmenter
+        if optimiser is None:
+            raise RuntimeError("build the state with init_state before the step")
+        mesh, first_block = self.mesh, self.config.log_every
+        track_best = self.config.track_best and not self.validate_every
 
         def objective(params: Any, batch: Any, key: PRNGKeyArray) -> tuple[Array, dict]:
             loss, aux = _split_aux(loss_fn(eqx.combine(params, static), batch, key))
@@ -408,13 +523,14 @@ class Trainer:
             aux = dict(aux)
             data = augmenter.update(state.data, aux.pop("prediction", None), data_key)
             if track_best:
-                better = loss < state.best_loss
+                # the first block's losses say little about the model: never select there
+                better = (loss < state.best_loss) & (state.step >= first_block)
                 best_params = jax.tree_util.tree_map(
                     lambda new, old: jnp.where(better, new, old), state.params, state.best_params
                 )
                 best_loss = jnp.where(better, loss, state.best_loss).astype(jnp.float32)
             else:
-                best_params, best_loss = None, state.best_loss
+                best_params, best_loss = state.best_params, state.best_loss
             metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
             metrics.update({k: v for k, v in aux.items() if eqx.is_array(v) and v.ndim == 0})
             new_state = TrainState(
@@ -439,13 +555,13 @@ class Trainer:
     def fit(self, model: Any, data: Any, key: PRNGKeyArray, *, resume: bool = False) -> TrainResult:
         """Train ``model`` on ``data`` for ``config.steps`` steps (continuing a checkpoint if
         ``resume`` and one exists under ``out``)."""
-        cfg = self.config
-        state, static = self.init_state(model, data, key)
-        start = 0
+        cfg, task = self.config, self.task
+        state, static = self.init_state(task.init(model, data), data, key)
+        start, best_step = 0, None
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state, header = load_checkpoint(self.checkpoint_path, state)
             state = self._place(state)
-            start = int(header["step"])
+            start, best_step = int(header["step"]), header.get("best_step")
         step_fn = self.make_step(static)
         diverged_at = None
         bar = tqdm(
@@ -453,6 +569,7 @@ class Trainer:
         )
         t_start = t_warm = time.perf_counter()
         warm_step = start
+        validation = _Validation(self, static)
 
         checkpointer = BackgroundCheckpointer()
         try:
@@ -488,13 +605,19 @@ class Trainer:
                         break
                     if blocks.losses:
                         bar.set_postfix(loss=f"{blocks.losses[-1]:.4g}")
+                if self.validate_every and (_due(done, self.validate_every) or last):
+                    leaves = validation.run(step_fn, leaves, done)
                 if _due(done, cfg.histogram_every):
                     self._log_histograms(step_fn.field(leaves, "params"), done)
-                if _due(done, cfg.image_every) and self.visualise is not None:
+                if _due(done, cfg.image_every) and not isinstance(self.logger, NullLogger):
                     params, key_data = step_fn.field(leaves, "params"), step_fn.field(leaves, "key")
                     self._log_images(eqx.combine(params, static), key_data, done)
                 if checkpoint_due and self.out is not None:
-                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done)
+                    if not self.validate_every:
+                        best_step = blocks.best_step(step_fn, leaves, best_step)
+                    else:
+                        best_step = validation.best_step
+                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done, best_step)
                 if out_of_time:
                     tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
                     break
@@ -516,42 +639,63 @@ class Trainer:
             self.logger.text("train/diverged", message, diverged_at)
             tqdm.write(f"diffdyn: {message}")
         final = eqx.combine(state.params, static)
-        best = final if state.best_params is None else eqx.combine(state.best_params, static)
-        if self.visualise is not None and diverged_at is None:
+        selected = state.best_params is not None and bool(np.isfinite(float(state.best_loss)))
+        if selected:
+            best = eqx.combine(state.best_params, static)
+            if self.validate_every:
+                selected_by, best_step = "validation", validation.best_step
+            else:
+                selected_by = "loss"
+                best_step = blocks.best_step(step_fn, step_fn.flatten(state), best_step)
+        else:
+            best, selected_by, best_step = final, "final", int(state.step)
+        model_out, best_out = task.result(final), task.result(best)
+        if task.draws and diverged_at is None and not isinstance(self.logger, NullLogger):
             self._log_images(final, state.key, int(state.step))
         if self.out is not None:
-            self._save_models(final, best)
+            self._save_models(model_out, best_out)
         self.logger.flush()
         return TrainResult(
-            model=final,
-            best_model=best,
-            best_loss=float(state.best_loss),
+            model=model_out,
+            best_model=best_out,
+            best_loss=float(state.best_loss) if selected else math.nan,
             losses=np.asarray(blocks.losses),
             steps=int(state.step),
             diverged_at=diverged_at,
             seconds=seconds,
             steps_per_second=rate,
+            best_step=best_step,
+            selected_by=selected_by,
+            validation=validation.history(),
         )
 
     def _call_length(self, done: int, limit: int) -> int:
         """Steps for the next call from step ``done``: at most ``limit``, ending at the next
-        step where the loop logs, draws, writes histograms or checkpoints, or stops."""
+        step where the loop logs, draws, validates, writes histograms or checkpoints, or
+        stops."""
         cfg = self.config
-        image_every = cfg.image_every if self.visualise is not None else 0
         end = cfg.steps
-        for every in (cfg.log_every, cfg.checkpoint_every, cfg.histogram_every, image_every):
+        for every in (
+            cfg.log_every,
+            cfg.checkpoint_every,
+            cfg.histogram_every,
+            cfg.image_every,
+            self.validate_every,
+        ):
             if every > 0:
                 end = min(end, (done // every + 1) * every)
         return min(limit, end - done)
 
     # ------------------------------------------------------------------ side effects
-    def _checkpoint(self, writer: BackgroundCheckpointer, state: TrainState, step: int) -> None:
+    def _checkpoint(
+        self, writer: BackgroundCheckpointer, state: TrainState, step: int, best_step: int | None
+    ) -> None:
         host = jax.device_get(state)  # one transfer; the checks and the write use this copy
         leaves = jax.tree_util.tree_leaves(eqx.filter(host.params, eqx.is_inexact_array))
         if not all(np.isfinite(leaf).all() for leaf in leaves):
             tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
             return
-        writer.save(self.checkpoint_path, host, {"step": step})
+        writer.save(self.checkpoint_path, host, {"step": step, "best_step": best_step})
 
     def _save_models(self, final: Any, best: Any) -> None:
         for name, m in (("model", final), ("best", best)):
@@ -569,7 +713,7 @@ class Trainer:
     def _log_images(self, model: Any, key: Array, step: int) -> None:
         _, vis_key = jax.random.split(jax.random.wrap_key_data(key))
         key = jax.random.fold_in(vis_key, step)
-        for tag, image in self.visualise(model, key).items():
+        for tag, image in self.task.visualise(self.task.result(model), key).items():
             image = np.asarray(image)
             if image.ndim == 4:
                 self.logger.video(tag, image, step)

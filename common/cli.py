@@ -21,13 +21,24 @@ from ._cli import (
     command as command,
 )
 from ._cli import (
+    load_plugins as load_plugins,
+)
+from ._cli import (
     main as main,
 )
 from ._cli import (
     quickstart_part as quickstart_part,
 )
 
-__all__ = ["COMMANDS", "QUICKSTART", "RunContext", "command", "quickstart_part", "main"]
+__all__ = [
+    "COMMANDS",
+    "QUICKSTART",
+    "RunContext",
+    "command",
+    "quickstart_part",
+    "load_plugins",
+    "main",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -129,7 +129,9 @@ def test_private_modules_are_not_imported_across_packages():
             else None
         )
         for module in _imports(path, source):
-            private = any(part.startswith("_") for part in module.split(".")[1:])
+            private = any(
+                part.startswith("_") and not part.endswith("__") for part in module.split(".")[1:]
+            )
             if not module.startswith("diffdyn") or not private or module == SHARED_PRIVATE:
                 continue
             if here is None or _family(module) != here:

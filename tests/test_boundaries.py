@@ -264,3 +264,40 @@ def test_make_boundary():
         common.make_boundary("robin")
     with pytest.raises(ValueError, match="bad keyword arguments"):
         common.make_boundary("neumann", values=1.0)
+
+
+def test_fixed_arrays_stay_fixed_under_a_plain_optax_loop_over_every_leaf():
+    """Stencils, masks and boundary values get an exactly zero gradient, so even a loop that
+    trains every floating leaf (``eqx.filter(model, eqx.is_inexact_array)``) leaves them."""
+    import optax
+
+    class Net(eqx.Module):
+        perception: common.Perception
+        mask: common.FixedMask
+        wall: common.Dirichlet
+        w: jax.Array
+
+        def __call__(self, x):
+            y = self.perception(self.mask(self.wall(x)))
+            return jnp.mean((self.w * y - 1.0) ** 2)
+
+    mask = jnp.ones((6, 6)).at[2:4, 2:4].set(0.0)
+    net = Net(
+        common.Perception(1, padding="zeros"),
+        common.FixedMask(mask, mode="soft", values=0.5),
+        common.Dirichlet(0.25),
+        jnp.asarray(0.3),
+    )
+    x = jax.random.normal(jax.random.key(0), (1, 6, 6))
+    params = eqx.filter(net, eqx.is_inexact_array)
+    opt = optax.adam(0.1)
+    state = opt.init(params)
+    for _ in range(3):
+        grads = eqx.filter_grad(lambda m: m(x))(net)
+        updates, state = opt.update(eqx.filter(grads, eqx.is_inexact_array), state)
+        net = eqx.apply_updates(net, updates)
+    np.testing.assert_array_equal(net.mask.mask, mask)
+    assert float(net.mask.values) == 0.5 and float(net.wall.values) == 0.25
+    fresh = common.Perception(1, padding="zeros")
+    np.testing.assert_array_equal(net.perception.kernel, fresh.kernel)
+    assert float(net.w) != 0.3  # the trainable leaf did move

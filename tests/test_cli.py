@@ -2,34 +2,68 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import typing
+from typing import Literal
 
 import pytest
 import yaml
 
-from diffdyn.common import cli
+import diffdyn
+from diffdyn.common import cli, config_to_dict, leaf_fields
 
 
 @dataclasses.dataclass(frozen=True)
 class Inner:
+    """A nested part.
+
+    Attributes:
+        rate: how fast.
+    """
+
     rate: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
 class EchoConfig:
+    """What echo echoes.
+
+    Attributes:
+        steps: how many steps.
+        name: a name.
+        mode: one of three modes.
+        loud: shout.
+        inner: a nested part.
+    """
+
     steps: int = 3
     name: str = "x"
+    mode: Literal["a", "b", "c"] = "a"
+    loud: bool = False
     inner: Inner = dataclasses.field(default_factory=Inner)
+
+
+def _quick(cfg):
+    return dataclasses.replace(cfg, steps=1, inner=Inner(rate=0.125))
 
 
 @pytest.fixture(autouse=True)
 def echo_command():
-    @cli.command("testing", "echo", EchoConfig, help="echo the config back")
+    @cli.command("testing", "echo", EchoConfig, help="echo the config back", quick=_quick)
     def echo(cfg, ctx):
         if cfg.name == "fail":
             raise ValueError("name 'fail' is not allowed; choose another")
-        return {"steps": cfg.steps, "rate": cfg.inner.rate, "seed": ctx.seed, "nan": float("nan")}
+        return {
+            "steps": cfg.steps,
+            "rate": cfg.inner.rate,
+            "seed": ctx.seed,
+            "nan": float("nan"),
+            "loud": cfg.loud,
+            "mode": cfg.mode,
+            "given": ",".join(sorted(ctx.given)),
+        }
 
     yield
     cli.COMMANDS.pop(("testing", "echo"))
@@ -44,10 +78,44 @@ def test_run_writes_config_metrics_and_prints_json_last(tmp_path, capsys):
     assert code == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     metrics = json.loads(last)
-    assert metrics == {"steps": 5, "rate": 0.25, "seed": 4, "nan": None}
+    expected = {
+        "steps": 5,
+        "rate": 0.25,
+        "seed": 4,
+        "nan": None,
+        "loud": False,
+        "mode": "a",
+        "given": "inner.rate,name,steps",  # from the file and the options, not the defaults
+    }
+    assert metrics == expected
     assert json.loads((out / "metrics.json").read_text()) == metrics
     written = yaml.safe_load((out / "config.yaml").read_text())
-    assert written == {"steps": 5, "name": "y", "inner": {"rate": 0.25}}
+    assert written == {"steps": 5, "name": "y", "mode": "a", "loud": False, "inner": {"rate": 0.25}}
+
+
+def test_booleans_are_flags_choices_are_checked_and_a_summary_is_printed(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["testing", "echo", "--out", str(out), "--loud", "--mode", "c"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("diffdyn testing echo: echo the config back (")
+    assert "  loud   True" in printed and f"outputs: {out}" in printed
+    assert yaml.safe_load((out / "config.yaml").read_text())["mode"] == "c"
+    assert cli.main(["testing", "echo", "--out", str(out), "--no-loud", "--mode", "d"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffdyn: error:") and "invalid choice" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_quick_runs_the_reduced_config_and_records_it(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert (
+        cli.main(["testing", "echo", "--out", str(out), "--quick", "--json", "--steps", "9"]) == 0
+    )
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert metrics["steps"] == written["steps"] == 1
+    assert metrics["rate"] == written["inner"]["rate"] == 0.125
+    assert metrics["given"] == "inner.rate,steps"  # what --quick changed counts as given
 
 
 @pytest.mark.parametrize(
@@ -72,13 +140,117 @@ def test_quickstart_rejects_unknown_parts(tmp_path, capsys):
     assert "unknown parts ['nope']" in capsys.readouterr().err
 
 
-def test_console_script_lists_every_registered_group():
+def test_help_and_version_answer_without_importing_jax():
+    code = (
+        "import sys; from diffdyn.__main__ import main; main(['--help']); main(['pde', '--help']);"
+        " main(['--version']); assert 'jax' not in sys.modules, 'jax was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for group in ("quickstart", "node", "pde", "nca", "oscillators", "rnn"):
+        assert f"  {group} " in proc.stdout
+    assert "fit a fixed or neural PDE" in proc.stdout
+    assert f"diffdyn {diffdyn.__version__}" in proc.stdout
+    module = subprocess.run(
+        [sys.executable, "-m", "diffdyn", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert module.stdout.strip() == f"diffdyn {diffdyn.__version__}"
+
+
+def test_the_fast_help_lists_exactly_the_registered_commands():
+    from diffdyn.__main__ import GROUPS
+
+    cli.load_plugins()
+    registered = {}
+    for (group, verb), cmd in cli.COMMANDS.items():
+        if group != "testing":
+            registered.setdefault(group, {})[verb] = cmd.help
+    listed = {group: verbs for group, (_, verbs) in GROUPS.items() if group != "quickstart"}
+    assert listed == registered
+
+
+def _verbs():
+    cli.load_plugins()
+    return sorted(k for k in cli.COMMANDS if k[0] != "testing")
+
+
+@pytest.mark.parametrize("group, verb", _verbs())
+def test_every_option_has_help_and_enumerations_list_their_choices(group, verb, capsys):
+    assert cli.main([group, verb, "--help"]) == 0
+    text = capsys.readouterr().out
+    cmd = cli.COMMANDS[(group, verb)]
+    for name, tp, _, help_text in leaf_fields(cmd.config):
+        assert help_text.strip(), f"{group} {verb}: --{name} has no help text"
+        if typing.get_origin(tp) is Literal:
+            choices = "{" + ",".join(str(c) for c in typing.get_args(tp)) + "}"
+            assert choices in text.replace("\n", "").replace(" ", ""), (name, choices)
+        assert f"--{name}" in text
+    names = [name for name, *_ in leaf_fields(cmd.config)]
+    for name in names:
+        last = name.split(".")[-1]
+        assert last not in ("iterations", "epochs", "lr", "clip"), f"{group} {verb}: --{name}"
+        if last in ("solver", "rtol", "atol", "adjoint", "dt0", "max_steps"):
+            assert name.endswith("solve." + last), f"{group} {verb}: flat --{name}"
+
+
+@pytest.mark.parametrize("group, verb", [k for k in _verbs() if cli.COMMANDS[k].quick])
+def test_config_yaml_is_the_config_that_ran_with_quick(group, verb, tmp_path, monkeypatch):
+    cmd = cli.COMMANDS[(group, verb)]
+    ran = []
+    monkeypatch.setitem(
+        cli.COMMANDS,
+        (group, verb),
+        dataclasses.replace(cmd, run=lambda c, ctx: ran.append(c) or {}),
+    )
+    assert cli.main([group, verb, "--quick", "--out", str(tmp_path)]) == 0
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    default = cmd.config()
+    if cmd.presets is not None:  # the default preset's values are the defaults
+        field, lookup = cmd.presets
+        default = lookup(getattr(default, field))
+    assert written == config_to_dict(ran[0]) == config_to_dict(cmd.quick(default))
+
+
+TRAINING = {
+    ("nca", "train"),
+    ("pde", "fit"),
+    ("oscillators", "kuranet"),
+    ("oscillators", "discover"),
+    ("rnn", "train"),
+    ("node", "fit"),
+}
+SOLVING = {
+    ("pde", "simulate"),
+    ("pde", "fit"),
+    ("oscillators", "kuramoto"),
+    ("oscillators", "discover"),
+    ("node", "fit"),
+}
+
+
+def test_training_and_solving_commands_speak_one_vocabulary():
+    cli.load_plugins()
+    for key in TRAINING | SOLVING:
+        names = {name for name, *_ in leaf_fields(cli.COMMANDS[key].config)}
+        if key in TRAINING:
+            assert {"train.steps", "optim.learning_rate"} <= names, key
+        if key in SOLVING:
+            assert "solve.solver" in names, key
+
+
+@pytest.mark.heavy
+def test_files_a_run_writes_are_readable_by_group_and_others_under_umask_022(tmp_path):
+    out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "diffdyn.common.cli", "--help"],
+        [sys.executable, "-m", "diffdyn", "pde", "simulate", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
+        preexec_fn=lambda: os.umask(0o022),
     )
-    assert proc.returncode == 0
-    for group in ("quickstart", "node", "pde", "nca", "oscillators", "rnn"):
-        assert group in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"config.yaml", "metrics.json"} <= {p.name for p in files} and len(files) >= 4
+    for path in files:
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o044 == 0o044, (path.name, oct(mode))

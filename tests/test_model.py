@@ -15,6 +15,7 @@ import pytest
 from diffdyn.common import (
     AbstractModel,
     NullLogger,
+    SolveConfig,
     TrainConfig,
     Trainer,
     fixed_field,
@@ -22,7 +23,7 @@ from diffdyn.common import (
     solve,
     trainable_filter,
 )
-from diffdyn.common.neural_de import LinearField
+from diffdyn.common.neural_de import LinearField, MLPField
 from diffdyn.pde import GrayScott
 
 
@@ -229,3 +230,52 @@ def test_a_file_naming_a_missing_or_non_model_diffdyn_class_is_refused(tmp_path)
         crafted.write_bytes(json.dumps(header).encode() + b"\n")
         with pytest.raises(error):
             AbstractModel.load(crafted)
+
+
+class Outer(AbstractModel):
+    """A model whose constructor takes a model and a config object."""
+
+    inner: Tiny
+    solve: SolveConfig = eqx.field(static=True)
+    scale: jax.Array
+
+    def __init__(self, inner: Tiny, solve: SolveConfig, *, key):
+        self.inner = inner
+        self.solve = solve
+        self.scale = jax.random.normal(key, ())
+
+
+def test_constructors_may_take_models_and_configs_which_save_as_nested_specs(tmp_path):
+    model = Outer(
+        Tiny(3, "sin", key=jax.random.key(1)),
+        SolveConfig(solver="rk4", dt0=0.05, adaptive=False),
+        key=jax.random.key(2),
+    )
+    path = model.save(tmp_path / "outer.eqx")
+    header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    nested = header["hyperparameters"]
+    assert nested["inner"]["__model__"]["hyperparameters"] == {"width": 3, "activation": "sin"}
+    assert nested["solve"]["__config__"]["module"] == "diffdyn.common"
+    back = AbstractModel.load(path)
+    assert back.solve == model.solve and back.inner.activation == "sin"
+    x = jnp.asarray([0.1, 0.2])
+    np.testing.assert_array_equal(back.inner(x), model.inner(x))
+    assert float(back.scale) == float(model.scale)
+
+
+def test_a_discovery_mlp_file_of_0_1_0_loads_as_the_one_mlp_field(tmp_path):
+    """0.1.0 had its own GELU MLPField(state_dim, width, depth) in oscillators.discovery."""
+    field = MLPField(2, 8, 1, activation="gelu", key=jax.random.key(3))
+    path = field.save(tmp_path / "new.eqx")
+    header, leaves = path.read_bytes().split(b"\n", 1)
+    old = {
+        "format": "diffdyn-model/1",
+        "module": "oscillators.discovery",
+        "class": "MLPField",
+        "hyperparameters": {"state_dim": 2, "width": 8, "depth": 1},
+    }
+    (tmp_path / "old.eqx").write_bytes(json.dumps(old).encode() + b"\n" + leaves)
+    back = AbstractModel.load(tmp_path / "old.eqx")
+    assert isinstance(back, MLPField) and back.activation == "gelu"
+    y = jnp.asarray([0.3, -0.2])
+    np.testing.assert_array_equal(back(0.0, y), field(0.0, y))

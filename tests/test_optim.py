@@ -9,6 +9,7 @@ import pytest
 
 from diffdyn.common import (
     OPTIMISERS,
+    OptimConfig,
     make_optimiser,
     make_schedule,
     non_negative,
@@ -213,3 +214,46 @@ def test_non_negative_accepts_an_equinox_filter_spec():
     new = eqx.apply_updates(params, updates)
     np.testing.assert_array_equal(new.diffusion, [0.0, 0.0])
     np.testing.assert_allclose(new.rate, [-0.9, -0.8])
+
+
+def test_optim_config_builds_normalise_clip_sgd_momentum_schedule_projection():
+    """Two SGD-with-momentum steps on gradients normalised per block, a linear schedule from
+    lr to alpha * lr over 2 steps, and w projected onto w >= 0, against the hand computation."""
+    config = OptimConfig(
+        optimiser="sgd",
+        learning_rate=0.5,
+        schedule="linear",
+        alpha=0.5,
+        momentum=0.9,
+        normalise_gradients=True,
+    )
+    opt = config.build(2, non_negative_leaves={"w": True, "b": False})
+    params = {"w": jnp.array([0.2, 0.1]), "b": jnp.array([1.0])}
+    grads = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([-2.0])}
+    state = opt.init(params)
+    unit = {"w": np.array([0.6, 0.8]), "b": np.array([-1.0])}
+    trace = {k: np.zeros_like(v) for k, v in unit.items()}
+    expected = {k: np.asarray(v) for k, v in params.items()}
+    for lr in (0.5, 0.375):  # linear from 0.5 to 0.25 over 2 steps
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        for k in trace:
+            trace[k] = unit[k] + 0.9 * trace[k]
+            expected[k] = expected[k] - lr * trace[k]
+        expected["w"] = np.maximum(expected["w"], 0.0)
+        for k in params:
+            np.testing.assert_allclose(np.asarray(params[k]), expected[k], rtol=1e-6)
+    assert float(params["w"].min()) == 0.0 and float(params["b"][0]) > 1.0
+
+
+def test_optim_config_refuses_settings_it_cannot_honour():
+    with pytest.raises(ValueError, match="momentum is a setting of sgd and rmsprop"):
+        OptimConfig(optimiser="adam", momentum=0.9)
+    with pytest.raises(ValueError, match="clip_norm must be > 0 or None"):
+        OptimConfig(clip_norm=0.0)
+    with pytest.raises(ValueError, match="unknown optimiser"):
+        OptimConfig(optimiser="adamm")
+    with pytest.raises(ValueError, match="warmup > 0"):
+        OptimConfig(schedule="warmup-cosine")
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        OptimConfig(learning_rate=0.0)

@@ -358,3 +358,22 @@ def test_bad_arguments_raise_before_compiling(kwargs, match):
     call.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         solve(call.pop("vector_field"), call.pop("y0"), call.pop("ts"), **call)
+
+
+def test_a_fixed_step_run_that_fits_max_steps_exactly_is_not_refused_in_float32():
+    """0.6 / 0.1 rounds above 6 in float32; the up-front count must agree with diffrax's."""
+    ts = jnp.linspace(0.0, 0.6, 7, dtype=jnp.float32)
+    ys = solve(
+        lambda t, y, a: -y, jnp.ones(1), ts, solver="euler", adaptive=False, dt0=0.1, max_steps=6
+    )
+    np.testing.assert_allclose(np.asarray(ys[:, 0]), 0.9 ** np.arange(7), rtol=1e-5)
+    with pytest.raises(ValueError, match="takes 7 steps, more than max_steps = 6"):
+        solve(
+            lambda t, y, a: -y,
+            jnp.ones(1),
+            jnp.linspace(0.0, 0.7, 8),
+            solver="euler",
+            adaptive=False,
+            dt0=0.1,
+            max_steps=6,
+        )

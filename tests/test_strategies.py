@@ -14,6 +14,7 @@ from diffdyn.common import (
     Plain,
     SolveConfig,
     TrainConfig,
+    Trainer,
     Trajectory,
     segment_bounds,
 )
@@ -131,21 +132,23 @@ def test_homotopy_fit_runs_the_schedule_and_selects_by_uncoupled_mse(data):
     with jax.enable_x64(True):
         schedule = HomotopySchedule(decrements=2, ratio=0.6, epochs_per_step=40)
         homotopy = Homotopy.from_data(data, k=2.0, schedule=schedule, solve=SOLVE)
-        result = homotopy.fit(
-            Decay(jnp.array([-0.1, 0.0])),
-            data,
-            jax.random.key(0),
-            optimiser=optax.adam(0.05),
-            config=TrainConfig(steps=1, log_every=40, progress=False),
+        with pytest.raises(ValueError, match="scheduled over 120 steps"):
+            Trainer(homotopy, optax.adam(0.05), config=TrainConfig(steps=100))
+        config = TrainConfig(steps=homotopy.steps(), log_every=40, progress=False)
+        result = Trainer(homotopy, optax.adam(0.05), config=config).fit(
+            Decay(jnp.array([-0.1, 0.0])), data, jax.random.key(0)
         )
-        assert result.epochs == schedule.total_epochs == len(result.mse)
-        assert result.best_mse == float(np.min(result.mse))
-        assert result.epochs_to_best == int(np.argmin(result.mse))
+        assert result.steps == schedule.total_epochs == len(result.losses) == 120
+        # selected by the uncoupled MSE, after the first logging block
+        after = result.losses[40:]
+        assert result.selected_by == "loss"
+        assert result.best_loss == pytest.approx(float(np.min(after)), rel=1e-6)
+        assert result.best_step == 40 + int(np.argmin(after))
         # the selected field's uncoupled MSE is the recorded best
-        score, mse = homotopy.uncoupled_mse(result.best_field, data)
-        np.testing.assert_allclose(float(mse), result.best_mse, rtol=1e-8)
-        assert result.best_mse < 1e-2 * float(result.mse[0])
-        np.testing.assert_allclose(np.asarray(result.best_field.w), W_TRUE, atol=0.05)
+        score, mse = homotopy.uncoupled_mse(result.best_model, data)
+        np.testing.assert_allclose(float(mse), result.best_loss, rtol=1e-6)
+        assert result.best_loss < 1e-2 * float(result.losses[0])
+        np.testing.assert_allclose(np.asarray(result.best_model.w), W_TRUE, atol=0.05)
 
 
 def test_bad_input_is_rejected(data):

@@ -8,7 +8,9 @@ import optax
 import pytest
 
 from diffdyn.common import (
+    AbstractTask,
     BackgroundCheckpointer,
+    OptimConfig,
     TrainConfig,
     Trainer,
     load_checkpoint,
@@ -98,16 +100,84 @@ def test_training_lowers_loss_and_logs_every_step():
     assert [shape for _, _, shape in log.videos] == [(3, 1, 4, 5)] * 3
 
 
-def test_best_model_is_the_lowest_loss_seen():
-    # SGD with a step size above 1 on (w - 3)^2 overshoots and diverges: the best is step 0.
+def test_best_model_is_the_lowest_training_loss_after_the_first_logging_block():
+    # SGD with step 1.1 on (w - 3)^2 overshoots: the error is multiplied by -1.2 every step,
+    # so the loss 1.44^t grows and the best state after the first block (steps 0, 1) is step 2.
     def loss(model, batch, key):
         return (model.w - 3.0) ** 2
 
-    trainer = Trainer(loss, optax.sgd(1.1), config=TrainConfig(steps=10, progress=False))
-    result = trainer.fit(Scalar(jnp.asarray(2.0)), None, jax.random.key(0))
-    assert result.best_loss == pytest.approx(min(result.losses)) == pytest.approx(1.0)
-    assert float(result.best_model.w) == pytest.approx(2.0)
+    config = TrainConfig(steps=10, log_every=2, progress=False)
+    result = Trainer(loss, optax.sgd(1.1), config=config).fit(
+        Scalar(jnp.asarray(2.0)), None, jax.random.key(0)
+    )
+    assert result.selected_by == "loss" and result.best_step == 2
+    assert result.best_loss == pytest.approx(1.44**2, rel=1e-5)
+    assert float(result.best_model.w) == pytest.approx(3.0 - 1.44, rel=1e-5)
     assert abs(float(result.model.w) - 3.0) > 1.0
+    # a run no longer than one logging block selects nothing: the best model is the final one
+    short = TrainConfig(steps=10, log_every=50, progress=False)
+    result = Trainer(loss, optax.sgd(1.1), config=short).fit(
+        Scalar(jnp.asarray(2.0)), None, jax.random.key(0)
+    )
+    assert result.selected_by == "final" and result.best_model is result.model
+
+
+class HeldOut(AbstractTask):
+    """Fit w to the mean of noisy training targets; validation measures the distance to 1."""
+
+    def loss(self, model, batch, key):
+        return jnp.mean((model.w - batch) ** 2)
+
+    def evaluate(self, model, key):
+        return {"loss": (model.w - 1.0) ** 2, "w": model.w}
+
+
+def test_the_best_model_is_chosen_by_validation_where_there_is_held_out_data():
+    # training pulls w from 0 towards 2 (the training targets); validation prefers w = 1,
+    # which plain SGD passes halfway: the best model by validation is the one nearest 1, not
+    # the final one, which is the best by training loss
+    data = jnp.full((4,), 2.0)
+    config = TrainConfig(steps=40, log_every=5, validate_every=1, progress=False)
+    log = Recorder()
+    result = Trainer(HeldOut(), optax.sgd(0.05), config=config, logger=log).fit(
+        Scalar(jnp.asarray(0.0)), data, jax.random.key(0)
+    )
+    ws = result.validation["w"]
+    assert result.selected_by == "validation"
+    assert list(result.validation["step"]) == list(range(1, 41))
+    best = int(np.argmin(np.abs(ws - 1.0)))
+    assert result.best_step == best + 1
+    assert float(result.best_model.w) == pytest.approx(ws[best])
+    assert abs(float(result.best_model.w) - 1.0) < 0.06 < abs(float(result.model.w) - 1.0)
+    assert sorted(log.logged["validation/loss"]) == list(range(1, 41))
+
+
+def test_options_the_task_cannot_use_are_refused():
+    def loss(model, batch, key):
+        return model.w**2
+
+    with pytest.raises(ValueError, match="image_every"):
+        Trainer(loss, optax.sgd(0.1), config=TrainConfig(image_every=5))
+    with pytest.raises(ValueError, match="validate_every"):
+        Trainer(loss, optax.sgd(0.1), config=TrainConfig(validate_every=5))
+    with pytest.raises(TypeError, match="belong to the task"):
+        Trainer(HeldOut(), optax.sgd(0.1), visualise=lambda m, k: {})
+
+
+def test_an_optim_config_is_built_for_the_run_with_the_task_constraints():
+    class Negative(AbstractTask):
+        def loss(self, model, batch, key):
+            return (model.w + 1.0) ** 2  # pulls w below zero
+
+        def non_negative(self, model):
+            return Scalar(True)
+
+    optim = OptimConfig(optimiser="sgd", learning_rate=0.3, schedule="linear", alpha=0.5)
+    config = TrainConfig(steps=20, log_every=5, progress=False)
+    result = Trainer(Negative(), optim, config=config).fit(
+        Scalar(jnp.asarray(1.0)), None, jax.random.key(0)
+    )
+    assert float(result.model.w) == 0.0  # projected exactly
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
@@ -213,7 +283,7 @@ def test_weakly_typed_parameters_compile_once():
 
 
 def test_bad_arguments_are_reported():
-    with pytest.raises(TypeError, match="loss_fn"):
+    with pytest.raises(TypeError, match="AbstractTask or a loss function"):
         Trainer(3, optax.sgd(0.1))
     with pytest.raises(TypeError, match="optimiser"):
         Trainer(mse, "adam")
