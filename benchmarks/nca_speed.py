@@ -39,23 +39,31 @@ def _time(fn, repeats: int) -> float:
 
 
 def jax_rates(args: argparse.Namespace) -> tuple[float, float]:
-    from diffdyn.common import TrainConfig, Trainer
-    from diffdyn.nca import NCA, GrowLoss, make_pool, nca_optimiser, seed_state
+    from diffdyn.common import OptimConfig, TrainConfig, Trainer
+    from diffdyn.nca import NCA, Cells, GrowTask
 
     c, s = args.channels, args.size
     key = jax.random.key(0)
     target = jax.random.uniform(key, (4, s, s))
-    model = NCA(c, hidden=args.hidden, fire_rate=0.5, alive_threshold=0.1, key=key)
+    model = NCA(Cells(c, fire_rate=0.5, alive_threshold=0.1), hidden=args.hidden, key=key)
     # a non-zero last layer, so the benchmark does not run the trivial identity
     w = 0.01 * jax.random.normal(jax.random.key(1), model.net.output_layer.weight.shape)
     model = eqx.tree_at(lambda m: m.net.output_layer.weight, model, w)
-    trainer = Trainer(
-        GrowLoss(target, args.steps, checkpoint=args.checkpoint),
-        nca_optimiser(2e-3, 1000),
-        make_pool(target, pool_size=4 * args.batch, batch_size=args.batch, damage=2),
-        config=TrainConfig(steps=10, progress=False),
+    task = GrowTask(
+        target,
+        args.steps,
+        pool_size=4 * args.batch,
+        batch_size=args.batch,
+        damage=2,
+        reseed=1,
+        checkpoint=args.checkpoint,
     )
-    state, static = trainer.init_state(model, seed_state(c, s, s), key)
+    # the NCA recipe, decaying over 1000 steps as before
+    optim = OptimConfig(
+        "adam", 2e-3, schedule="exponential", decay_rate=0.1, normalise_gradients=True
+    )
+    trainer = Trainer(task, optim, config=TrainConfig(steps=1000, progress=False))
+    state, static = trainer.init_state(model, task.seed(c), key)
     step = trainer.make_step(static)
     holder = {"state": state}
 

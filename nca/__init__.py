@@ -6,26 +6,62 @@ where a stochastic fire-rate mask fires. Variants, growing a target from a seed 
 pool, learning PDE trajectories frame to frame, targets and figures.
 """
 
+from ._config import (
+    GrowConfig as GrowConfig,
+)
+from ._config import (
+    NCAModelConfig as NCAModelConfig,
+)
+from ._config import (
+    NCARunConfig as NCARunConfig,
+)
+from ._config import (
+    NCATrainConfig as NCATrainConfig,
+)
+from ._config import (
+    PDEConfig as PDEConfig,
+)
+from ._config import (
+    build_model as build_model,
+)
+from ._figures import (
+    first_layer_blocks as first_layer_blocks,
+)
+from ._figures import (
+    plot_channels as plot_channels,
+)
+from ._figures import (
+    plot_growth as plot_growth,
+)
+from ._figures import (
+    plot_perception as plot_perception,
+)
+from ._figures import (
+    plot_trajectory as plot_trajectory,
+)
+from ._figures import (
+    plot_weights as plot_weights,
+)
+from ._figures import (
+    save_rollout_gif as save_rollout_gif,
+)
+from ._figures import (
+    save_trajectory_gif as save_trajectory_gif,
+)
+from ._figures import (
+    weight_matrices as weight_matrices,
+)
 from ._grow import (
-    GrowLoss as GrowLoss,
+    GrowTask as GrowTask,
+)
+from ._grow import (
+    GrowthEvaluation as GrowthEvaluation,
 )
 from ._grow import (
     erase_half as erase_half,
 )
 from ._grow import (
     evaluate_growth as evaluate_growth,
-)
-from ._grow import (
-    grow_visualiser as grow_visualiser,
-)
-from ._grow import (
-    make_pool as make_pool,
-)
-from ._grow import (
-    nca_optimiser as nca_optimiser,
-)
-from ._grow import (
-    train_grow as train_grow,
 )
 from ._layers import (
     ACTIVATIONS as ACTIVATIONS,
@@ -61,19 +97,13 @@ from ._model import (
     seed_state as seed_state,
 )
 from ._pde_task import (
-    TrajectoryLoss as TrajectoryLoss,
+    TrajectoryTask as TrajectoryTask,
 )
 from ._pde_task import (
     evaluate_trajectory as evaluate_trajectory,
 )
 from ._pde_task import (
     gray_scott_trajectory as gray_scott_trajectory,
-)
-from ._pde_task import (
-    train_trajectory as train_trajectory,
-)
-from ._pde_task import (
-    trajectory_visualiser as trajectory_visualiser,
 )
 from ._pde_task import (
     trajectory_windows as trajectory_windows,
@@ -102,20 +132,17 @@ from ._variants import (
 from ._variants import (
     MultiScaleNCA as MultiScaleNCA,
 )
-from ._visualise import (
-    first_layer_blocks as first_layer_blocks,
+from ._workflows import (
+    NCAFit as NCAFit,
 )
-from ._visualise import (
-    plot_channels as plot_channels,
+from ._workflows import (
+    NCARun as NCARun,
 )
-from ._visualise import (
-    plot_perception as plot_perception,
+from ._workflows import (
+    fit_nca as fit_nca,
 )
-from ._visualise import (
-    plot_weights as plot_weights,
-)
-from ._visualise import (
-    weight_matrices as weight_matrices,
+from ._workflows import (
+    run_nca as run_nca,
 )
 
 __all__ = [
@@ -133,27 +160,36 @@ __all__ = [
     "PointwiseMLP",
     "GaussianKAN",
     "ACTIVATIONS",
-    "GrowLoss",
-    "nca_optimiser",
-    "make_pool",
-    "grow_visualiser",
-    "train_grow",
+    "GrowTask",
+    "GrowthEvaluation",
     "erase_half",
     "evaluate_growth",
     "gray_scott_trajectory",
     "trajectory_windows",
-    "TrajectoryLoss",
-    "trajectory_visualiser",
-    "train_trajectory",
+    "TrajectoryTask",
     "evaluate_trajectory",
     "BUILTIN_TARGETS",
     "builtin_target",
     "load_png",
     "make_target",
     "to_rgb",
+    "NCAModelConfig",
+    "GrowConfig",
+    "PDEConfig",
+    "NCATrainConfig",
+    "NCARunConfig",
+    "build_model",
     "first_layer_blocks",
     "weight_matrices",
     "plot_perception",
     "plot_weights",
     "plot_channels",
+    "plot_growth",
+    "plot_trajectory",
+    "save_rollout_gif",
+    "save_trajectory_gif",
+    "NCAFit",
+    "NCARun",
+    "fit_nca",
+    "run_nca",
 ]

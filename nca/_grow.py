@@ -1,134 +1,70 @@
-"""Growing an image from one seed cell, with a sample pool and damage (Mordvintsev et al. 2020).
+r"""Growing an image from one seed cell, with a sample pool and damage (Mordvintsev et al. 2020).
 
-Training minimises, over a batch drawn from a `SamplePool`,
+`GrowTask` minimises, over a batch of ``B`` states drawn from a `SamplePool`,
 
-    L = mean_b mean_{c < O, h, w} (x_b^{(T)}[c, h, w] - y[c, h, w])²,
+$$
+L = \frac{1}{B} \sum_b \frac{1}{O H W} \sum_{c < O,\, h,\, w}
+    \big(x_b^{(T)}[c, h, w] - y[c, h, w]\big)^2 ,
+$$
 
-the per-pixel MSE between the first ``O`` channels (premultiplied RGBA, ``O = 4``) of the
-state after ``T`` NCA steps and the target ``y``. The final states go back into the pool
+the per-pixel MSE between the first $O$ channels (premultiplied RGBA, $O = 4$) of the state
+after $T$ NCA steps and the target $y$. The final states go back into the pool
 (persistence); the worst ``reseed`` samples of each batch restart from a fresh seed state (more
-reseeds speed up learning to grow, fewer stress persistence), and the best ``damage``
-samples are damaged by erasing a random disk (`RandomErase`), which
-teaches regeneration. Gradients are normalised per parameter block
-(`normalise_gradients`) before Adam.
+reseeds speed up learning to grow, fewer stress persistence), and the best ``damage`` samples
+are damaged by erasing a random disk (`RandomErase`), which teaches regeneration. The NCA's
+optimiser normalises the gradient of every parameter block before Adam
+(``OptimConfig(normalise_gradients=True)``).
+
+The task's held-out check is growth itself: `GrowTask.evaluate` grows ``samples`` states from
+the seed cell and scores them against the target, which is what the pool loss (over states
+that were grown, persisted and damaged) only approximates; the trainer keeps the model that
+grows best. `evaluate_growth` adds persistence and regeneration after erasing half.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from diffdyn.common import (
-    Logger,
-    RandomErase,
-    SamplePool,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    fixed_field,
-    make_optimiser,
-    normalise_gradients,
-)
+from diffdyn.common import AbstractTask, RandomErase, SamplePool, fixed_field
+from diffdyn.common._helpers import check_int
 
 from ._model import AbstractNCA, rollout_batch, seed_state
 from ._targets import to_rgb
 
-__all__ = [
-    "GrowLoss",
-    "nca_optimiser",
-    "make_pool",
-    "grow_visualiser",
-    "train_grow",
-    "erase_half",
-    "evaluate_growth",
-]
+__all__ = ["GrowTask", "GrowthEvaluation", "erase_half", "evaluate_growth"]
 
 
 def _mse(x: Float[Array, "C H W"], target: Float[Array, "O H W"]) -> Float[Array, ""]:
     return jnp.mean(jnp.square(x[: target.shape[0]] - target))
 
 
-class GrowLoss(eqx.Module):
-    """``(model, batch, key) -> (L, {"prediction": x^(T)})`` for the growing task."""
-
-    target: Float[Array, "O H W"] = fixed_field()
-    steps: int = eqx.field(static=True)
-    checkpoint: bool = eqx.field(static=True)
-
-    def __init__(self, target: Float[ArrayLike, "O H W"], steps: int, checkpoint: bool = False):
-        if not hasattr(target, "shape") or len(target.shape) != 3:
-            raise ValueError(
-                f"target must have shape [O, H, W]; got {getattr(target, 'shape', target)}"
-            )
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1; got {steps!r}")
-        self.target = jnp.asarray(target, jnp.float32)
-        self.steps = steps
-        self.checkpoint = bool(checkpoint)
-
-    def errors(self, x: Float[Array, "B C H W"]) -> Float[Array, " B"]:
-        """Per-sample MSE of the first ``O`` channels against the target."""
-        return jax.vmap(_mse, in_axes=(0, None))(x, self.target)
-
-    def __call__(
-        self, model: AbstractNCA, batch: Float[Array, "B C H W"], key: PRNGKeyArray
-    ) -> tuple[Float[Array, ""], dict[str, Array]]:
-        final = rollout_batch(model, batch, self.steps, key, checkpoint=self.checkpoint)
-        return jnp.mean(self.errors(final)), {"prediction": final}
+def _errors(x: Float[Array, "B C H W"], target: Float[Array, "O H W"]) -> Float[Array, " B"]:
+    return jax.vmap(_mse, in_axes=(0, None))(x, target)
 
 
-def nca_optimiser(
-    learning_rate: float = 2e-3,
-    steps: int | None = None,
-    *,
-    name: str = "adam",
-    schedule: str = "exponential",
-    decay_rate: float = 0.1,
-    normalise: bool = True,
-) -> optax.GradientTransformation:
-    """``normalise_gradients -> <name>(lr schedule)``; the schedule decays by ``decay_rate``
-    over ``steps`` (``"constant"`` ignores both)."""
-    kw: dict[str, Any] = {}
-    if schedule == "exponential":
-        kw["decay_rate"] = decay_rate
-    opt = make_optimiser(name, learning_rate, schedule=schedule, steps=steps, **kw)
-    return optax.chain(normalise_gradients(), opt) if normalise else opt
+def _check_target(target: Any) -> Float[Array, "O H W"]:
+    if not hasattr(target, "shape") or len(target.shape) != 3:
+        raise ValueError(
+            f"target must have shape [O, H, W]; got {getattr(target, 'shape', type(target))}"
+        )
+    return jnp.asarray(target, jnp.float32)
 
 
-def make_pool(
-    target: Float[ArrayLike, "O H W"],
-    *,
-    pool_size: int = 256,
-    batch_size: int = 8,
-    damage: int = 2,
-    reseed: int = 1,
-    radius: tuple[float, float] | None = None,
-) -> SamplePool:
-    """A sample pool scored by MSE to ``target`` (worst first): the worst ``reseed`` samples
-    restart from a fresh seed state, the best ``damage`` are damaged by a random disk of radius
-    ``radius`` (default ``H/10 .. H/5``). ``reseed = batch_size`` trains growth only."""
-    target = jnp.asarray(target, jnp.float32)
-    h = target.shape[-2]
-    if radius is None:
-        radius = (h / 10, h / 5)
-    score = functools.partial(_mse, target=target)
-    transforms = (RandomErase(radius),) if damage else ()
-    return SamplePool(
-        pool_size,
-        batch_size,
-        reseed=reseed,
-        score=score,
-        transforms=transforms,
-        n_transformed=damage if damage else None,
-    )
+def _seed(channels: int, target: Array) -> Float[Array, "C H W"]:
+    if target.shape[0] > channels:
+        raise ValueError(
+            f"the target has {target.shape[0]} channels but the NCA only {channels}: an NCA "
+            f"grows targets [O, H, W] with O <= channels"
+        )
+    return seed_state(channels, *target.shape[1:], first=min(3, channels - 1))
 
 
 def erase_half(x: Float[ArrayLike, "*B C H W"]) -> Float[Array, "*B C H W"]:
@@ -138,78 +74,179 @@ def erase_half(x: Float[ArrayLike, "*B C H W"]) -> Float[Array, "*B C H W"]:
     return x.at[..., w // 2 :].set(0.0)
 
 
-def grow_visualiser(
-    target: Float[ArrayLike, "O H W"], seed: Float[ArrayLike, "C H W"], steps: int, frames: int = 16
-) -> Callable[[AbstractNCA, PRNGKeyArray], dict[str, np.ndarray]]:
-    """The Trainer's ``visualise`` hook: an image of a batch (target, three grown samples,
-    one damaged and regrown) and a video of one rollout from ``seed``."""
-    target = np.asarray(target)
-    seed = jnp.asarray(seed)
-    every = max(1, steps // frames)
-    total = every * frames
+class GrowTask(AbstractTask):
+    """Grow ``target`` from one seed cell (see the module docstring).
 
-    @eqx.filter_jit
-    def run(model: AbstractNCA, key: PRNGKeyArray) -> tuple[Array, Array, Array]:
-        k1, k2, k3 = jax.random.split(key, 3)
-        batch = jnp.broadcast_to(seed, (3, *seed.shape))
-        grown = rollout_batch(model, batch, steps, k1)
-        video = model.rollout(seed, 2 * total, k2, every=every)
-        regrown = model.rollout(erase_half(grown[0]), steps, k3)
-        return grown, video, regrown
+    Train with ``Trainer(task, optim, config=...).fit(model, task.seed(model.channels), key)``:
+    the data is the seed state, which fills the sample pool.
 
-    def visualise(model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
-        grown, video, regrown = (np.asarray(a) for a in run(model, key))
-        tiles = [to_rgb(target)] + [to_rgb(g) for g in grown]
+    Args:
+        target: the target ``[O, H, W]`` (premultiplied RGBA for ``O = 4``); it fixes the grid.
+        rollout_steps: the NCA steps $T$ of every rollout (training and evaluation).
+        pool_size: the states in the sample pool.
+        batch_size: the states drawn from the pool per training step.
+        damage: how many of the best samples of each batch lose a random disk.
+        reseed: how many of the worst samples of each batch restart from the seed state.
+        radius: the range of disk radii (default ``H/10 .. H/5``).
+        checkpoint: wrap every NCA step in ``jax.checkpoint`` (memory of long rollouts).
+        samples: the stochastic rollouts from the seed cell averaged by `evaluate`.
+    """
+
+    target: Float[Array, "O H W"] = fixed_field()
+    rollout_steps: int = eqx.field(static=True)
+    pool_size: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+    damage: int = eqx.field(static=True)
+    reseed: int = eqx.field(static=True)
+    radius: tuple[float, float] = eqx.field(static=True)
+    checkpoint: bool = eqx.field(static=True)
+    samples: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        target: Float[ArrayLike, "O H W"],
+        rollout_steps: int = 64,
+        *,
+        pool_size: int = 256,
+        batch_size: int = 8,
+        damage: int = 2,
+        reseed: int = 1,
+        radius: tuple[float, float] | None = None,
+        checkpoint: bool = False,
+        samples: int = 8,
+    ):
+        self.target = _check_target(target)
+        self.rollout_steps = check_int(rollout_steps, "rollout_steps", 1)
+        self.pool_size = check_int(pool_size, "pool_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        if self.batch_size > self.pool_size:
+            raise ValueError(
+                f"batch_size must be <= pool_size = {self.pool_size}; got {self.batch_size}"
+            )
+        self.damage = check_int(damage, "damage", 0)
+        self.reseed = check_int(reseed, "reseed", 0)
+        for name in ("damage", "reseed"):
+            if getattr(self, name) > self.batch_size:
+                raise ValueError(
+                    f"{name} must be <= batch_size = {self.batch_size}; got {getattr(self, name)}"
+                )
+        h = self.target.shape[-2]
+        self.radius = (h / 10, h / 5) if radius is None else (float(radius[0]), float(radius[1]))
+        self.checkpoint = bool(checkpoint)
+        self.samples = check_int(samples, "samples", 1)
+
+    def seed(self, channels: int) -> Float[Array, "C H W"]:
+        """The seed state of a ``channels``-channel NCA on the target's grid (`seed_state`:
+        one alive cell at the centre)."""
+        return _seed(channels, self.target)
+
+    def errors(self, x: Float[Array, "B C H W"]) -> Float[Array, " B"]:
+        """Per-sample MSE of the first ``O`` channels against the target."""
+        return _errors(x, jax.lax.stop_gradient(self.target))
+
+    def init(self, model: AbstractNCA, data: Any) -> AbstractNCA:
+        seed = self.seed(model.channels)
+        if not hasattr(data, "shape") or tuple(data.shape) != tuple(seed.shape):
+            raise ValueError(
+                f"GrowTask trains from the seed state {tuple(seed.shape)} (task.seed(channels)); "
+                f"got data of shape {getattr(data, 'shape', type(data).__name__)}"
+            )
+        return model
+
+    def loss(
+        self, model: AbstractNCA, batch: Float[Array, "B C H W"], key: PRNGKeyArray
+    ) -> tuple[Float[Array, ""], dict[str, Array]]:
+        final = rollout_batch(model, batch, self.rollout_steps, key, checkpoint=self.checkpoint)
+        return jnp.mean(self.errors(final)), {"prediction": final}
+
+    def augmenter(self) -> SamplePool:
+        """A `SamplePool` scored by MSE to the target (worst first): the worst ``reseed``
+        samples restart from the seed state, the best ``damage`` lose a random disk."""
+        score = functools.partial(_mse, target=self.target)
+        transforms = (RandomErase(self.radius),) if self.damage else ()
+        return SamplePool(
+            self.pool_size,
+            self.batch_size,
+            reseed=self.reseed,
+            score=score,
+            transforms=transforms,
+            n_transformed=self.damage if self.damage else None,
+        )
+
+    def evaluate(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, Array]:
+        """``{"loss": MSE}`` of ``samples`` states grown for ``rollout_steps`` steps from the
+        seed cell (the ``mse`` of `evaluate_growth` with the same key)."""
+        return {"loss": _grown_error(model, self, key)}
+
+    def visualise(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
+        """An image of the target, three grown samples, one of them erased and regrown, and a
+        video of a rollout from the seed cell over twice ``rollout_steps``."""
+        grown, video, regrown = (np.asarray(a) for a in _visual_rollouts(model, self, key))
+        tiles = [to_rgb(np.asarray(self.target))] + [to_rgb(g) for g in grown]
         tiles += [to_rgb(np.asarray(erase_half(grown[0]))), to_rgb(regrown)]
         return {"nca/batch": np.concatenate(tiles, axis=-1), "nca/rollout": to_rgb(video)}
 
-    return visualise
+
+@eqx.filter_jit
+def _grown_error(model: AbstractNCA, task: GrowTask, key: PRNGKeyArray) -> Array:
+    k_grow = jax.random.split(key, 3)[0]  # as evaluate_growth draws its growth
+    seed = task.seed(model.channels)
+    seeds = jnp.broadcast_to(seed, (task.samples, *seed.shape))
+    return jnp.mean(task.errors(rollout_batch(model, seeds, task.rollout_steps, k_grow)))
 
 
-def train_grow(
-    model: AbstractNCA,
-    target: Float[ArrayLike, "O H W"],
-    key: PRNGKeyArray,
-    *,
-    steps: int = 64,
-    pool_size: int = 256,
-    batch_size: int = 8,
-    damage: int = 2,
-    reseed: int = 1,
-    optimiser: optax.GradientTransformation | None = None,
-    config: TrainConfig | None = None,
-    logger: Logger | None = None,
-    out: Any = None,
-    checkpoint: bool = False,
-    resume: bool = False,
-) -> TrainResult:
-    """Train ``model`` to grow ``target`` from `seed_state` with the common
-    `Trainer` (``config.steps`` optimisation steps of ``steps`` NCA
-    steps each)."""
-    target = jnp.asarray(target, jnp.float32)
-    if target.ndim != 3 or target.shape[0] > model.channels:
-        raise ValueError(
-            f"target must have shape [O, H, W] with O <= channels = {model.channels}; got "
-            f"{tuple(target.shape)}"
-        )
-    seed = seed_state(model.channels, *target.shape[1:], first=min(3, model.channels - 1))
-    loss = GrowLoss(target, steps, checkpoint)
-    pool = make_pool(
-        target, pool_size=pool_size, batch_size=batch_size, damage=damage, reseed=reseed
-    )
-    config = TrainConfig(steps=1000) if config is None else config
-    if optimiser is None:
-        optimiser = nca_optimiser(steps=config.steps)
-    trainer = Trainer(
-        loss,
-        optimiser,
-        pool,
-        config=config,
-        logger=logger,
-        out=out,
-        visualise=grow_visualiser(target, seed, steps),
-    )
-    return trainer.fit(model, seed, key, resume=resume)
+@eqx.filter_jit
+def _visual_rollouts(
+    model: AbstractNCA, task: GrowTask, key: PRNGKeyArray, frames: int = 16
+) -> tuple[Array, Array, Array]:
+    steps = task.rollout_steps
+    every = max(1, steps // frames)
+    seed = task.seed(model.channels)
+    k1, k2, k3 = jax.random.split(key, 3)
+    grown = rollout_batch(model, jnp.broadcast_to(seed, (3, *seed.shape)), steps, k1)
+    video = model.rollout(seed, 2 * every * frames, k2, every=every)
+    regrown = model.rollout(erase_half(grown[0]), steps, k3)
+    return grown, video, regrown
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthEvaluation:
+    """What `evaluate_growth` measures (per-pixel MSE of the first ``O`` channels against
+    the target, each the mean over the stochastic rollouts).
+
+    Attributes:
+        mse: after growing from the seed cell.
+        mse_persisted: after as many steps again (does the pattern hold?).
+        mse_damaged: right after erasing the right half of the grown states.
+        mse_regrown: after regrowing from the erased states.
+        grown_frames: the first sample growing from the seed cell, ``[T, C, H, W]`` from the
+            seed to the grown state (``None`` unless frames were asked for).
+        regrown_frames: the same sample regrowing, from its erased state to the regrown
+            state (``None`` unless frames were asked for).
+    """
+
+    mse: float
+    mse_persisted: float
+    mse_damaged: float
+    mse_regrown: float
+    grown_frames: np.ndarray | None = None
+    regrown_frames: np.ndarray | None = None
+
+    @property
+    def frames(self) -> np.ndarray | None:
+        """``grown_frames`` then ``regrown_frames``: one rollout with its damage."""
+        if self.grown_frames is None or self.regrown_frames is None:
+            return None
+        return np.concatenate([self.grown_frames, self.regrown_frames])
+
+    def metrics(self) -> dict[str, float]:
+        """The four errors by name."""
+        return {
+            "mse": self.mse,
+            "mse_persisted": self.mse_persisted,
+            "mse_damaged": self.mse_damaged,
+            "mse_regrown": self.mse_regrown,
+        }
 
 
 def evaluate_growth(
@@ -220,29 +257,70 @@ def evaluate_growth(
     steps: int = 64,
     regrow_steps: int | None = None,
     samples: int = 8,
-) -> dict[str, float]:
-    """Per-pixel MSE of the first ``O`` channels after growing ``steps`` steps from a seed cell
-    (``mse``, mean over ``samples`` stochastic rollouts), after ``steps`` more steps
-    (``mse_persisted``: does the pattern hold?), right after erasing the right half of the
-    grown state, and after ``regrow_steps`` (default ``steps``) further steps."""
-    target = jnp.asarray(target, jnp.float32)
-    regrow_steps = steps if regrow_steps is None else regrow_steps
-    seed = seed_state(model.channels, *target.shape[1:], first=min(3, model.channels - 1))
-    k1, k2, k3 = jax.random.split(key, 3)
+    every: int | None = None,
+) -> GrowthEvaluation:
+    """Grow, persist, damage and regrow: the one evaluation of a growing NCA.
 
-    @eqx.filter_jit
-    def run(model: AbstractNCA) -> dict[str, Array]:
-        grown = rollout_batch(model, jnp.broadcast_to(seed, (samples, *seed.shape)), steps, k1)
+    ``samples`` states grow for ``steps`` steps from the seed cell (`GrowTask.seed`); the
+    grown states run ``steps`` more steps (persistence), and, separately, lose their right
+    half (`erase_half`) and regrow for ``regrow_steps`` (default ``steps``) steps. With
+    ``every``, which must divide ``steps`` and ``regrow_steps``, the frames of the first
+    sample are kept every ``every`` steps (growth, then regrowth from the erased state).
+
+    The keys are ``k_grow, k_regrow, k_persist = split(key, 3)``, so ``mse`` equals
+    `GrowTask.evaluate`'s loss for the same key, steps and samples.
+    """
+    target = _check_target(target)
+    steps = check_int(steps, "steps", 1)
+    regrow_steps = steps if regrow_steps is None else check_int(regrow_steps, "regrow_steps", 0)
+    samples = check_int(samples, "samples", 1)
+    if every is not None:
+        every = check_int(every, "every", 1)
+        if steps % every or regrow_steps % every:
+            raise ValueError(
+                f"every must divide steps = {steps} and regrow_steps = {regrow_steps}; got "
+                f"every = {every}"
+            )
+    seed = _seed(model.channels, target)
+    out = _evaluate_growth(model, target, seed, key, steps, regrow_steps, samples, every)
+    frames = {name: np.asarray(out.pop(name)) for name in _FRAMES if name in out}
+    return GrowthEvaluation(**{name: float(value) for name, value in out.items()}, **frames)
+
+
+_FRAMES = ("grown_frames", "regrown_frames")
+
+
+@eqx.filter_jit
+def _evaluate_growth(
+    model: AbstractNCA,
+    target: Array,
+    seed: Array,
+    key: PRNGKeyArray,
+    steps: int,
+    regrow_steps: int,
+    samples: int,
+    every: int | None,
+) -> dict[str, Array]:
+    k_grow, k_regrow, k_persist = jax.random.split(key, 3)
+    seeds = jnp.broadcast_to(seed, (samples, *seed.shape))
+    out: dict[str, Array] = {}
+    if every is None:
+        grown = rollout_batch(model, seeds, steps, k_grow)
         damaged = erase_half(grown)
-        states = {
-            "mse": grown,
-            "mse_persisted": rollout_batch(model, grown, steps, k3),
-            "mse_damaged": damaged,
-            "mse_regrown": rollout_batch(model, damaged, regrow_steps, k2),
-        }
-        return {
-            name: jnp.mean(jax.vmap(_mse, in_axes=(0, None))(x, target))
-            for name, x in states.items()
-        }
-
-    return {name: float(value) for name, value in run(model).items()}
+        regrown = rollout_batch(model, damaged, regrow_steps, k_regrow)
+    else:
+        growth = rollout_batch(model, seeds, steps, k_grow, every=every)
+        grown = growth[:, -1]
+        damaged = erase_half(grown)
+        regrowth = rollout_batch(model, damaged, regrow_steps, k_regrow, every=every)
+        regrown = regrowth[:, -1]
+        out["grown_frames"], out["regrown_frames"] = growth[0], regrowth[0]
+    persisted = rollout_batch(model, grown, steps, k_persist)
+    for name, x in (
+        ("mse", grown),
+        ("mse_persisted", persisted),
+        ("mse_damaged", damaged),
+        ("mse_regrown", regrown),
+    ):
+        out[name] = jnp.mean(_errors(x, target))
+    return out

@@ -128,7 +128,7 @@ class GaussianKAN(eqx.Module):
         self.sigma = float(width) / basis
 
     def __call__(self, x: Float[Array, "I H W"]) -> Float[Array, "O H W"]:
-        centres = self.centres.astype(x.dtype)
+        centres = jax.lax.stop_gradient(self.centres).astype(x.dtype)  # fixed under any loop
         z = (x[:, None] - centres[None, :, None, None]) / self.sigma
         g = jnp.exp(-0.5 * z * z) / (self.sigma * math.sqrt(2 * math.pi))
         return jnp.einsum("oik,ikhw->ohw", self.weight.astype(x.dtype), g)

@@ -53,12 +53,35 @@ DEFAULT_FILTERS = ("identity", "sobel_x", "sobel_y", "laplacian")
 Laplacian."""
 
 
-class Cells(eqx.Module):
+_CELLS_ARGUMENTS = (
+    "channels",
+    "filters",
+    "fire_rate",
+    "alive_threshold",
+    "alive_channel",
+    "boundary",
+    "boundary_value",
+)
+
+
+class Cells(AbstractModel):
     """What every NCA shares: perception, stochastic update, alive masking and boundary.
 
-    ``boundary`` is ``"periodic"``, ``"dirichlet"`` (every channel of the edge cells held at
-    ``boundary_value``; ``0`` makes the outside empty) or ``"neumann"`` (zero flux), built by
-    `make_boundary`; the perception pads with the boundary's padding.
+    An NCA takes its `Cells` as its first constructor argument (`NCA(Cells(16), ...)`) and
+    saves it as a nested model; it has no trainable leaves (the perception kernel is fixed).
+
+    Args:
+        channels: the state channels $C$.
+        filters: the perception filters (names from `PERCEPTION_FILTERS`), each applied to
+            every channel.
+        fire_rate: the probability $p$ that a cell applies its update in a step.
+        alive_threshold: alive masking: a cell lives while the 3x3 maximum of channel
+            ``alive_channel`` around it exceeds this value (``None``: no masking).
+        alive_channel: the channel read by alive masking (3: alpha of RGBA targets).
+        boundary: ``"periodic"``, ``"dirichlet"`` (every channel of the edge cells held at
+            ``boundary_value``; ``0`` makes the outside empty) or ``"neumann"`` (zero flux),
+            built by `make_boundary`; the perception pads with the boundary's padding.
+        boundary_value: the value held by a Dirichlet boundary.
     """
 
     channels: int = eqx.field(static=True)
@@ -96,6 +119,11 @@ class Cells(eqx.Module):
                 )
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {list(BOUNDARIES)}; got {boundary!r}")
+        if boundary != "dirichlet" and float(boundary_value) != 0.0:
+            raise ValueError(
+                f"boundary_value is the value of a dirichlet boundary; got {boundary_value!r} "
+                f"with boundary {boundary!r}"
+            )
         kwargs = {"values": float(boundary_value)} if boundary == "dirichlet" else {}
         self.bc = make_boundary(boundary, **kwargs)
         self.perception = Perception(channels, filters, padding=self.bc.padding)
@@ -136,13 +164,23 @@ class Cells(eqx.Module):
         return self.bc(new)
 
 
+def _check_cells(cells: Any, owner: str) -> Cells:
+    """``cells`` if it is a `Cells`, else a TypeError that shows how to make one."""
+    if not isinstance(cells, Cells):
+        hint = f" (e.g. {owner}(Cells({cells}), ...))" if isinstance(cells, int) else ""
+        raise TypeError(
+            f"{owner}: argument 'cells' must be a Cells{hint}; got {type(cells).__name__}"
+        )
+    return cells
+
+
 class AbstractNCA(AbstractModel):
     """A neural cellular automaton: ``step(x, key)`` and ``rollout(x0, steps, key)``.
 
-    Subclasses hold ``cells`` (`Cells`) and give ``increment(x) = f(P(x))``, the
-    deterministic proposal of every cell. The shared hyperparameters (``channels``,
-    ``filters``, ``fire_rate``, ``alive_threshold``, ``alive_channel``, ``boundary``,
-    ``boundary_value``) are read from ``cells``.
+    Subclasses hold ``cells`` (`Cells`, their first constructor argument) and give
+    ``increment(x) = f(P(x))``, the deterministic proposal of every cell. The shared
+    hyperparameters (``channels``, ``filters``, ``fire_rate``, ``alive_threshold``,
+    ``alive_channel``, ``boundary``, ``boundary_value``) are read from ``cells``.
     """
 
     cells: eqx.AbstractVar[Cells]
@@ -150,6 +188,16 @@ class AbstractNCA(AbstractModel):
     @abc.abstractmethod
     def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         """The proposed update ``dx = f(P(x))`` of every cell."""
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """Files of diffdyn 0.1.0 list the seven `Cells` arguments among the model's own; they
+        become one ``cells`` argument."""
+        if "cells" in hyperparameters:
+            return hyperparameters
+        rest = dict(hyperparameters)
+        cells = Cells(**{name: rest.pop(name) for name in _CELLS_ARGUMENTS if name in rest})
+        return {"cells": cells, **rest}
 
     # -- hyperparameters shared by every variant (stored once, in ``cells``)
     @property
@@ -279,8 +327,15 @@ def seed_state(
 class NCA(AbstractNCA):
     """The growing NCA: ``f`` = 1x1 conv (``hidden``) -> ``activation`` -> zero 1x1 conv.
 
-    ``P`` stacks ``filters`` (from `PERCEPTION_FILTERS`) for every
-    channel, so ``f`` sees ``len(filters) * channels`` features per cell.
+    ``P`` stacks the ``cells.filters`` for every channel, so ``f`` sees
+    ``len(filters) * channels`` features per cell.
+
+    Args:
+        cells: the shared cell settings (channels, perception, fire rate, alive masking,
+            boundary).
+        hidden: the hidden width of ``f``.
+        activation: the hidden activation (a name from `ACTIVATIONS`).
+        key: initialises the first layer.
     """
 
     cells: Cells
@@ -289,26 +344,13 @@ class NCA(AbstractNCA):
     activation: str = eqx.field(static=True)
 
     def __init__(
-        self,
-        channels: int,
-        filters: Sequence[str] = DEFAULT_FILTERS,
-        hidden: int = 128,
-        activation: str = "relu",
-        fire_rate: float = 0.5,
-        alive_threshold: float | None = None,
-        alive_channel: int = 3,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: PRNGKeyArray,
+        self, cells: Cells, hidden: int = 128, activation: str = "relu", *, key: PRNGKeyArray
     ):
-        self.cells = Cells(
-            channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
-        )
+        self.cells = _check_cells(cells, "NCA")
         self.hidden = check_int(hidden, "hidden", 1)
         self.activation = activation
         features = self.cells.perception.out_channels
-        self.net = PointwiseMLP(features, hidden, channels, activation=activation, key=key)
+        self.net = PointwiseMLP(features, hidden, cells.channels, activation=activation, key=key)
 
     def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         return self.net(self.perception(x))

@@ -1,16 +1,21 @@
-"""Learning a PDE trajectory with an NCA: Gray-Scott frames reproduced frame to frame.
+r"""Learning a PDE trajectory with an NCA: Gray-Scott frames reproduced frame to frame.
 
-Data: a Gray-Scott trajectory ``y_0, ..., y_{N-1}`` (``[N, 2, H, W]``, frames ``Δt`` apart)
-made by `PDESolver` on `GrayScott` (the ``pde`` package).
-The NCA state is ``[y; h]`` with ``C - 2`` hidden channels ``h`` (zero at a window's start);
-``s`` NCA steps stand for one frame interval. Training draws windows of ``K + 1`` consecutive
-frames (randomly rolled: the domain is periodic) and minimises
+Data: Gray-Scott trajectories $y_0, \dots, y_{N-1}$ (``[N, 2, H, W]``, frames $\Delta t$
+apart) made by `PDESolver` on `GrayScott` (the ``pde`` package). The NCA state is
+$[y; h]$ with $C - 2$ hidden channels $h$ (zero at a window's start); $s$ NCA steps stand for
+one frame interval. `TrajectoryTask` draws windows of $K + 1$ consecutive frames (randomly
+rolled: the domain is periodic) and minimises
 
-    L = mean_{k=1..K} mean (NCA^{k s}([y_n; 0])[:2] - y_{n+k})²,
+$$
+L = \frac{1}{K} \sum_{k=1}^{K} \operatorname{mean}
+    \big(\mathrm{NCA}^{k s}([y_n; 0])_{:2} - y_{n+k}\big)^2 ,
+$$
 
-a ``K``-frame free rollout (``K = 1`` is pure teacher forcing). Testing rolls the NCA out
-from the first frame of a trajectory with an unseen initial condition and compares every
-frame; the baseline is persistence (``y_n ≈ y_0``).
+a $K$-frame free rollout ($K = 1$ is pure teacher forcing). Its held-out data is a
+trajectory from an initial condition the training never saw: `TrajectoryTask.evaluate` rolls
+the NCA out from its first frame and compares every later frame, and the trainer keeps the
+model that does this best. `evaluate_trajectory` adds the persistence baseline
+($y_n \approx y_0$).
 """
 
 from __future__ import annotations
@@ -23,17 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from diffdyn.common import ArrayAugmenter, Logger, RandomRoll, TrainConfig, Trainer, TrainResult, l2
+from diffdyn.common import AbstractTask, ArrayAugmenter, RandomRoll, SolveConfig, l2
+from diffdyn.common._helpers import check_int
 
-from ._grow import nca_optimiser
 from ._model import AbstractNCA
 
 __all__ = [
     "gray_scott_trajectory",
     "trajectory_windows",
-    "TrajectoryLoss",
-    "trajectory_visualiser",
-    "train_trajectory",
+    "TrajectoryTask",
     "evaluate_trajectory",
 ]
 
@@ -47,15 +50,18 @@ def gray_scott_trajectory(
     seeds: int = 2,
     dt: float = 1.0,
 ) -> Float[Array, "N 2 H W"]:
-    """Gray-Scott (``pde.models.GrayScott`` defaults) from ``seeds`` random seeded squares
-    (``pde.initial.gray_scott_seeds``), saved every ``frame_dt`` (Heun, step ``dt``)."""
+    """Gray-Scott (`GrayScott` defaults, from ``diffdyn.pde``) from ``seeds`` random seeded
+    squares (`gray_scott_seeds`), saved every ``frame_dt`` (Heun, step ``dt``)."""
     from diffdyn.pde import GrayScott, PDESolver, gray_scott_seeds
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int >= 2; got {frames!r}")
     if not frame_dt > 0:
         raise ValueError(f"frame_dt must be > 0; got {frame_dt!r}")
-    solver = PDESolver(GrayScott(), solver="heun", dt=dt)
+    solve = SolveConfig(
+        solver="heun", dt0=float(dt), adaptive=False, rtol=1e-3, atol=1e-3, max_steps=16384
+    )
+    solver = PDESolver(GrayScott(), solve)
     x0 = gray_scott_seeds(key, size, seeds=seeds, width=max(2, size // 5))
     ts = jnp.arange(frames) * frame_dt
     return eqx.filter_jit(solver.__call__)(x0, ts)
@@ -77,31 +83,85 @@ def _initial(model: AbstractNCA, frame: Float[Array, "O H W"]) -> Float[Array, "
     return jnp.concatenate([frame, hidden])
 
 
-class TrajectoryLoss(eqx.Module):
-    """``(model, windows [B, K+1, O, H, W], key) -> L`` (see the module docstring)."""
+def _predict(
+    model: AbstractNCA,
+    first: Float[Array, "O H W"],
+    frames: int,
+    steps_per_frame: int,
+    key: PRNGKeyArray,
+    checkpoint: bool = False,
+) -> Float[Array, "K O H W"]:
+    s = steps_per_frame
+    out = model.rollout(_initial(model, first), frames * s, key, every=s, checkpoint=checkpoint)
+    return out[1:, : first.shape[0]]
 
+
+def _check_trajectory(trajectory: Any, name: str) -> Float[Array, "N O H W"]:
+    if not hasattr(trajectory, "shape") or len(trajectory.shape) != 4 or trajectory.shape[0] < 2:
+        raise ValueError(
+            f"{name} must be frames [N, O, H, W] with N >= 2; got "
+            f"{getattr(trajectory, 'shape', type(trajectory).__name__)}"
+        )
+    return jnp.asarray(trajectory, jnp.float32)
+
+
+class TrajectoryTask(AbstractTask):
+    """Learn to advance a trajectory frame by frame (see the module docstring).
+
+    Train with ``Trainer(task, optim, config=...).fit(model, windows, key)``, ``windows``
+    ``[M, K + 1, O, H, W]`` from `trajectory_windows` (several trajectories concatenated).
+
+    Args:
+        validation: a held-out trajectory ``[N, O, H, W]`` (another initial condition).
+        steps_per_frame: the NCA steps $s$ per frame interval.
+        batch_size: the windows per training step (drawn without replacement).
+        checkpoint: wrap every NCA step in ``jax.checkpoint`` (memory of long rollouts).
+    """
+
+    validation: Float[Array, "N O H W"]
     steps_per_frame: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
     checkpoint: bool = eqx.field(static=True)
 
-    def __init__(self, steps_per_frame: int, checkpoint: bool = False):
-        if isinstance(steps_per_frame, bool) or not isinstance(steps_per_frame, int):
-            raise ValueError(f"steps_per_frame must be an int >= 1; got {steps_per_frame!r}")
-        if steps_per_frame < 1:
-            raise ValueError(f"steps_per_frame must be an int >= 1; got {steps_per_frame!r}")
-        self.steps_per_frame = steps_per_frame
+    def __init__(
+        self,
+        validation: Float[ArrayLike, "N O H W"],
+        steps_per_frame: int = 8,
+        *,
+        batch_size: int = 8,
+        checkpoint: bool = False,
+    ):
+        self.validation = _check_trajectory(validation, "validation")
+        self.steps_per_frame = check_int(steps_per_frame, "steps_per_frame", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         self.checkpoint = bool(checkpoint)
 
     def predict(
         self, model: AbstractNCA, first: Float[Array, "O H W"], frames: int, key: PRNGKeyArray
     ) -> Float[Array, "K O H W"]:
         """The observed channels of frames ``1..frames`` rolled out from ``first``."""
-        s = self.steps_per_frame
-        out = model.rollout(
-            _initial(model, first), frames * s, key, every=s, checkpoint=self.checkpoint
-        )
-        return out[1:, : first.shape[0]]
+        return _predict(model, first, frames, self.steps_per_frame, key, self.checkpoint)
 
-    def __call__(
+    def init(self, model: AbstractNCA, data: Any) -> AbstractNCA:
+        if not hasattr(data, "shape") or len(data.shape) != 5:
+            raise ValueError(
+                "TrajectoryTask trains on windows [M, K+1, O, H, W] (trajectory_windows); got "
+                f"data of shape {getattr(data, 'shape', type(data).__name__)}"
+            )
+        if data.shape[2] > model.channels or data.shape[2:] != self.validation.shape[1:]:
+            raise ValueError(
+                f"windows of frames {tuple(data.shape[2:])} must match the validation frames "
+                f"{tuple(self.validation.shape[1:])} and have at most channels = "
+                f"{model.channels} channels"
+            )
+        if data.shape[0] < self.batch_size:
+            raise ValueError(
+                f"batch_size = {self.batch_size} windows are drawn without replacement from "
+                f"{data.shape[0]} windows; lower batch_size or add frames or trajectories"
+            )
+        return model
+
+    def loss(
         self, model: AbstractNCA, batch: Float[Array, "B L O H W"], key: PRNGKeyArray
     ) -> Float[Array, ""]:
         if batch.ndim != 5 or batch.shape[2] > model.channels:
@@ -114,66 +174,32 @@ class TrajectoryLoss(eqx.Module):
         pred = jax.vmap(lambda w, kk: self.predict(model, w[0], k, kk))(batch, keys)
         return l2(pred, batch[:, 1:])
 
+    def augmenter(self) -> ArrayAugmenter:
+        """``batch_size`` windows per step, each rolled by a random periodic shift."""
+        return ArrayAugmenter(self.batch_size, (RandomRoll(),))
 
-def trajectory_visualiser(test: Float[ArrayLike, "N O H W"], steps_per_frame: int) -> Any:
-    """The Trainer's ``visualise`` hook: a video of true frames (left) beside the NCA's free
-    rollout from the first frame (right), channel ``B`` of Gray-Scott shown in grey."""
-    test = jnp.asarray(test)
-    loss = TrajectoryLoss(steps_per_frame)
+    def evaluate(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, Array]:
+        """``{"loss": MSE over frames 1..N-1, "mse_last": MSE of the last frame}`` of the
+        free rollout from the validation trajectory's first frame."""
+        pred = _rollout(model, self.validation[0], self.validation.shape[0] - 1, self, key)
+        truth = self.validation[1:]
+        return {"loss": l2(pred, truth), "mse_last": l2(pred[-1], truth[-1])}
 
-    @eqx.filter_jit
-    def run(model: AbstractNCA, key: PRNGKeyArray) -> Array:
-        pred = loss.predict(model, test[0], test.shape[0] - 1, key)
-        return jnp.concatenate([test[0][None], pred])
-
-    def visualise(model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
-        pred = np.asarray(run(model, key))
-        truth = np.asarray(test)
+    def visualise(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
+        """A video of the validation frames (left) beside the NCA's free rollout from its
+        first frame (right), channel ``B`` of Gray-Scott in grey."""
+        truth = np.asarray(self.validation)
+        pred = np.asarray(_rollout(model, self.validation[0], truth.shape[0] - 1, self, key))
+        pred = np.concatenate([truth[:1], pred])
         b = np.concatenate([truth[:, 1:2], pred[:, 1:2]], axis=-1)
-        b = np.clip(b / max(float(truth[:, 1].max()), 1e-6), 0.0, 1.0)
-        return {"nca/trajectory": b}
-
-    return visualise
+        return {"nca/trajectory": np.clip(b / max(float(truth[:, 1].max()), 1e-6), 0.0, 1.0)}
 
 
-def train_trajectory(
-    model: AbstractNCA,
-    trajectories: Float[ArrayLike, "R N O H W"],
-    key: PRNGKeyArray,
-    *,
-    steps_per_frame: int = 8,
-    window: int = 2,
-    batch_size: int = 8,
-    optimiser: Any = None,
-    config: TrainConfig | None = None,
-    logger: Logger | None = None,
-    out: Any = None,
-    checkpoint: bool = False,
-    resume: bool = False,
-) -> TrainResult:
-    """Fit ``model`` to windows of ``window + 1`` frames of the ``R`` training trajectories
-    with the common `Trainer` (random periodic rolls as augmentation)."""
-    trajectories = jnp.asarray(trajectories, jnp.float32)
-    if trajectories.ndim != 5:
-        raise ValueError(
-            f"trajectories must have shape [R, N, O, H, W]; got {tuple(trajectories.shape)}"
-        )
-    data = jnp.concatenate([trajectory_windows(t, window + 1) for t in trajectories])
-    loss = TrajectoryLoss(steps_per_frame, checkpoint)
-    augmenter = ArrayAugmenter(min(batch_size, data.shape[0]), (RandomRoll(),))
-    config = TrainConfig(steps=500) if config is None else config
-    if optimiser is None:
-        optimiser = nca_optimiser(1e-3, config.steps)
-    trainer = Trainer(
-        loss,
-        optimiser,
-        augmenter,
-        config=config,
-        logger=logger,
-        out=out,
-        visualise=trajectory_visualiser(trajectories[0], steps_per_frame),
-    )
-    return trainer.fit(model, data, key, resume=resume)
+@eqx.filter_jit
+def _rollout(
+    model: AbstractNCA, first: Array, frames: int, task: TrajectoryTask, key: PRNGKeyArray
+) -> Array:
+    return _predict(model, first, frames, task.steps_per_frame, key)
 
 
 def evaluate_trajectory(
@@ -181,16 +207,33 @@ def evaluate_trajectory(
     trajectory: Float[ArrayLike, "N O H W"],
     key: PRNGKeyArray,
     steps_per_frame: int,
-) -> dict[str, float]:
-    """Free rollout from frame 0 over the whole trajectory: MSE over frames ``1..N-1``,
-    at the last frame, and the persistence baseline ``mean_n (y_0 - y_n)²``."""
-    trajectory = jnp.asarray(trajectory, jnp.float32)
-    loss = TrajectoryLoss(steps_per_frame)
+    *,
+    keep_frames: bool = False,
+) -> dict[str, Any]:
+    """Free rollout from frame 0 over the whole trajectory: MSE over frames ``1..N-1``
+    (``mse``), at the last frame (``mse_last``), and the persistence baseline
+    ``mse_persistence`` $= \\operatorname{mean}_n (y_0 - y_n)^2$. With ``keep_frames=True`` the
+    predicted frames ``[N, C, H, W]`` (every channel, frame 0 included) come back as
+    ``"frames"``."""
+    trajectory = _check_trajectory(trajectory, "trajectory")
+    steps_per_frame = check_int(steps_per_frame, "steps_per_frame", 1)
     n = trajectory.shape[0] - 1
-    pred = eqx.filter_jit(loss.predict)(model, trajectory[0], n, key)
+    states = _full_rollout(model, trajectory[0], n, steps_per_frame, key)
+    pred = states[1:, : trajectory.shape[1]]
     truth = trajectory[1:]
-    return {
+    out: dict[str, Any] = {
         "mse": float(l2(pred, truth)),
         "mse_last": float(l2(pred[-1], truth[-1])),
         "mse_persistence": float(l2(jnp.broadcast_to(trajectory[0], truth.shape), truth)),
     }
+    if keep_frames:
+        out["frames"] = np.asarray(states)
+    return out
+
+
+@eqx.filter_jit
+def _full_rollout(
+    model: AbstractNCA, first: Array, frames: int, steps_per_frame: int, key: PRNGKeyArray
+) -> Array:
+    s = steps_per_frame
+    return model.rollout(_initial(model, first), frames * s, key, every=s)

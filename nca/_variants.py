@@ -6,7 +6,8 @@
 - `KANCA`: Kolmogorov-Arnold NCA, the MLP replaced by two Gaussian-basis KAN layers
   (the "kaNCA" of Richardson et al. 2024).
 
-All start as the identity (zero last layer).
+All start as the identity (zero last layer), and all take the shared cell settings as their
+first argument, a `Cells`: ``GatedNCA(Cells(16), hidden=64, key=key)``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from diffdyn.common._helpers import check_int
 
 from ._layers import GaussianKAN, PointwiseMLP
-from ._model import DEFAULT_FILTERS, AbstractNCA, Cells
+from ._model import AbstractNCA, Cells, _check_cells
 
 __all__ = ["GatedNCA", "MultiScaleNCA", "KANCA"]
 
@@ -30,6 +31,12 @@ class GatedNCA(AbstractNCA):
     """``dx = a ⊙ sigmoid(b)``, ``[a; b] = W_2 σ(W_1 P(x) + b_1) + b_2`` (``jax.nn.glu``).
 
     ``W_2, b_2`` start at zero, so ``a = 0`` and the untrained model is the identity.
+
+    Args:
+        cells: the shared cell settings.
+        hidden: the hidden width.
+        activation: the hidden activation (a name from `ACTIVATIONS`).
+        key: initialises the first layer.
     """
 
     cells: Cells
@@ -38,22 +45,10 @@ class GatedNCA(AbstractNCA):
     activation: str = eqx.field(static=True)
 
     def __init__(
-        self,
-        channels: int,
-        filters: Sequence[str] = DEFAULT_FILTERS,
-        hidden: int = 128,
-        activation: str = "relu",
-        fire_rate: float = 0.5,
-        alive_threshold: float | None = None,
-        alive_channel: int = 3,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: PRNGKeyArray,
+        self, cells: Cells, hidden: int = 128, activation: str = "relu", *, key: PRNGKeyArray
     ):
-        self.cells = Cells(
-            channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
-        )
+        self.cells = _check_cells(cells, "GatedNCA")
+        channels = cells.channels
         self.hidden = check_int(hidden, "hidden", 1)
         self.activation = activation
         features = self.cells.perception.out_channels
@@ -74,6 +69,13 @@ class MultiScaleNCA(AbstractNCA):
     ``dx_k = U_s(f_k(P(D_s(x))))`` with ``D_s`` the ``s x s`` mean pool of the whole state and
     ``U_s`` nearest-neighbour upsampling (``H`` and ``W`` must be divisible by every scale).
     Put the observable channels in the first block with ``scales[0] = 1``.
+
+    Args:
+        cells: the shared cell settings (``cells.channels`` divisible by ``len(scales)``).
+        hidden: the hidden width of every block's network.
+        activation: the hidden activation (a name from `ACTIVATIONS`).
+        scales: the pooling factor of each channel block.
+        key: initialises the first layers.
     """
 
     cells: Cells
@@ -84,22 +86,15 @@ class MultiScaleNCA(AbstractNCA):
 
     def __init__(
         self,
-        channels: int,
-        filters: Sequence[str] = DEFAULT_FILTERS,
+        cells: Cells,
         hidden: int = 64,
         activation: str = "relu",
-        fire_rate: float = 0.5,
-        alive_threshold: float | None = None,
-        alive_channel: int = 3,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
         scales: Sequence[int] = (1, 2),
         *,
         key: PRNGKeyArray,
     ):
-        self.cells = Cells(
-            channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
-        )
+        self.cells = _check_cells(cells, "MultiScaleNCA")
+        channels = cells.channels
         scales = tuple(check_int(s, "scales[i]", 1) for s in scales)
         if not scales or channels % len(scales):
             raise ValueError(
@@ -136,6 +131,11 @@ class KANCA(AbstractNCA):
     layers ``F -> F`` (weights ``0.1 N(0, 1) / sqrt(F)``) and ``F -> C`` (zero).
 
     Every edge is a learned 1-D function, a sum of ``basis`` Gaussians on ``[-3, 3]``.
+
+    Args:
+        cells: the shared cell settings.
+        basis: the Gaussians per edge.
+        key: initialises the inner layer.
     """
 
     cells: Cells
@@ -143,22 +143,9 @@ class KANCA(AbstractNCA):
     outer: GaussianKAN
     basis: int = eqx.field(static=True)
 
-    def __init__(
-        self,
-        channels: int,
-        filters: Sequence[str] = DEFAULT_FILTERS,
-        basis: int = 8,
-        fire_rate: float = 0.5,
-        alive_threshold: float | None = None,
-        alive_channel: int = 3,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: PRNGKeyArray,
-    ):
-        self.cells = Cells(
-            channels, filters, fire_rate, alive_threshold, alive_channel, boundary, boundary_value
-        )
+    def __init__(self, cells: Cells, basis: int = 8, *, key: PRNGKeyArray):
+        self.cells = _check_cells(cells, "KANCA")
+        channels = cells.channels
         self.basis = check_int(basis, "basis", 1)
         features = self.cells.perception.out_channels
         k1, k2 = jax.random.split(key)

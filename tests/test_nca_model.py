@@ -1,18 +1,26 @@
-"""NCA models: identity at init, fire rate, alive masking, shapes/dtypes, variants, save/load."""
+"""NCA models: identity at init, fire rate, alive masking, shapes/dtypes, variants, save/load,
+files of diffdyn 0.1.0, fixed arrays."""
+
+import json
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.scipy.stats import norm
 
+from diffdyn.common import AbstractModel
 from diffdyn.nca import (
     KANCA,
     NCA,
     AbstractNCA,
+    Cells,
     GatedNCA,
     GaussianKAN,
+    GrowTask,
     MultiScaleNCA,
     Pointwise,
     rollout_batch,
@@ -21,18 +29,22 @@ from diffdyn.nca import (
 
 C, H, W = 6, 12, 12
 KEY = jax.random.key(0)
+CELLS_ARGUMENTS = ("filters", "fire_rate", "alive_threshold", "boundary", "boundary_value")
+FIXTURES = Path(__file__).parent / "fixtures" / "models_0_1_0"
 
 
-def make(variant, **kw):
+def make(variant, channels=C, **kw):
+    """A ``variant`` NCA; keyword arguments of `Cells` go to its cells."""
+    cells = Cells(channels, **{k: kw.pop(k) for k in CELLS_ARGUMENTS if k in kw})
     kw.setdefault("hidden", 16)
     if variant is NCA:
-        return NCA(C, key=KEY, **kw)
+        return NCA(cells, key=KEY, **kw)
     if variant is GatedNCA:
-        return GatedNCA(C, key=KEY, **kw)
+        return GatedNCA(cells, key=KEY, **kw)
     if variant is MultiScaleNCA:
-        return MultiScaleNCA(C, scales=(1, 2), key=KEY, **kw)
+        return MultiScaleNCA(cells, scales=(1, 2), key=KEY, **kw)
     kw.pop("hidden")
-    return KANCA(C, basis=4, key=KEY, **kw)
+    return KANCA(cells, basis=4, key=KEY, **kw)
 
 
 VARIANTS = [NCA, GatedNCA, MultiScaleNCA, KANCA]
@@ -85,7 +97,7 @@ def test_fire_rate_zero_changes_nothing_and_one_adds_the_increment(variant, stat
 
 def test_fire_rate_is_the_fraction_of_updated_cells():
     p, n = 0.3, 64
-    model = randomise_last_layer(NCA(C, hidden=8, fire_rate=p, key=KEY), jax.random.key(3))
+    model = randomise_last_layer(make(NCA, hidden=8, fire_rate=p), jax.random.key(3))
     x = jax.random.uniform(jax.random.key(4), (C, n, n))
     diff = step(model, x, jax.random.key(5)) != x
     changed = jnp.any(diff, axis=0)
@@ -97,7 +109,7 @@ def test_fire_rate_is_the_fraction_of_updated_cells():
 
 
 def test_alive_masking_kills_isolated_cells():
-    model = NCA(C, hidden=8, fire_rate=1.0, alive_threshold=0.1, key=KEY)
+    model = make(NCA, hidden=8, fire_rate=1.0, alive_threshold=0.1)
     x = jnp.zeros((C, H, W))
     x = x.at[:, 3, 3].set(1.0)  # a mature cell
     x = x.at[:, 4, 4].set(0.05)  # an immature neighbour: kept (the mature cell is in reach)
@@ -112,7 +124,7 @@ def test_alive_masking_kills_isolated_cells():
 
 
 def test_alive_mask_wraps_on_a_periodic_grid():
-    model = NCA(C, hidden=8, alive_threshold=0.1, key=KEY)
+    model = make(NCA, hidden=8, alive_threshold=0.1)
     x = jnp.zeros((C, H, W)).at[3, 0, 0].set(1.0)
     alive = np.asarray(model.cells.alive(x))[0]
     assert alive[H - 1, W - 1] and alive[0, 1] and alive.sum() == 9
@@ -134,7 +146,7 @@ def test_shapes_and_dtypes(variant, state):
 
 
 def test_bad_input_is_rejected_before_compilation(state):
-    model = NCA(C, hidden=8, key=KEY)
+    model = make(NCA, hidden=8)
     with pytest.raises(ValueError, match=r"\[6, H, W\]"):
         model.step(jnp.zeros((C + 1, H, W)), KEY)
     with pytest.raises(ValueError, match="rollout_batch"):
@@ -142,19 +154,23 @@ def test_bad_input_is_rejected_before_compilation(state):
     with pytest.raises(ValueError, match="every must divide"):
         model.rollout(state, 5, KEY, every=2)
     with pytest.raises(ValueError, match="fire_rate"):
-        NCA(C, fire_rate=1.5, key=KEY)
+        Cells(C, fire_rate=1.5)
     with pytest.raises(ValueError, match="boundary"):
-        NCA(C, boundary="wrap", key=KEY)
+        Cells(C, boundary="wrap")
+    with pytest.raises(ValueError, match="dirichlet"):
+        Cells(C, boundary="periodic", boundary_value=1.0)  # would be ignored: refused
     with pytest.raises(ValueError, match="filters"):
-        NCA(C, filters=("identity", "sobel"), key=KEY)
+        Cells(C, filters=("identity", "sobel"))
+    with pytest.raises(TypeError, match=r"NCA\(Cells\(6\), \.\.\.\)"):
+        NCA(C, key=KEY)
     with pytest.raises(ValueError, match="divisible"):
-        MultiScaleNCA(C, scales=(1, 2, 4, 8), key=KEY)
+        MultiScaleNCA(Cells(C), scales=(1, 2, 4, 8), key=KEY)
     with pytest.raises(ValueError, match="divisible by every scale"):
-        MultiScaleNCA(C, scales=(1, 5), hidden=8, key=KEY).step(state, KEY)
+        MultiScaleNCA(Cells(C), scales=(1, 5), hidden=8, key=KEY).step(state, KEY)
 
 
 def test_rollout_is_repeated_steps_and_checkpointing_changes_nothing(state):
-    model = randomise_last_layer(NCA(C, hidden=8, fire_rate=0.5, key=KEY), jax.random.key(6))
+    model = randomise_last_layer(make(NCA, hidden=8, fire_rate=0.5), jax.random.key(6))
     keys = jax.random.split(KEY, 4)
     x = state
     for k in keys:
@@ -171,7 +187,7 @@ def test_rollout_is_repeated_steps_and_checkpointing_changes_nothing(state):
 
 
 def test_gradient_matches_finite_differences(state):
-    model = randomise_last_layer(NCA(C, hidden=8, fire_rate=1.0, key=KEY), jax.random.key(7))
+    model = randomise_last_layer(make(NCA, hidden=8, fire_rate=1.0), jax.random.key(7))
     with jax.enable_x64(True):
         x = state.astype(jnp.float64)
         m = jax.tree_util.tree_map(
@@ -191,7 +207,7 @@ def test_gradient_matches_finite_differences(state):
 
 
 def test_perception_kernel_is_not_trainable():
-    model = NCA(C, hidden=8, key=KEY)
+    model = make(NCA, hidden=8)
     spec = model.trainable_filter()
     assert not any(jax.tree_util.tree_leaves(spec.cells))
     assert model.num_parameters() == (4 * C) * 8 + 8 + 8 * C + C
@@ -208,7 +224,7 @@ def test_save_load_round_trip(variant, state, tmp_path):
 
 def test_dirichlet_boundary_holds_the_edge():
     model = randomise_last_layer(
-        NCA(C, hidden=8, fire_rate=1.0, boundary="dirichlet", boundary_value=0.0, key=KEY), KEY
+        make(NCA, hidden=8, fire_rate=1.0, boundary="dirichlet", boundary_value=0.0), KEY
     )
     y = model.rollout(jax.random.uniform(KEY, (C, H, W)), 3, KEY)
     edge = np.ones((H, W), bool)
@@ -218,7 +234,7 @@ def test_dirichlet_boundary_holds_the_edge():
 
 
 def test_multiscale_block_is_constant_on_coarse_cells(state):
-    model = randomise_last_layer(MultiScaleNCA(C, scales=(1, 2), hidden=8, key=KEY), KEY)
+    model = randomise_last_layer(MultiScaleNCA(Cells(C), scales=(1, 2), hidden=8, key=KEY), KEY)
     dx = np.asarray(model.increment(state))
     coarse = dx[C // 2 :].reshape(C // 2, H // 2, 2, W // 2, 2)
     np.testing.assert_allclose(coarse, coarse[:, :, :1, :, :1] * np.ones((1, 1, 2, 1, 2)))
@@ -227,7 +243,7 @@ def test_multiscale_block_is_constant_on_coarse_cells(state):
 
 
 def test_gated_update_is_glu(state):
-    model = randomise_last_layer(GatedNCA(C, hidden=8, key=KEY), KEY)
+    model = randomise_last_layer(GatedNCA(Cells(C), hidden=8, key=KEY), KEY)
     z = model.net(model.perception(state))
     np.testing.assert_allclose(
         model.increment(state), z[:C] * jax.nn.sigmoid(z[C:]), rtol=1e-6, atol=1e-7
@@ -265,3 +281,99 @@ def test_seed_state():
     s = seed_state(C, 9, 8)
     assert s.shape == (C, 9, 8) and float(s.sum()) == C - 3
     assert np.all(np.asarray(s[3:, 4, 4]) == 1.0) and np.all(np.asarray(s[:3]) == 0.0)
+
+
+def test_cells_are_saved_as_a_nested_model_and_rebuilt(tmp_path):
+    model = make(NCA, fire_rate=0.7, alive_threshold=0.2, boundary="dirichlet", boundary_value=0.5)
+    spec = model.hyperparameters()
+    assert set(spec) == {"cells", "hidden", "activation"}
+    nested = spec["cells"]["__model__"]
+    assert (nested["module"], nested["class"]) == ("diffdyn.nca", "Cells")
+    assert nested["hyperparameters"] == {
+        "channels": C,
+        "filters": ["identity", "sobel_x", "sobel_y", "laplacian"],
+        "fire_rate": 0.7,
+        "alive_threshold": 0.2,
+        "alive_channel": 3,
+        "boundary": "dirichlet",
+        "boundary_value": 0.5,
+    }
+    back = AbstractNCA.load(model.save(tmp_path / "m.eqx"))
+    assert type(back.cells) is Cells and back.hyperparameters() == spec
+    assert float(back.cells.bc.values) == 0.5
+
+
+def test_the_committed_0_1_0_nca_file_maps_its_flat_arguments_to_cells():
+    path = FIXTURES / "nca.eqx"
+    old = json.loads(path.read_bytes().split(b"\n", 1)[0])["hyperparameters"]
+    assert "cells" not in old and old["channels"] == 8  # the flat 0.1.0 signature
+    model = AbstractModel.load(path)
+    assert type(model) is NCA and (model.hidden, model.activation) == (16, "relu")
+    cells = {k: v for k, v in old.items() if k not in ("hidden", "activation")}
+    assert model.cells.hyperparameters() == cells  # hyperparameters() gives JSON lists
+    # the loaded model is the new constructor's model with the file's leaves
+    fresh = NCA(Cells(8), hidden=16, key=jax.random.key(5))
+    assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(model)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_0_1_0_file_of_every_variant_loads(variant, state, tmp_path):
+    model = randomise_last_layer(make(variant, alive_threshold=0.2, boundary="neumann"), KEY)
+    new = model.hyperparameters()
+    flat = {k: v for k, v in new.items() if k != "cells"}
+    flat.update(new["cells"]["__model__"]["hyperparameters"])  # as 0.1.0 recorded them
+    module = "nca.model" if variant is NCA else "nca.variants"
+    header = {"format": "diffdyn-model/1", "module": module, "class": variant.__name__}
+    path = tmp_path / "old.eqx"
+    with path.open("wb") as f:
+        f.write(json.dumps({**header, "hyperparameters": flat}).encode() + b"\n")
+        eqx.tree_serialise_leaves(f, model)
+    back = AbstractNCA.load(path)
+    assert type(back) is variant and back.hyperparameters() == new
+    np.testing.assert_array_equal(step(back, state, KEY), step(model, state, KEY))
+
+
+def _fixed_arrays(model):
+    arrays = {"perception kernel": model.cells.perception.kernel, "boundary": model.cells.bc}
+    if isinstance(model, KANCA):
+        arrays["kan centres"] = (model.inner.centres, model.outer.centres)
+    return jax.tree_util.tree_map(np.asarray, eqx.filter(arrays, eqx.is_array))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fixed_arrays_stay_fixed_under_a_plain_adam_loop(variant, state):
+    """Every inexact leaf is differentiated and updated, as a loop without our filter would:
+    the stencils, the Dirichlet values and the KAN centres get a zero gradient and stay."""
+    model = randomise_last_layer(
+        make(variant, fire_rate=1.0, boundary="dirichlet", boundary_value=0.3), KEY
+    )
+    initial, before = model, _fixed_arrays(model)
+    target = jnp.zeros((C, H, W))
+
+    def loss(m):
+        return jnp.mean((m.rollout(state, 2, KEY) - target) ** 2)
+
+    optimiser = optax.adam(0.05)
+    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    for _ in range(3):
+        grads = eqx.filter_grad(loss)(model)
+        for leaf in jax.tree_util.tree_leaves(_fixed_arrays(grads)):
+            assert not np.any(leaf)  # exactly zero
+        updates, opt_state = optimiser.update(grads, opt_state)
+        model = eqx.apply_updates(model, updates)
+    after = _fixed_arrays(model)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    trained = jax.tree_util.tree_leaves(eqx.filter(model, model.trainable_filter()))
+    start = jax.tree_util.tree_leaves(eqx.filter(initial, initial.trainable_filter()))
+    assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip(trained, start, strict=True))
+
+
+def test_the_grow_target_gets_no_gradient():
+    task = GrowTask(jnp.ones((4, H, W)), rollout_steps=2)
+    model = randomise_last_layer(make(NCA, fire_rate=1.0), KEY)
+    batch = jnp.stack([task.seed(C)] * 2)
+    grads = eqx.filter_grad(lambda t: t.loss(model, batch, KEY)[0])(task)
+    assert grads.target.shape == (4, H, W) and not np.any(np.asarray(grads.target))

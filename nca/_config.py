@@ -1,0 +1,297 @@
+"""Typed configs of the NCA workflows (``diffdyn nca train`` and ``diffdyn nca run``), and the
+model a config describes.
+
+The options of both commands are generated from these dataclasses: every field's help is its
+line in the ``Attributes:`` section below. A setting that does not apply to the chosen task or
+variant is refused, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from jaxtyping import PRNGKeyArray
+
+from diffdyn.common import PERCEPTION_FILTERS, OptimConfig, TrainConfig
+from diffdyn.common._helpers import check_int
+
+from ._layers import ACTIVATIONS
+from ._model import DEFAULT_FILTERS, NCA, AbstractNCA, Cells
+from ._variants import KANCA, GatedNCA, MultiScaleNCA
+
+__all__ = [
+    "NCAModelConfig",
+    "GrowConfig",
+    "PDEConfig",
+    "NCATrainConfig",
+    "NCARunConfig",
+    "build_model",
+]
+
+Task = Literal["grow", "pde"]
+Variant = Literal["nca", "gated", "multiscale", "kan"]
+Activation = Literal["relu", "tanh", "gelu", "silu", "elu"]
+Boundary = Literal["periodic", "dirichlet", "neumann"]
+
+_TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "grow": {"channels": 16, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": True},
+    "pde": {"channels": 8, "filters": ("identity", "laplacian"), "fire_rate": 1.0, "alive": False},
+}
+_HIDDEN, _ACTIVATION, _SCALES, _BASIS, _ALIVE_THRESHOLD = 96, "relu", (1, 2), 8, 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class NCAModelConfig:
+    """Which NCA to build; ``None`` takes the default of the task or variant.
+
+    Attributes:
+        variant: the update network: nca (MLP), gated (GLU), multiscale (pool, update and
+            upsample per channel block) or kan (Gaussian-basis Kolmogorov-Arnold layers).
+        channels: state channels (None: 16 for grow, 8 for pde).
+        filters: perception filters, each applied to every channel (None: identity, sobel_x,
+            sobel_y, laplacian for grow; identity, laplacian for pde).
+        hidden: hidden width of the update network (None: 96; not for kan).
+        activation: hidden activation (None: relu; not for kan).
+        fire_rate: probability that a cell applies its update in a step (None: 0.5 for grow,
+            1 for pde).
+        alive: alive masking on channel 3 (None: on for grow, off for pde).
+        alive_threshold: a cell lives while the 3x3 maximum of channel 3 around it exceeds this
+            (None: 0.1; only with alive masking).
+        boundary: the grid boundary (dirichlet holds the edge cells at 0).
+        scales: pooling factor per channel block (None: 1,2; multiscale only).
+        basis: Gaussians per edge (None: 8; kan only).
+    """
+
+    variant: Variant = "nca"
+    channels: int | None = None
+    filters: tuple[str, ...] | None = None
+    hidden: int | None = None
+    activation: Activation | None = None
+    fire_rate: float | None = None
+    alive: bool | None = None
+    alive_threshold: float | None = None
+    boundary: Boundary = "periodic"
+    scales: tuple[int, ...] | None = None
+    basis: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.variant == "kan":
+            for name in ("hidden", "activation"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"model.{name} is not a setting of the kan variant")
+        if self.variant != "multiscale" and self.scales is not None:
+            raise ValueError(
+                f"model.scales is a setting of the multiscale variant, not {self.variant}"
+            )
+        if self.variant != "kan" and self.basis is not None:
+            raise ValueError(f"model.basis is a setting of the kan variant, not {self.variant}")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {list(ACTIVATIONS)}")
+        unknown = [f for f in self.filters or () if f not in PERCEPTION_FILTERS]
+        if unknown or self.filters == ():
+            raise ValueError(
+                f"model.filters must name filters of {list(PERCEPTION_FILTERS)}; got "
+                f"{list(self.filters or ())}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowConfig:
+    """Growing a target from one seed cell (``--task grow``).
+
+    Attributes:
+        target: a built-in target (smiley, heart, ring, glyph:X) or a PNG file.
+        size: the side of the target in cells.
+        pad: empty cells around the target (the grid side is size + 2 pad).
+        rollout_steps: NCA steps of every rollout (training and evaluation).
+        pool_size: states in the sample pool.
+        batch_size: states drawn from the pool per training step.
+        damage: the best samples of each batch that lose a random disk.
+        reseed: the worst samples of each batch restarted from the seed cell.
+        checkpoint: wrap every NCA step in jax.checkpoint (less memory for long rollouts).
+        samples: stochastic rollouts averaged by the growth evaluation (validation and the
+            final metrics).
+    """
+
+    target: str = "smiley"
+    size: int = 40
+    pad: int = 0
+    rollout_steps: int = 64
+    pool_size: int = 256
+    batch_size: int = 8
+    damage: int = 2
+    reseed: int = 2
+    checkpoint: bool = False
+    samples: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("size", "rollout_steps", "pool_size", "batch_size", "samples"):
+            check_int(getattr(self, name), f"grow.{name}", 1)
+        for name in ("pad", "damage", "reseed"):
+            check_int(getattr(self, name), f"grow.{name}", 0)
+        for name in ("damage", "reseed"):
+            if getattr(self, name) > self.batch_size:
+                raise ValueError(
+                    f"grow.{name} must be <= grow.batch_size = {self.batch_size}; got "
+                    f"{getattr(self, name)}"
+                )
+        if self.batch_size > self.pool_size:
+            raise ValueError(
+                f"grow.batch_size must be <= grow.pool_size = {self.pool_size}; got "
+                f"{self.batch_size}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class PDEConfig:
+    """Learning Gray-Scott trajectories frame to frame (``--task pde``).
+
+    Attributes:
+        size: the grid side.
+        frames: frames per trajectory.
+        frame_dt: PDE time between frames.
+        trajectories: training trajectories (each from its own random initial condition).
+        steps_per_frame: NCA steps per frame interval.
+        window: frames of every free rollout in training (1 learns single steps, not
+            trajectories); at most frames - 1.
+        batch_size: windows per training step.
+        checkpoint: wrap every NCA step in jax.checkpoint (less memory for long rollouts).
+    """
+
+    size: int = 32
+    frames: int = 24
+    frame_dt: float = 50.0
+    trajectories: int = 2
+    steps_per_frame: int = 8
+    window: int = 6
+    batch_size: int = 8
+    checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("size", "trajectories", "steps_per_frame", "window", "batch_size"):
+            check_int(getattr(self, name), f"pde.{name}", 1)
+        check_int(self.frames, "pde.frames", 2)
+        if not self.frame_dt > 0:
+            raise ValueError(f"pde.frame_dt must be > 0; got {self.frame_dt!r}")
+        if self.window > self.frames - 1:
+            raise ValueError(
+                f"pde.window must be <= pde.frames - 1 = {self.frames - 1}; got {self.window}"
+            )
+
+
+_NCA_OPTIM = OptimConfig(
+    "adam", 2e-3, schedule="exponential", decay_rate=0.1, normalise_gradients=True
+)
+"""The NCA's optimiser: Adam on normalised gradients, the rate decaying to a tenth."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NCATrainConfig:
+    """``diffdyn nca train``: grow a target from a seed cell, or learn Gray-Scott.
+
+    Attributes:
+        task: grow (a target image from one seed cell, with a sample pool and damage) or pde
+            (Gray-Scott trajectories frame to frame).
+        model: the NCA.
+        optim: the optimiser.
+        train: the training loop.
+        grow: the growing task (its settings are refused with task pde).
+        pde: the trajectory task (its settings are refused with task grow).
+    """
+
+    task: Task = "grow"
+    model: NCAModelConfig = NCAModelConfig()
+    optim: OptimConfig = _NCA_OPTIM
+    train: TrainConfig = TrainConfig(
+        steps=2000, log_every=25, image_every=250, checkpoint_every=250, validate_every=100
+    )
+    grow: GrowConfig = GrowConfig()
+    pde: PDEConfig = PDEConfig()
+
+    def __post_init__(self) -> None:
+        for task, section, default in (("grow", "pde", PDEConfig()), ("pde", "grow", GrowConfig())):
+            value = getattr(self, section)
+            if self.task == task and value != default:
+                changed = [
+                    f"{section}.{f.name}={getattr(value, f.name)!r}"
+                    for f in dataclasses.fields(value)
+                    if getattr(value, f.name) != getattr(default, f.name)
+                ]
+                raise ValueError(
+                    f"{', '.join(changed)}: the {section}.* settings belong to task {section}, "
+                    f"not to task {task}"
+                )
+        alive = _resolve(self.model, self.task)["alive"]
+        if not alive and self.model.alive_threshold is not None:
+            raise ValueError(
+                f"model.alive_threshold needs alive masking, which is off (model.alive = "
+                f"{self.model.alive}, task {self.task})"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class NCARunConfig:
+    """``diffdyn nca run``: grow a trained NCA from a seed cell, erase half, regrow.
+
+    Attributes:
+        model: a model file (.eqx) or a ``diffdyn nca train`` output folder (its model.eqx).
+        steps: NCA steps grown from the seed cell (None: the training's rollout steps).
+        regrow_steps: NCA steps regrown after erasing the right half (None: as many as steps).
+        every: NCA steps per GIF frame (must divide steps and regrow_steps).
+        samples: stochastic rollouts averaged by the metrics (the GIF shows the first).
+        target: the target of the metrics (None: the training's; a built-in or a PNG file).
+        size: the target's side in cells (None: the training's, else 40).
+    """
+
+    model: str
+    steps: int | None = None
+    regrow_steps: int | None = None
+    every: int = 2
+    samples: int = 8
+    target: str | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model must name a model file or a `diffdyn nca train` output folder")
+        check_int(self.every, "every", 1)
+        check_int(self.samples, "samples", 1)
+        if self.steps is not None:
+            check_int(self.steps, "steps", 1)
+        if self.regrow_steps is not None:
+            check_int(self.regrow_steps, "regrow_steps", 0)
+        if self.size is not None:
+            check_int(self.size, "size", 1)
+
+
+def _resolve(cfg: NCAModelConfig, task: str) -> dict[str, Any]:
+    defaults = _TASK_DEFAULTS[task]
+    return {k: defaults[k] if getattr(cfg, k) is None else getattr(cfg, k) for k in defaults}
+
+
+def build_model(cfg: NCAModelConfig, task: Task, key: PRNGKeyArray) -> AbstractNCA:
+    """The NCA that ``cfg`` describes, with the defaults of ``task`` for its ``None``
+    fields."""
+    if task not in _TASK_DEFAULTS:
+        raise ValueError(f"task must be one of {list(_TASK_DEFAULTS)}; got {task!r}")
+    pick = _resolve(cfg, task)
+    threshold = _ALIVE_THRESHOLD if cfg.alive_threshold is None else cfg.alive_threshold
+    cells = Cells(
+        pick["channels"],
+        pick["filters"],
+        fire_rate=pick["fire_rate"],
+        alive_threshold=threshold if pick["alive"] else None,
+        alive_channel=3,
+        boundary=cfg.boundary,
+    )
+    hidden = _HIDDEN if cfg.hidden is None else cfg.hidden
+    activation = _ACTIVATION if cfg.activation is None else cfg.activation
+    if cfg.variant == "nca":
+        return NCA(cells, hidden, activation, key=key)
+    if cfg.variant == "gated":
+        return GatedNCA(cells, hidden, activation, key=key)
+    if cfg.variant == "multiscale":
+        scales = _SCALES if cfg.scales is None else cfg.scales
+        return MultiScaleNCA(cells, hidden, activation, scales, key=key)
+    return KANCA(cells, _BASIS if cfg.basis is None else cfg.basis, key=key)

@@ -1,0 +1,246 @@
+"""Figures of an NCA: its perception and weights, its channels, growth and regrowth, learned
+trajectories and training curves; GIFs of rollouts.
+
+- `first_layer_blocks`: the first-layer weights split by perception filter,
+  $W_1 = [W^{(f_0)} \\mid W^{(f_1)} \\mid \\dots]$ with $W^{(f)} \\in \\mathbb{R}^{h \\times C}$;
+- `plot_perception`: the fixed 3x3 kernels and $\\lVert W^{(f)}_{:, c} \\rVert_2$, how strongly
+  the trained network listens to filter $f$ of channel $c$;
+- `plot_weights`: heatmaps of every weight matrix of the update network;
+- `plot_channels`: every channel (rows) at several times (columns);
+- `plot_growth`: target, grown, erased and regrown states with their errors;
+- `plot_trajectory`: a PDE trajectory above the NCA's free rollout;
+- `plot_losses`: the training loss per step and the validation loss;
+- `save_rollout_gif`, `save_trajectory_gif`: animations, small grids upscaled (`upscale`).
+
+Every function writes one file and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffdyn.common import figure, save_figure, save_gif, upscale
+
+from ._grow import GrowthEvaluation
+from ._model import AbstractNCA
+from ._targets import to_rgb
+
+__all__ = [
+    "first_layer_blocks",
+    "weight_matrices",
+    "plot_perception",
+    "plot_weights",
+    "plot_channels",
+    "plot_growth",
+    "plot_trajectory",
+    "save_rollout_gif",
+    "save_trajectory_gif",
+]
+
+
+def _as_rgb(frames: np.ndarray) -> np.ndarray:
+    """RGBA states (4 channels or more) over white; otherwise channel 0 in grey."""
+    if frames.shape[-3] >= 4:
+        return to_rgb(frames)
+    return np.clip(frames[..., :1, :, :], 0.0, 1.0)
+
+
+def _hide_ticks(ax: Any) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def weight_matrices(model: AbstractNCA) -> dict[str, np.ndarray]:
+    """Every 2-D (or KAN 3-D, summed in ``|.|`` over the basis) weight of the update network,
+    by name."""
+    import equinox as eqx
+    import jax
+
+    out: dict[str, np.ndarray] = {}
+    params = eqx.filter(model, model.trainable_filter())
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = jax.tree_util.keystr(path)
+        a = np.asarray(leaf)
+        if a.ndim == 2:
+            out[name] = a
+        elif a.ndim == 3:
+            out[name] = np.abs(a).sum(axis=-1)
+    return out
+
+
+def first_layer_blocks(model: AbstractNCA) -> dict[str, np.ndarray]:
+    """``{filter: W^(f) [hidden, C]}`` from the first update layer (the first scale's net for
+    multi-scale models)."""
+    first = next(iter(weight_matrices(model).values()))
+    c = model.channels
+    return {f: first[:, k * c : (k + 1) * c] for k, f in enumerate(model.filters)}
+
+
+def plot_perception(model: AbstractNCA, path: str | os.PathLike) -> Path:
+    """Top row: the fixed 3x3 perception kernels (one colour scale); bottom:
+    $\\lVert W^{(f)}_{:, c} \\rVert_2$ per filter and channel (the learned use of each
+    perceived feature)."""
+    kernels = np.asarray(model.perception.kernel)[: len(model.perception.conv_filters), 0]
+    names = model.perception.conv_filters
+    blocks = first_layer_blocks(model)
+    fig, axes = figure(
+        2, max(len(names), 1), figsize=(2.4 * max(len(names), 2), 5.0), squeeze=False
+    )
+    m = max(float(np.abs(kernels).max()), 1e-12) if len(names) else 1.0
+    im = None
+    for i, ax in enumerate(axes[0]):
+        if i < len(names):
+            im = ax.imshow(kernels[i], cmap="seismic", vmin=-m, vmax=m)
+            ax.set_title(f"kernel: {names[i]}", fontsize=9)
+        _hide_ticks(ax)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), label="stencil weight", shrink=0.8)
+    usage = np.stack([np.linalg.norm(b, axis=0) for b in blocks.values()])
+    gs = axes[1, 0].get_gridspec()
+    for ax in axes[1]:
+        ax.remove()
+    ax = fig.add_subplot(gs[1, :])
+    im = ax.imshow(usage, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(len(blocks)), list(blocks))
+    ax.set_xlabel("channel")
+    ax.set_ylabel("filter")
+    ax.set_title("‖first-layer weights‖ per filter and channel", fontsize=9)
+    fig.colorbar(im, ax=ax, label="L2 norm")
+    return save_figure(fig, path)
+
+
+def plot_weights(model: AbstractNCA, path: str | os.PathLike) -> Path:
+    """One heatmap per weight matrix (symmetric ``seismic`` colour range)."""
+    mats = weight_matrices(model)
+    fig, axes = figure(1, len(mats), figsize=(4 * len(mats), 3.5), squeeze=False)
+    for ax, (name, w) in zip(axes[0], mats.items(), strict=True):
+        m = max(float(np.abs(w).max()), 1e-12)
+        im = ax.imshow(w, aspect="auto", cmap="seismic", vmin=-m, vmax=m)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("input")
+        ax.set_ylabel("output")
+        fig.colorbar(im, ax=ax, label="weight")
+    return save_figure(fig, path)
+
+
+def plot_channels(
+    frames: Any,
+    path: str | os.PathLike,
+    *,
+    times: Any = None,
+    time_label: str = "frame",
+    max_channels: int = 16,
+) -> Path:
+    """Channels (rows, at most ``max_channels``) of ``frames [T, C, H, W]`` at up to 8 times
+    (columns), each channel with its own symmetric colour range and colour bar; columns are
+    titled ``"{time_label} {times[t]}"`` (``times`` default: the frame index)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must have shape [T, C, H, W]; got {frames.shape}")
+    t_idx = np.unique(np.linspace(0, frames.shape[0] - 1, min(8, frames.shape[0])).astype(int))
+    c = min(frames.shape[1], max_channels)
+    fig, axes = figure(c, len(t_idx), figsize=(1.3 * len(t_idx) + 1.0, 1.3 * c), squeeze=False)
+    for i in range(c):
+        m = max(float(np.abs(frames[:, i]).max()), 1e-12)
+        for j, t in enumerate(t_idx):
+            ax = axes[i, j]
+            im = ax.imshow(frames[t, i], cmap="RdBu_r", vmin=-m, vmax=m)
+            _hide_ticks(ax)
+            if i == 0:
+                ax.set_title(f"{time_label} {t if times is None else times[t]}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"channel {i}", fontsize=8)
+        fig.colorbar(im, ax=list(axes[i]), fraction=0.02, pad=0.01)
+    fig.suptitle("state channels over time", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_growth(target: Any, growth: GrowthEvaluation, path: str | os.PathLike) -> Path:
+    """Four RGB panels: the target, the state grown from the seed cell, the same state with
+    its right half erased, and the regrown state, titled with their errors (the means over
+    every sample of ``growth``)."""
+    if growth.grown_frames is None or growth.regrown_frames is None:
+        raise ValueError("plot_growth needs the frames of evaluate_growth(..., every=...)")
+    panels = [
+        ("target", np.asarray(target)),
+        (f"grown\nMSE {growth.mse:.4f}", growth.grown_frames[-1]),
+        (f"right half erased\nMSE {growth.mse_damaged:.4f}", growth.regrown_frames[0]),
+        (f"regrown\nMSE {growth.mse_regrown:.4f}", growth.regrown_frames[-1]),
+    ]
+    fig, axes = figure(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
+    for ax, (title, state) in zip(axes[0], panels, strict=True):
+        rgb = _as_rgb(state)
+        if rgb.shape[0] == 1:
+            ax.imshow(rgb[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(rgb.transpose(1, 2, 0), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        _hide_ticks(ax)
+    fig.suptitle("growth from one seed cell, damage and regrowth (per-pixel MSE)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_trajectory(
+    truth: Any,
+    prediction: Any,
+    path: str | os.PathLike,
+    *,
+    channel: int = 1,
+    columns: int = 5,
+) -> Path:
+    """Channel ``channel`` of a trajectory ``truth [N, O, H, W]`` (top row) above the NCA's
+    free rollout ``prediction [N, C, H, W]`` from the same first frame (bottom row), at
+    ``columns`` evenly spaced frames, on one colour scale."""
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    n = min(truth.shape[0], prediction.shape[0])
+    show = np.unique(np.linspace(0, n - 1, min(columns, n)).astype(int))
+    top = max(float(truth[:, channel].max()), 1e-6)
+    fig, axes = figure(2, len(show), figsize=(1.9 * len(show) + 1.0, 4.0), squeeze=False)
+    im = None
+    for j, k in enumerate(show):
+        for row, (name, data) in enumerate((("PDE", truth), ("NCA", prediction))):
+            ax = axes[row, j]
+            im = ax.imshow(data[k, channel], cmap="viridis", vmin=0.0, vmax=top)
+            ax.set_title(f"{name} frame {k}", fontsize=8)
+            _hide_ticks(ax)
+    axes[0, 0].set_ylabel("truth")
+    axes[1, 0].set_ylabel("NCA rollout")
+    fig.colorbar(im, ax=axes.ravel().tolist(), label=f"channel {channel}", shrink=0.8)
+    fig.suptitle("free rollout from the first frame", fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_rollout_gif(
+    frames: Any, path: str | os.PathLike, *, fps: int = 10, min_side: int = 256
+) -> Path:
+    """Frames ``[T, C, H, W]`` of a rollout as a GIF: RGBA states over white (channel 0 in
+    grey for fewer than 4 channels), upscaled to at least ``min_side`` pixels."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must have shape [T, C, H, W]; got {frames.shape}")
+    return save_gif(upscale(_as_rgb(frames), min_side), path, fps=fps)
+
+
+def save_trajectory_gif(
+    truth: Any,
+    prediction: Any,
+    path: str | os.PathLike,
+    *,
+    channel: int = 1,
+    fps: int = 10,
+    min_side: int = 256,
+) -> Path:
+    """Channel ``channel`` of ``truth [N, O, H, W]`` (left) beside ``prediction
+    [N, C, H, W]`` (right) as a grey GIF scaled by the largest true value, upscaled to at
+    least ``min_side`` pixels."""
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    n = min(truth.shape[0], prediction.shape[0])
+    both = np.concatenate(
+        [truth[:n, channel : channel + 1], prediction[:n, channel : channel + 1]], axis=-1
+    )
+    scaled = np.clip(both / max(float(truth[:, channel].max()), 1e-6), 0.0, 1.0)
+    return save_gif(upscale(scaled, min_side), path, fps=fps)

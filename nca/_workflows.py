@@ -1,0 +1,292 @@
+"""The NCA workflows behind ``diffdyn nca train`` and ``diffdyn nca run``, as library calls.
+
+- `fit_nca` builds the task, the data and the model that an `NCATrainConfig` describes,
+  trains with the common `Trainer` and evaluates the result;
+- `run_nca` loads a trained growing NCA, finds its target and grid (from the training's
+  ``config.yaml`` next to the model) and grows, damages and regrows it (`evaluate_growth`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from diffdyn.common import Logger, Trainer, TrainResult, load_config_file
+
+from ._config import NCARunConfig, NCATrainConfig, build_model
+from ._grow import GrowTask, GrowthEvaluation, evaluate_growth
+from ._model import AbstractNCA
+from ._pde_task import (
+    TrajectoryTask,
+    evaluate_trajectory,
+    gray_scott_trajectory,
+    trajectory_windows,
+)
+from ._targets import make_target
+
+__all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca"]
+
+
+@dataclasses.dataclass
+class NCAFit:
+    """What `fit_nca` returns.
+
+    Attributes:
+        result: the trainer's result (final and best model, losses, validation history).
+        metrics: scalar metrics of the run (see `fit_nca`).
+        growth: grow: the final model's `GrowthEvaluation` (with the frames of one rollout).
+        target: grow: the target ``[O, H, W]``.
+        truth: pde: the test trajectory ``[N, O, H, W]`` (an unseen initial condition).
+        prediction: pde: the final model's free rollout from the test trajectory's first
+            frame, every channel ``[N, C, H, W]``.
+    """
+
+    result: TrainResult
+    metrics: dict[str, Any]
+    growth: GrowthEvaluation | None = None
+    target: np.ndarray | None = None
+    truth: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+
+
+def _frame_every(steps: int, frames: int = 16) -> int:
+    """The largest divisor of ``steps`` that is at most ``steps // frames`` (at least 1)."""
+    every = max(1, steps // frames)
+    while steps % every:
+        every -= 1
+    return every
+
+
+def _selection(res: TrainResult) -> dict[str, Any]:
+    return {
+        "final_loss": res.final_loss,
+        "best_loss": res.best_loss,
+        "best_step": res.best_step,
+        "selected_by": res.selected_by,
+        "steps": res.steps,
+    }
+
+
+def fit_nca(
+    cfg: NCATrainConfig,
+    key: PRNGKeyArray,
+    *,
+    logger: Logger | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+) -> NCAFit:
+    """Train the NCA that ``cfg`` describes on its task and evaluate it.
+
+    Keys: ``k_model, k_train, k_eval = split(key, 3)`` (grow) or ``k_data, k_test, k_model,
+    k_train, k_eval = split(key, 5)`` (pde; the validation trajectory starts from
+    ``fold_in(k_test, 1)``).
+
+    - grow: `GrowTask` on ``cfg.grow``'s target; the best model is the one that grows best
+      from the seed cell (validation every ``train.validate_every`` steps). Metrics: the
+      final model's `evaluate_growth` (``mse``, ``mse_persisted``, ``mse_damaged``,
+      ``mse_regrown``), ``best_mse`` (the best model's ``mse``, same key), and the trainer's
+      ``final_loss`` (pool loss), ``best_loss`` (the selecting loss), ``best_step``,
+      ``selected_by``, ``steps``, ``seconds``, ``parameters``.
+    - pde: `TrajectoryTask` on ``cfg.pde.trajectories`` Gray-Scott trajectories, validated on
+      another initial condition and tested on a third. Metrics: the final model's
+      ``train_mse`` (first training trajectory), ``test_mse``, ``test_mse_last`` and
+      ``test_mse_persistence`` (`evaluate_trajectory`), ``best_test_mse`` (the best model's
+      ``test_mse``), and the trainer's numbers as for grow.
+
+    ``logger``, ``out`` and ``resume`` go to the `Trainer` (``out`` receives the checkpoints,
+    ``model.eqx`` and ``best.eqx``); the final metrics are also logged under ``eval/``.
+    """
+    if cfg.task == "grow":
+        fit = _fit_grow(cfg, key, logger=logger, out=out, resume=resume)
+    else:
+        fit = _fit_pde(cfg, key, logger=logger, out=out, resume=resume)
+    if logger is not None:
+        for name, value in fit.metrics.items():
+            if isinstance(value, float) and math.isfinite(value):
+                logger.scalar(f"eval/{name}", value, fit.result.steps)
+        logger.flush()
+    return fit
+
+
+def _fit_grow(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    g = cfg.grow
+    target = make_target(g.target, g.size, g.pad)
+    k_model, k_train, k_eval = jax.random.split(key, 3)
+    model = build_model(cfg.model, "grow", k_model)
+    task = GrowTask(
+        target,
+        g.rollout_steps,
+        pool_size=g.pool_size,
+        batch_size=g.batch_size,
+        damage=g.damage,
+        reseed=g.reseed,
+        checkpoint=g.checkpoint,
+        samples=g.samples,
+    )
+    res, seconds = _fit(task, cfg, model, task.seed(model.channels), k_train, **fit_kwargs)
+    growth = evaluate_growth(
+        res.model,
+        target,
+        k_eval,
+        steps=g.rollout_steps,
+        samples=g.samples,
+        every=_frame_every(g.rollout_steps),
+    )
+    best_mse = float(task.evaluate(res.best_model, k_eval)["loss"])
+    metrics = {
+        **growth.metrics(),
+        "best_mse": best_mse,
+        **_selection(res),
+        "seconds": seconds,
+        "parameters": res.model.num_parameters(),
+    }
+    return NCAFit(res, metrics, growth=growth, target=target)
+
+
+def _fit_pde(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    p = cfg.pde
+    k_data, k_test, k_model, k_train, k_eval = jax.random.split(key, 5)
+
+    def trajectory(k: PRNGKeyArray) -> jax.Array:
+        return gray_scott_trajectory(k, p.size, p.frames, p.frame_dt)
+
+    data = jnp.stack([trajectory(k) for k in jax.random.split(k_data, p.trajectories)])
+    test = trajectory(k_test)
+    validation = trajectory(jax.random.fold_in(k_test, 1))
+    model = build_model(cfg.model, "pde", k_model)
+    windows = jnp.concatenate([trajectory_windows(t, p.window + 1) for t in data])
+    task = TrajectoryTask(
+        validation, p.steps_per_frame, batch_size=p.batch_size, checkpoint=p.checkpoint
+    )
+    res, seconds = _fit(task, cfg, model, windows, k_train, **fit_kwargs)
+    spf = p.steps_per_frame
+    train_eval = evaluate_trajectory(res.model, data[0], k_eval, spf)
+    test_eval = evaluate_trajectory(res.model, test, k_eval, spf, keep_frames=True)
+    best_eval = evaluate_trajectory(res.best_model, test, k_eval, spf)
+    metrics = {
+        "train_mse": train_eval["mse"],
+        "test_mse": test_eval["mse"],
+        "test_mse_persistence": test_eval["mse_persistence"],
+        "test_mse_last": test_eval["mse_last"],
+        "best_test_mse": best_eval["mse"],
+        **_selection(res),
+        "seconds": seconds,
+        "parameters": res.model.num_parameters(),
+    }
+    return NCAFit(res, metrics, truth=np.asarray(test), prediction=np.asarray(test_eval["frames"]))
+
+
+def _fit(
+    task: Any,
+    cfg: NCATrainConfig,
+    model: AbstractNCA,
+    data: Any,
+    key: PRNGKeyArray,
+    *,
+    logger: Logger | None,
+    out: str | Path | None,
+    resume: bool,
+) -> tuple[TrainResult, float]:
+    trainer = Trainer(task, cfg.optim, config=cfg.train, logger=logger, out=out)
+    t0 = time.perf_counter()
+    res = trainer.fit(model, data, key, resume=resume)
+    return res, time.perf_counter() - t0
+
+
+@dataclasses.dataclass
+class NCARun:
+    """What `run_nca` returns.
+
+    Attributes:
+        model: the loaded NCA.
+        path: the model file.
+        target: the target ``[O, H, W]`` of the metrics.
+        growth: the `GrowthEvaluation` (with the frames of the first rollout).
+        metrics: the four errors of ``growth``, the step counts and the number of frames.
+    """
+
+    model: AbstractNCA
+    path: Path
+    target: np.ndarray
+    growth: GrowthEvaluation
+    metrics: dict[str, Any]
+
+
+def _model_folder(spec: str) -> Path:
+    """The folder of ``spec`` (a model file, or a training output folder itself)."""
+    path = Path(spec)
+    return path if path.is_dir() else path.parent
+
+
+def _training_settings(folder: Path) -> dict[str, Any]:
+    """The growing settings recorded in a training folder's ``config.yaml`` (files of
+    diffdyn 0.1.0 kept ``target`` at the top and called the rollout length ``steps``)."""
+    file = folder / "config.yaml"
+    trained = load_config_file(file) if file.is_file() else {}
+    if "task" not in trained and "model" in trained and isinstance(trained["model"], str):
+        raise ValueError(
+            f"{file} is the config of a `diffdyn nca run`, not of a training: the training's "
+            "config.yaml was overwritten (run `nca run` with its own --out)"
+        )
+    if trained.get("task", "grow") != "grow":
+        raise ValueError(
+            f"nca run grows a model from its seed cell; the model in {str(folder)!r} was trained "
+            f"on task {trained.get('task')!r} (its figures are in the training folder)"
+        )
+    grow = dict(trained.get("grow", {}))
+    return {
+        "target": grow.get("target", trained.get("target")),
+        "size": grow.get("size"),
+        "pad": int(grow.get("pad", 0)),
+        "steps": grow.get("rollout_steps", grow.get("steps")),
+    }
+
+
+def run_nca(cfg: NCARunConfig, key: PRNGKeyArray) -> NCARun:
+    """Load the growing NCA of ``cfg.model`` and run `evaluate_growth` on it.
+
+    The target, its side, its padding and the rollout length default to the training's (read
+    from ``config.yaml`` in the model's folder); ``cfg`` overrides them. With the training's
+    settings and the same number of samples, ``mse`` estimates the training's reported
+    ``mse`` (the rollouts differ by their random fire masks only).
+    """
+    path = Path(cfg.model)
+    folder = _model_folder(cfg.model)
+    if path.is_dir():
+        path = path / "model.eqx"
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    trained = _training_settings(folder)
+    spec = cfg.target or trained["target"]
+    if not spec:
+        raise ValueError(
+            f"no target: {str(folder)!r} holds no training config.yaml, so give --target"
+        )
+    size = cfg.size or trained["size"] or 40
+    target = make_target(spec, int(size), trained["pad"])
+    model = AbstractNCA.load(path)
+    steps = cfg.steps or trained["steps"]
+    if steps is None:
+        raise ValueError(
+            f"no rollout length: {str(folder)!r} holds no training config.yaml, so give --steps"
+        )
+    steps = int(steps)
+    regrow = steps if cfg.regrow_steps is None else cfg.regrow_steps
+    growth = evaluate_growth(
+        model, target, key, steps=steps, regrow_steps=regrow, samples=cfg.samples, every=cfg.every
+    )
+    metrics = {
+        **growth.metrics(),
+        "steps": steps,
+        "regrow_steps": regrow,
+        "frames": int(growth.frames.shape[0]) if growth.frames is not None else 0,
+    }
+    return NCARun(model, path, target, growth, metrics)
