@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from diffdyn.common import SolveConfig
 from diffdyn.pde import GrayScott, PDESolver, gray_scott_seeds
 
 PARAMS = {"diffusion_a": 0.1, "diffusion_b": 0.05, "feed": 0.0623, "kill": 0.06268}
@@ -58,9 +59,10 @@ def emit(**row) -> None:
 
 def bench_simulate(n: int, t1: float, rtol: float, atol: float, repeats: int) -> None:
     x0 = gray_scott_seeds(jax.random.key(0), n, seeds=max(1, n * n // 1024))
-    model = PDESolver(GrayScott(**PARAMS), "dopri5", 1.0, True, rtol, atol, max_steps=100_000)
+    adaptive = SolveConfig(solver="dopri5", dt0=1.0, rtol=rtol, atol=atol, max_steps=100_000)
+    model = PDESolver(GrayScott(**PARAMS), adaptive)
     ts = jnp.array([0.0, t1])
-    solve = eqx.filter_jit(lambda m, x: m.config.solve_full(m.vector_field, x, ts))
+    solve = eqx.filter_jit(lambda m, x: m.solve.solve_full(m.vector_field, x, ts))
     sol = jax.block_until_ready(solve(model, x0))  # compile
     steps = int(sol.stats["num_accepted_steps"])
     seconds = best_of(lambda: jax.block_until_ready(solve(model, x0).ys), repeats)
@@ -107,13 +109,12 @@ def bench_gradient(n: int, steps: int, dt: float, repeats: int) -> None:
     x0 = gray_scott_seeds(jax.random.key(0), n, seeds=max(1, n * n // 1024))
     t1 = steps * dt
     ts = jnp.array([0.0, t1])
-    target = np.asarray(
-        PDESolver(GrayScott(**PARAMS), "dopri5", dt, max_steps=steps + 1)(x0, ts)[-1]
-    )
+    fixed = SolveConfig(solver="dopri5", dt0=dt, adaptive=False, max_steps=steps + 1)
+    target = np.asarray(PDESolver(GrayScott(**PARAMS), fixed)(x0, ts)[-1])
     names = list(PARAMS)
 
     def loss(theta):
-        model = PDESolver(GrayScott(**PARAMS), "dopri5", dt, max_steps=steps + 1)
+        model = PDESolver(GrayScott(**PARAMS), fixed)
         model = eqx.tree_at(lambda m: [getattr(m.rhs, k) for k in names], model, list(theta))
         return jnp.mean((model(x0, ts)[-1] - target) ** 2)
 

@@ -11,35 +11,32 @@ from ._base import (
 from ._base import (
     check_state as check_state,
 )
-from ._fit import (
-    STRATEGIES as STRATEGIES,
+from ._figures import (
+    comparison_video as comparison_video,
+)
+from ._figures import (
+    plot_held_out as plot_held_out,
+)
+from ._figures import (
+    plot_state as plot_state,
+)
+from ._figures import (
+    save_trajectory_gif as save_trajectory_gif,
 )
 from ._fit import (
-    PDEFitConfig as PDEFitConfig,
+    FitConfig as FitConfig,
 )
 from ._fit import (
-    WindowAugmenter as WindowAugmenter,
+    PDEFit as PDEFit,
 )
 from ._fit import (
     fit_pde as fit_pde,
 )
 from ._fit import (
-    fit_pde_strategy as fit_pde_strategy,
-)
-from ._fit import (
-    make_loss as make_loss,
-)
-from ._fit import (
-    make_pde_optimiser as make_pde_optimiser,
-)
-from ._fit import (
     model_to_fit as model_to_fit,
 )
 from ._fit import (
-    rollout as rollout,
-)
-from ._fit import (
-    rollout_error as rollout_error,
+    parameter_errors as parameter_errors,
 )
 from ._grid import (
     GRID_BOUNDARIES as GRID_BOUNDARIES,
@@ -117,13 +114,55 @@ from ._patterns import (
     radial_power_spectrum as radial_power_spectrum,
 )
 from ._registry import (
+    NEURAL_MODELS as NEURAL_MODELS,
+)
+from ._registry import (
     PDE_MODELS as PDE_MODELS,
 )
 from ._registry import (
     make_pde as make_pde,
 )
+from ._simulate import (
+    SimulateConfig as SimulateConfig,
+)
+from ._simulate import (
+    Simulation as Simulation,
+)
+from ._simulate import (
+    pattern_metrics as pattern_metrics,
+)
+from ._simulate import (
+    simulate_pde as simulate_pde,
+)
+from ._solver import (
+    PDE_SOLVE as PDE_SOLVE,
+)
 from ._solver import (
     PDESolver as PDESolver,
+)
+from ._tasks import (
+    STRATEGIES as STRATEGIES,
+)
+from ._tasks import (
+    PDEFitConfig as PDEFitConfig,
+)
+from ._tasks import (
+    PDEFitTask as PDEFitTask,
+)
+from ._tasks import (
+    WindowAugmenter as WindowAugmenter,
+)
+from ._tasks import (
+    make_strategy as make_strategy,
+)
+from ._tasks import (
+    rollout as rollout,
+)
+from ._tasks import (
+    rollout_error as rollout_error,
+)
+from ._tasks import (
+    strategy_non_negative as strategy_non_negative,
 )
 
 __all__ = [
@@ -148,8 +187,10 @@ __all__ = [
     "ACTIVATIONS",
     "DIFFUSION_TERMS",
     "PDE_MODELS",
+    "NEURAL_MODELS",
     "make_pde",
     "PDESolver",
+    "PDE_SOLVE",
     "gaussian",
     "gray_scott_seeds",
     "perturbed",
@@ -157,14 +198,25 @@ __all__ = [
     "connected_components",
     "radial_power_spectrum",
     "dominant_wavelength",
+    "FitConfig",
+    "PDEFit",
+    "fit_pde",
+    "model_to_fit",
+    "parameter_errors",
+    "comparison_video",
+    "save_trajectory_gif",
+    "plot_state",
+    "plot_held_out",
+    "SimulateConfig",
+    "Simulation",
+    "simulate_pde",
+    "pattern_metrics",
     "STRATEGIES",
     "PDEFitConfig",
-    "fit_pde_strategy",
     "WindowAugmenter",
-    "make_loss",
-    "make_pde_optimiser",
-    "fit_pde",
+    "PDEFitTask",
+    "make_strategy",
+    "strategy_non_negative",
     "rollout",
     "rollout_error",
-    "model_to_fit",
 ]

@@ -33,12 +33,21 @@ def check_state(x: Any, channels: int, name: str = "X") -> None:
         )
 
 
+def check_grid(grid: Any) -> Grid:
+    """``grid`` if it is a `Grid`, else a TypeError."""
+    if not isinstance(grid, Grid):
+        raise TypeError(
+            f"grid must be a Grid (e.g. Grid(dx=0.5, boundary='neumann')); got {grid!r}"
+        )
+    return grid
+
+
 class AbstractPDE(AbstractModel):
     """``F(t, X, args) -> dX/dt`` for states ``X`` of shape ``[channels, H, W]``.
 
-    Subclasses give ``grid`` and ``channels`` and implement `rhs`. ``non_negative_fields``
-    names the parameters that must stay >= 0 during training (diffusion coefficients); see
-    `non_negative_spec`.
+    Subclasses give ``grid`` (a `Grid`, held as a static field) and ``channels`` and implement
+    `rhs`. ``non_negative_fields`` names the parameters that must stay >= 0 during training
+    (diffusion coefficients); see `non_negative_spec`.
     """
 
     grid: eqx.AbstractVar[Grid]
@@ -47,14 +56,17 @@ class AbstractPDE(AbstractModel):
 
     @property
     def dx(self) -> float:
+        """The grid spacing."""
         return self.grid.dx
 
     @property
     def boundary(self) -> str:
+        """The grid's boundary condition."""
         return self.grid.boundary
 
     @property
     def boundary_value(self) -> float:
+        """The value of a Dirichlet boundary."""
         return self.grid.boundary_value
 
     @abc.abstractmethod
@@ -78,3 +90,15 @@ class AbstractPDE(AbstractModel):
             spec,
             [jax.tree_util.tree_map(lambda _: True, getattr(self, n)) for n in names],
         )
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """Files of diffdyn 0.1.0 recorded the grid as ``dx``, ``boundary`` and
+        ``boundary_value`` (and neural models a ``key``); they are one `Grid` now."""
+        h = dict(hyperparameters)
+        fields = {name: h.pop(name) for name in ("dx", "boundary", "boundary_value") if name in h}
+        if fields and "grid" not in h:
+            if fields.get("boundary", "periodic") != "dirichlet":
+                fields.pop("boundary_value", None)  # it never applied
+            h["grid"] = Grid(**fields)
+        return h

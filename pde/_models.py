@@ -2,7 +2,8 @@ r"""Fixed pattern-forming PDEs with literature defaults.
 
 Each model is an `AbstractPDE` whose parameters are trainable 0-d arrays (so a
 model can be fitted to data, see `diffdyn.pde`); the constructor takes them as Python numbers
-together with the grid (``dx``, ``boundary``, ``boundary_value``). Laplacians use the 5-point
+together with the grid (a `Grid`: ``dx``, ``boundary``, ``boundary_value``; fixed models
+have no random initialisation and take no ``key``). Laplacians use the 5-point
 stencil and first derivatives central differences, with the padding the boundary prescribes.
 
 - ``heat``, ``advection-diffusion`` ``[u]*C``: u_t = D Δu − ∇·(v u)
@@ -24,7 +25,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._base import AbstractPDE
+from ._base import AbstractPDE, check_grid
 from ._grid import Grid, scalar_parameter
 
 __all__ = [
@@ -58,7 +59,7 @@ class AdvectionDiffusion(AbstractPDE):
     diffusion: Scalar
     velocity_x: Scalar
     velocity_y: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion",)
 
@@ -68,11 +69,7 @@ class AdvectionDiffusion(AbstractPDE):
         velocity_x: float = 0.0,
         velocity_y: float = 0.0,
         channels: int = 1,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int; got {channels!r}")
@@ -80,7 +77,7 @@ class AdvectionDiffusion(AbstractPDE):
         self.velocity_x = scalar_parameter(velocity_x, "velocity_x")
         self.velocity_y = scalar_parameter(velocity_y, "velocity_y")
         self.channels = channels
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "C H W"], args: Any) -> Array:
         g = self.grid
@@ -106,7 +103,7 @@ class GrayScott(AbstractPDE):
     diffusion_b: Scalar
     feed: Scalar
     kill: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_a", "diffusion_b")
 
@@ -116,18 +113,14 @@ class GrayScott(AbstractPDE):
         diffusion_b: float = 0.05,
         feed: float = 0.0623,
         kill: float = 0.06268,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         self.diffusion_a = scalar_parameter(diffusion_a, "diffusion_a", non_negative=True)
         self.diffusion_b = scalar_parameter(diffusion_b, "diffusion_b", non_negative=True)
         self.feed = scalar_parameter(feed, "feed")
         self.kill = scalar_parameter(kill, "kill")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         lap = self.grid.laplacian(x)
@@ -154,7 +147,7 @@ class FitzHughNagumo(AbstractPDE):
     diffusion_v: Scalar
     tau: Scalar
     k: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_u", "diffusion_v")
 
@@ -164,11 +157,7 @@ class FitzHughNagumo(AbstractPDE):
         diffusion_v: float = 5e-3,
         tau: float = 0.1,
         k: float = -0.005,
-        dx: float = 0.02,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(dx=0.02),
     ):
         self.diffusion_u = scalar_parameter(diffusion_u, "diffusion_u", non_negative=True)
         self.diffusion_v = scalar_parameter(diffusion_v, "diffusion_v", non_negative=True)
@@ -177,7 +166,7 @@ class FitzHughNagumo(AbstractPDE):
             raise ValueError(f"tau must be > 0; got {tau!r}")
         self.k = scalar_parameter(k, "k")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         lap = self.grid.laplacian(x)
@@ -205,7 +194,7 @@ class Brusselator(AbstractPDE):
     diffusion_v: Scalar
     a: Scalar
     b: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_u", "diffusion_v")
 
@@ -215,18 +204,14 @@ class Brusselator(AbstractPDE):
         diffusion_v: float = 16.0,
         a: float = 4.5,
         b: float = 7.5,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         self.diffusion_u = scalar_parameter(diffusion_u, "diffusion_u", non_negative=True)
         self.diffusion_v = scalar_parameter(diffusion_v, "diffusion_v", non_negative=True)
         self.a = scalar_parameter(a, "a")
         self.b = scalar_parameter(b, "b")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         lap = self.grid.laplacian(x)
@@ -253,7 +238,7 @@ class Schnakenberg(AbstractPDE):
     diffusion_v: Scalar
     a: Scalar
     b: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_u", "diffusion_v")
 
@@ -263,18 +248,14 @@ class Schnakenberg(AbstractPDE):
         diffusion_v: float = 40.0,
         a: float = 0.1,
         b: float = 0.9,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         self.diffusion_u = scalar_parameter(diffusion_u, "diffusion_u", non_negative=True)
         self.diffusion_v = scalar_parameter(diffusion_v, "diffusion_v", non_negative=True)
         self.a = scalar_parameter(a, "a")
         self.b = scalar_parameter(b, "b")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         lap = self.grid.laplacian(x)
@@ -303,7 +284,7 @@ class KellerSegel(AbstractPDE):
     chemotaxis: Scalar
     decay: Scalar
     stability: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_u", "diffusion_v")
 
@@ -314,11 +295,7 @@ class KellerSegel(AbstractPDE):
         chemotaxis: float = 3.0,
         decay: float = 0.01,
         stability: float = 0.01,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         self.diffusion_u = scalar_parameter(diffusion_u, "diffusion_u", non_negative=True)
         self.diffusion_v = scalar_parameter(diffusion_v, "diffusion_v", non_negative=True)
@@ -326,7 +303,7 @@ class KellerSegel(AbstractPDE):
         self.decay = scalar_parameter(decay, "decay")
         self.stability = scalar_parameter(stability, "stability")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         g = self.grid
@@ -353,7 +330,7 @@ class CahnHilliard(AbstractPDE):
 
     mobility: Scalar
     gamma: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("mobility", "gamma")
 
@@ -361,16 +338,12 @@ class CahnHilliard(AbstractPDE):
         self,
         mobility: float = 0.1,
         gamma: float = 1.0,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(),
     ):
         self.mobility = scalar_parameter(mobility, "mobility", non_negative=True)
         self.gamma = scalar_parameter(gamma, "gamma", non_negative=True)
         self.channels = 1
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "1 H W"], args: Any) -> Array:
         g = self.grid
@@ -397,7 +370,7 @@ class Chhabra(AbstractPDE):
     saturation: Scalar
     decay_a: Scalar
     decay_i: Scalar
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_a", "diffusion_i")
 
@@ -410,11 +383,7 @@ class Chhabra(AbstractPDE):
         saturation: float = 1.0,
         decay_a: float = 0.001,
         decay_i: float = 0.008,
-        dx: float = 0.5,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
-        *,
-        key: Any = None,
+        grid: Grid = Grid(dx=0.5),
     ):
         self.diffusion_a = scalar_parameter(diffusion_a, "diffusion_a", non_negative=True)
         self.diffusion_i = scalar_parameter(diffusion_i, "diffusion_i", non_negative=True)
@@ -424,7 +393,7 @@ class Chhabra(AbstractPDE):
         self.decay_a = scalar_parameter(decay_a, "decay_a")
         self.decay_i = scalar_parameter(decay_i, "decay_i")
         self.channels = 2
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
 
     def rhs(self, t: Scalar, x: Float[Array, "2 H W"], args: Any) -> Array:
         lap = self.grid.laplacian(x)

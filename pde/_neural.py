@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from diffdyn.common._helpers import check_int, check_number
 
-from ._base import AbstractPDE
+from ._base import AbstractPDE, check_grid
 from ._grid import Grid
 
 __all__ = [
@@ -196,7 +196,7 @@ class NeuralRDA(AbstractPDE):
     diffusion_net: PointwiseMLP | None
     advection_net: PointwiseMLP | None
     reaction_net: PointwiseMLP | None
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("diffusion_coefficients",)
 
     def __init__(
@@ -210,9 +210,7 @@ class NeuralRDA(AbstractPDE):
         activation: str = "tanh",
         stability: float = 0.01,
         diffusion_init: float = 0.05,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
+        grid: Grid = Grid(),
         input_offset: float | Any = 0.0,
         input_scale: float | Any = 1.0,
         *,
@@ -233,7 +231,7 @@ class NeuralRDA(AbstractPDE):
         self.activation = activation
         self.stability = check_number(stability, "stability")
         self.diffusion_init = check_number(diffusion_init, "diffusion_init")
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
         kd, ka, kr = jax.random.split(key, 3)
         c = self.channels
 
@@ -311,7 +309,7 @@ class NeuralChemotaxis(AbstractPDE):
     reaction_net: PointwiseMLP
     production_net: PointwiseMLP
     decay_net: PointwiseMLP
-    grid: Grid
+    grid: Grid = eqx.field(static=True)
     non_negative_fields: ClassVar[tuple[str, ...]] = ("signal_diffusion",)
 
     def __init__(
@@ -323,9 +321,7 @@ class NeuralChemotaxis(AbstractPDE):
         activation: str = "relu",
         stability: float = 0.01,
         diffusion_init: float = 0.1,
-        dx: float = 1.0,
-        boundary: str = "periodic",
-        boundary_value: float = 0.0,
+        grid: Grid = Grid(),
         *,
         key: PRNGKeyArray,
     ):
@@ -339,7 +335,7 @@ class NeuralChemotaxis(AbstractPDE):
         self.stability = check_number(stability, "stability")
         self.diffusion_init = check_number(diffusion_init, "diffusion_init")
         self.channels = self.cells + self.signals
-        self.grid = Grid(dx, boundary, boundary_value)
+        self.grid = check_grid(grid)
         c, s = self.cells, self.signals
         k = jax.random.split(key, 5)
         small = _inverse_softplus(1e-2)

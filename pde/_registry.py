@@ -2,31 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Literal
 
 from ._base import AbstractPDE
+from ._grid import Grid
 from ._models import FIXED_MODELS
 from ._neural import NeuralChemotaxis, NeuralRDA
 
-__all__ = ["PDE_MODELS", "make_pde"]
+__all__ = ["PDE_MODELS", "NEURAL_MODELS", "make_pde"]
 
-PDE_MODELS: dict[str, type[AbstractPDE]] = {
-    **FIXED_MODELS,
+FixedModelName = Literal[
+    "heat",
+    "advection-diffusion",
+    "gray-scott",
+    "fitzhugh-nagumo",
+    "brusselator",
+    "schnakenberg",
+    "keller-segel",
+    "cahn-hilliard",
+    "chhabra",
+]
+ModelName = Literal[FixedModelName, "neural-rda", "neural-chemotaxis"]
+
+NEURAL_MODELS: dict[str, type[AbstractPDE]] = {
     "neural-rda": NeuralRDA,
     "neural-chemotaxis": NeuralChemotaxis,
 }
+"""The neural right-hand sides by config name (they need a PRNG key)."""
+
+PDE_MODELS: dict[str, type[AbstractPDE]] = {**FIXED_MODELS, **NEURAL_MODELS}
 """Every right-hand side by its config name."""
+
+if set(typing.get_args(FixedModelName)) != set(FIXED_MODELS):  # pragma: no cover
+    raise ImportError("FixedModelName and FIXED_MODELS disagree")
 
 
 def make_pde(name: str, *, key: Any = None, **kwargs: Any) -> AbstractPDE:
-    """Build the right-hand side called ``name`` (see `PDE_MODELS`) from keyword
-    arguments; neural models need ``key``."""
+    """Build the right-hand side called ``name`` (see `PDE_MODELS`) from keyword arguments.
+
+    Neural models need ``key`` (fixed models have no random initialisation and do not use it).
+    ``grid`` may be a `Grid` or a dict of its fields (as a JSON config gives it), e.g.
+    ``make_pde("chhabra", grid={"dx": 0.25})``.
+    """
     if name not in PDE_MODELS:
         raise ValueError(f"model must be one of {sorted(PDE_MODELS)}; got {name!r}")
     cls = PDE_MODELS[name]
-    if cls in (NeuralRDA, NeuralChemotaxis) and key is None:
-        raise ValueError(f"model {name!r} is a neural network and needs a PRNG key")
+    if isinstance(kwargs.get("grid"), dict):
+        try:
+            kwargs["grid"] = Grid(**kwargs["grid"])
+        except TypeError as e:
+            raise ValueError(f"model {name!r}: bad grid {kwargs['grid']!r}: {e}") from None
+    if name in NEURAL_MODELS:
+        if key is None:
+            raise ValueError(f"model {name!r} is a neural network and needs a PRNG key")
+        kwargs["key"] = key
     try:
-        return cls(**kwargs, key=key)
+        return cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"model {name!r}: bad arguments: {e}") from None

@@ -5,8 +5,8 @@ r"""Method of lines: integrate a right-hand side ``F(t, X, args)`` on a grid wit
 ``(X0, ts) -> X(ts)`` of shape ``[T, C, H, W]``. The boundary of the right-hand side's grid is
 imposed on ``X0`` and the vector field is projected onto it,
 $\dot X = B(X + F) - B(X)$ (see `diffdyn.pde`), so every saved state satisfies it.
-Integration is `SolveConfig.solve` (diffrax), with solver, step, adaptivity,
-tolerances and adjoint from the constructor.
+Integration is `SolveConfig.solve` (diffrax), with the solver, step, adaptivity, tolerances
+and adjoint of the solver's one `SolveConfig`.
 """
 
 from __future__ import annotations
@@ -17,88 +17,70 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from diffdyn.common import AbstractModel, SolveConfig, model_from_spec, model_spec
+from diffdyn.common import AbstractModel, SolveConfig, model_from_spec
 
 from ._base import AbstractPDE, check_state
 
-__all__ = ["PDESolver"]
+__all__ = ["PDESolver", "PDE_SOLVE"]
+
+PDE_SOLVE = SolveConfig(
+    solver="heun", dt0=0.1, adaptive=False, rtol=1e-3, atol=1e-3, max_steps=16384
+)
+"""The default solve of `PDESolver`: Heun's method with a fixed step 0.1."""
 
 
 class PDESolver(AbstractModel):
     """``X(ts)`` for ``dX/dt = F(t, X, args)``, ``X(ts[0]) = B(X0)``, by diffrax.
 
     Args:
-        rhs: the right-hand side (an `AbstractPDE`), or its `model_spec`.
-        solver: a name from `SOLVERS` (default ``"heun"``).
-        dt: the (initial) step; ``None`` lets `solve` choose.
-        adaptive: PID step-size control with ``rtol``/``atol`` (else a constant step ``dt``).
-        adjoint: a name from `ADJOINTS`.
-        max_steps: the most steps one call may take.
-        key: builds ``rhs`` from a spec (e.g. when loading).
+        rhs: the right-hand side (an `AbstractPDE`).
+        solve: how to integrate (a `SolveConfig`: solver, step ``dt0``, adaptivity,
+            tolerances, adjoint, ``max_steps``); default `PDE_SOLVE`.
 
     Call ``solver(x0, ts, args=None)`` with ``x0`` of shape ``[C, H, W]`` and increasing
     ``ts`` ``[T]``; the result is ``[T, C, H, W]`` (``result[0]`` is ``B(x0)``). Batches:
-    ``jax.vmap(solver, in_axes=(0, None))``.
+    ``jax.vmap(solver, in_axes=(0, None))``. Saved files hold the right-hand side and the
+    `SolveConfig` as nested specs.
     """
 
     rhs: AbstractPDE
-    solver: str = eqx.field(static=True)
-    dt: float | None = eqx.field(static=True)
-    adaptive: bool = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    adjoint: str = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    config: SolveConfig = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
-    def __init__(
-        self,
-        rhs: AbstractPDE | dict[str, Any],
-        solver: str = "heun",
-        dt: float | None = 0.1,
-        adaptive: bool = False,
-        rtol: float = 1e-3,
-        atol: float = 1e-3,
-        adjoint: str = "recursive-checkpoint",
-        max_steps: int = 16384,
-        *,
-        key: Any = None,
-    ):
-        if isinstance(rhs, dict):
-            key = jax.random.key(0) if key is None else key
-            rhs = model_from_spec(rhs, key=key, base=AbstractPDE, source="rhs")
+    def __init__(self, rhs: AbstractPDE, solve: SolveConfig = PDE_SOLVE):
         if not isinstance(rhs, AbstractPDE):
             raise TypeError(f"rhs must be an AbstractPDE; got {type(rhs).__name__}")
-        self.config = SolveConfig(
-            solver=solver,
-            dt0=None if dt is None else float(dt),
-            adaptive=adaptive,
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        )
+        if not isinstance(solve, SolveConfig):
+            raise TypeError(
+                "solve must be a SolveConfig (e.g. SolveConfig(solver='heun', dt0=1.0, "
+                f"adaptive=False)); got {solve!r}"
+            )
         self.rhs = rhs
-        self.solver = self.config.solver
-        self.dt = self.config.dt0
-        self.adaptive = adaptive
-        self.rtol = float(rtol)
-        self.atol = float(atol)
-        self.adjoint = self.config.adjoint
-        self.max_steps = int(max_steps)
+        self.solve = solve
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments; ``rhs`` as its `model_spec`."""
-        return {
-            "rhs": model_spec(self.rhs),
-            "solver": self.solver,
-            "dt": self.dt,
-            "adaptive": self.adaptive,
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "adjoint": self.adjoint,
-            "max_steps": self.max_steps,
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """Files of diffdyn 0.1.0 held the right-hand side as a plain spec dict and the solve
+        settings as flat ``solver``, ``dt``, ``adaptive``, ``rtol``, ``atol``, ``adjoint`` and
+        ``max_steps``; they are one `AbstractPDE` and one `SolveConfig` now."""
+        h = dict(hyperparameters)
+        rhs = h.pop("rhs")
+        if isinstance(rhs, dict):  # the right-hand side's leaves are filled in by `load`
+            rhs = model_from_spec(rhs, key=jax.random.key(0), base=AbstractPDE, source="rhs")
+        if "solve" in h:
+            return {"rhs": rhs, **h}
+        old = {
+            "solver": h.pop("solver", "heun"),
+            "dt0": h.pop("dt", 0.1),
+            "adaptive": h.pop("adaptive", False),
+            "rtol": h.pop("rtol", 1e-3),
+            "atol": h.pop("atol", 1e-3),
+            "adjoint": h.pop("adjoint", "recursive-checkpoint"),
+            "max_steps": h.pop("max_steps", 16384),
         }
+        if h:
+            raise ValueError(f"a PDESolver file of diffdyn {version} has unknown arguments {h}")
+        old["dt0"] = None if old["dt0"] is None else float(old["dt0"])
+        return {"rhs": rhs, "solve": SolveConfig(**old)}
 
     def vector_field(self, t: Float[Array, ""], x: Float[Array, "C H W"], args: Any) -> Array:
         """The projected right-hand side ``B(X + F(t, X)) - B(X)``."""
@@ -110,7 +92,7 @@ class PDESolver(AbstractModel):
         """The states at ``ts``, shape ``[T, C, H, W]``, starting from ``x0`` at ``ts[0]``."""
         check_state(x0, self.rhs.channels, "x0")
         x0 = self.rhs.grid.impose(jax.numpy.asarray(x0))
-        return self.config.solve(self.vector_field, x0, ts, args)
+        return self.solve.solve(self.vector_field, x0, ts, args)
 
     def non_negative_spec(self) -> PyTree[bool]:
         """True on the right-hand side's non-negative parameters (see

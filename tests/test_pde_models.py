@@ -2,20 +2,26 @@
 boundary conditions, pattern statistics, gradients, input normalisation, save/load and input
 checks."""
 
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import yaml
 
+from diffdyn.common import AbstractModel, OptimConfig, SolveConfig, cli
 from diffdyn.pde import (
     PDE_MODELS,
     AdvectionDiffusion,
     CahnHilliard,
     GrayScott,
+    Grid,
     NeuralRDA,
     PDEFitConfig,
+    PDEFitTask,
     PDESolver,
     connected_components,
     dominant_wavelength,
@@ -23,17 +29,22 @@ from diffdyn.pde import (
     gray_scott_seeds,
     input_normalisation,
     make_pde,
-    make_pde_optimiser,
 )
 
 run = eqx.filter_jit(lambda solver, x0, ts: solver(x0, ts))
 
 
+def fixed_step(dt: float, solver: str = "heun", max_steps: int = 16384) -> SolveConfig:
+    return SolveConfig(
+        solver=solver, dt0=dt, adaptive=False, rtol=1e-3, atol=1e-3, max_steps=max_steps
+    )
+
+
 def heat_error(n, length=20.0, sigma0=1.5, diffusion=1.0, velocity=(0.0, 0.0), t=1.0):
     """Max error of the semi-discrete advection-diffusion solution from a Gaussian (float64)."""
     dx = length / n
-    model = AdvectionDiffusion(diffusion, *velocity, dx=dx)
-    solver = PDESolver(model, solver="rk4", dt=0.01, max_steps=200)
+    model = AdvectionDiffusion(diffusion, *velocity, grid=Grid(dx=dx))
+    solver = PDESolver(model, fixed_step(0.01, "rk4", max_steps=200))
     centre = (length / 2, length / 2)
     x0 = gaussian(n, sigma0, dx=dx, centre=centre, images=2)
     y = run(solver, x0, jnp.array([0.0, t]))[-1]
@@ -65,8 +76,8 @@ def test_advection_diffusion_moves_the_gaussian():
 def test_dirichlet_mode_decays_at_the_discrete_eigenvalue():
     with jax.enable_x64(True):
         n, dx, diffusion, value, t = 18, 0.5, 0.7, 1.0, 2.0
-        model = AdvectionDiffusion(diffusion, dx=dx, boundary="dirichlet", boundary_value=value)
-        solver = PDESolver(model, solver="rk4", dt=0.005, max_steps=1000)
+        model = AdvectionDiffusion(diffusion, grid=Grid(dx, "dirichlet", value))
+        solver = PDESolver(model, fixed_step(0.005, "rk4", max_steps=1000))
         i = np.arange(n)
         mode = np.sin(np.pi * i / (n - 1))
         x0 = jnp.asarray(value + np.outer(mode, mode))[None]
@@ -81,7 +92,8 @@ def test_dirichlet_mode_decays_at_the_discrete_eigenvalue():
 def test_cahn_hilliard_conserves_mass_and_decreases_free_energy():
     with jax.enable_x64(True):
         model = CahnHilliard()
-        solver = PDESolver(model, solver="tsit5", dt=0.1, adaptive=True, rtol=1e-6, atol=1e-8)
+        solve = SolveConfig(solver="tsit5", dt0=0.1, rtol=1e-6, atol=1e-8, max_steps=16384)
+        solver = PDESolver(model, solve)
         x0 = 0.1 * jax.random.uniform(jax.random.key(0), (1, 24, 24), minval=-1.0, maxval=1.0)
         ys = run(solver, x0, jnp.linspace(0.0, 400.0, 9))
         mass = np.asarray(jnp.sum(ys, axis=(1, 2, 3)))
@@ -99,10 +111,10 @@ def test_cahn_hilliard_conserves_mass_and_decreases_free_energy():
 
 @pytest.fixture(scope="module")
 def gray_scott_runs():
-    solver = PDESolver(GrayScott(feed=0.0367, kill=0.0649), dt=1.0, max_steps=4000)
+    solver = PDESolver(GrayScott(feed=0.0367, kill=0.0649), fixed_step(1.0, max_steps=4000))
     ts = jnp.array([0.0, 3000.0])
     spots = run(solver, gray_scott_seeds(jax.random.key(0), 48, seeds=1, width=6), ts)[-1]
-    labyrinth_solver = PDESolver(GrayScott(), dt=1.0, max_steps=4000)
+    labyrinth_solver = PDESolver(GrayScott(), fixed_step(1.0, max_steps=4000))
     seeds = gray_scott_seeds(jax.random.key(0), 48, seeds=6, width=6)
     labyrinth = run(labyrinth_solver, seeds, ts)[-1]
     rest = run(labyrinth_solver, jnp.stack([jnp.ones((48, 48)), jnp.zeros((48, 48))]), ts)[-1]
@@ -134,10 +146,10 @@ def test_gradient_through_rollout_matches_finite_differences():
     with jax.enable_x64(True):
         x0 = gray_scott_seeds(jax.random.key(1), 12, seeds=2, width=4)
         ts = jnp.linspace(0.0, 20.0, 5)
-        target = PDESolver(GrayScott(), dt=1.0)(x0, ts)
+        target = PDESolver(GrayScott(), fixed_step(1.0))(x0, ts)
 
         def loss(feed, kill):
-            model = PDESolver(GrayScott(feed=0.05, kill=0.06), dt=1.0)
+            model = PDESolver(GrayScott(feed=0.05, kill=0.06), fixed_step(1.0))
             model = eqx.tree_at(lambda m: (m.rhs.feed, m.rhs.kill), model, (feed, kill))
             return jnp.mean((model(x0, ts) - target) ** 2)
 
@@ -153,10 +165,11 @@ def test_gradient_through_rollout_matches_finite_differences():
 
 
 def test_non_negative_projection_holds_after_every_update():
-    model = PDESolver(GrayScott(diffusion_a=1e-3, diffusion_b=2e-3), dt=1.0)
+    """The task's ``non_negative`` hook, built into the optimiser by ``OptimConfig.build``."""
+    model = PDESolver(GrayScott(diffusion_a=1e-3, diffusion_b=2e-3), fixed_step(1.0))
     params, static = eqx.partition(model, model.trainable_filter())
-    cfg = PDEFitConfig(learning_rate=0.05, schedule="constant")
-    opt = make_pde_optimiser(model, cfg, steps=20)
+    task = PDEFitTask(PDEFitConfig(), channels=2, observed=2)
+    opt = OptimConfig(learning_rate=0.05).build(20, non_negative_leaves=task.non_negative(model))
     state = opt.init(params)
     grads = jax.tree_util.tree_map(jnp.ones_like, params)  # always pushes every value down
     for _ in range(20):
@@ -165,6 +178,46 @@ def test_non_negative_projection_holds_after_every_update():
         assert float(params.rhs.diffusion_a) >= 0 and float(params.rhs.diffusion_b) >= 0
     assert float(params.rhs.diffusion_a) == 0.0
     assert float(params.rhs.feed) < 0.0623 - 0.5  # unconstrained parameters move freely
+
+
+def test_grid_and_boundary_stay_fixed_under_a_plain_training_loop():
+    """Nothing of the grid is a leaf (the Dirichlet value is a constant of the solve), nor is
+    the input normalisation of a neural model: a plain ``eqx.filter_grad`` + adam loop over
+    every floating leaf trains the parameters and leaves them, and the boundary, alone."""
+    grid = Grid(dx=0.5, boundary="dirichlet", boundary_value=0.3)
+    norm = {"input_offset": (0.2,), "input_scale": (0.5,)}
+    rhs = NeuralRDA(1, grid=grid, key=jax.random.key(0), **norm)
+    model = PDESolver(rhs, fixed_step(0.05, "rk4"))
+    x0 = jax.random.uniform(jax.random.key(1), (1, 10, 10))
+    ts = jnp.linspace(0.0, 1.0, 3)
+    target = 0.5 * x0[None] + 0.1
+
+    def loss(m):
+        return jnp.mean((m(x0, ts) - target) ** 2)
+
+    opt = optax.adam(0.05)
+
+    @eqx.filter_jit
+    def step(model, state):
+        grads = eqx.filter_grad(loss)(model)
+        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
+        return eqx.apply_updates(model, updates), state
+
+    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+    start = model
+    for _ in range(5):
+        model, state = step(model, state)
+    moved = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.any(a != b)),
+        eqx.filter(start, eqx.is_inexact_array),
+        eqx.filter(model, eqx.is_inexact_array),
+    )
+    assert any(jax.tree_util.tree_leaves(moved))  # the networks were trained
+    assert model.rhs.grid == grid and model.rhs.input_offset == (0.2,)
+    assert model.rhs.input_scale == (0.5,)
+    frames = run(model, x0, ts)
+    edges = np.concatenate([frames[:, 0, 0], frames[:, 0, -1], frames[:, 0, :, 0]], axis=1)
+    np.testing.assert_array_equal(np.asarray(edges), np.float32(0.3))
 
 
 def test_input_normalisation_gives_per_channel_mean_and_std_of_the_data():
@@ -210,7 +263,7 @@ def test_neural_rda_networks_read_normalised_states_and_the_terms_act_on_raw_one
     f = jax.nn.softplus(rhs.diffusion_net(z))
     linear = rhs.diffusion_coefficients[:, None, None] * g.laplacian(x)
     np.testing.assert_allclose(terms["diffusion"], linear + g.flux_divergence(f, x), rtol=1e-5)
-    solver = PDESolver(rhs)
+    solver = PDESolver(rhs)  # the default solve
     loaded = PDESolver.load(solver.save(tmp_path / "rda.eqx"))
     assert loaded.rhs.input_offset == offset and loaded.rhs.input_scale == scale
     np.testing.assert_array_equal(loaded.rhs(0.0, x), rhs(0.0, x))
@@ -228,27 +281,128 @@ def test_neural_rda_networks_read_normalised_states_and_the_terms_act_on_raw_one
 @pytest.mark.parametrize("name", sorted(PDE_MODELS))
 def test_every_model_saves_and_loads(name, tmp_path):
     rhs = make_pde(name, key=jax.random.key(3))
-    solver = PDESolver(rhs, solver="tsit5", dt=0.5, adaptive=True, adjoint="backsolve")
+    solve = SolveConfig(solver="tsit5", dt0=0.5, adjoint="backsolve")
+    solver = PDESolver(rhs, solve)
     path = solver.save(tmp_path / "model.eqx")
     loaded = PDESolver.load(path)
     assert type(loaded.rhs) is type(rhs)
+    assert loaded.solve == solve and loaded.rhs.grid == rhs.grid
     assert loaded.hyperparameters() == solver.hyperparameters()
     x = jax.random.uniform(jax.random.key(4), (rhs.channels, 8, 8))
     np.testing.assert_array_equal(np.asarray(loaded.rhs(0.0, x)), np.asarray(rhs(0.0, x)))
 
 
+def test_the_rhs_grid_and_solve_settings_save_as_nested_specs(tmp_path):
+    grid = Grid(dx=0.25, boundary="neumann")
+    solver = PDESolver(GrayScott(feed=0.04, grid=grid), fixed_step(0.5, "rk4"))
+    path = solver.save(tmp_path / "gs.eqx")
+    header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    rhs = header["hyperparameters"]["rhs"]["__model__"]
+    assert (rhs["module"], rhs["class"]) == ("diffdyn.pde", "GrayScott")
+    assert rhs["hyperparameters"]["grid"]["__config__"]["fields"] == {
+        "dx": 0.25,
+        "boundary": "neumann",
+        "boundary_value": 0.0,
+    }
+    solve = header["hyperparameters"]["solve"]["__config__"]
+    assert solve["class"] == "SolveConfig" and solve["fields"]["solver"] == "rk4"
+    loaded = AbstractModel.load(path)
+    assert loaded.rhs.grid == grid and loaded.solve == solver.solve
+    assert float(loaded.rhs.feed) == float(solver.rhs.feed)
+
+
+def test_a_neural_solver_file_of_0_1_0_loads_with_its_grid_and_solve_settings(tmp_path):
+    """0.1.0 wrote the grid as dx/boundary/boundary_value and the solve settings flat, with the
+    right-hand side as a plain spec dict: such a file loads as the same model."""
+    grid = Grid(dx=0.5, boundary="dirichlet", boundary_value=0.25)
+    rhs = NeuralRDA(2, advection=True, grid=grid, key=jax.random.key(5))
+    solve = SolveConfig(solver="rk4", dt0=0.05, adaptive=False, rtol=1e-4, atol=1e-5)
+    new = PDESolver(rhs, solve).save(tmp_path / "new.eqx")
+    leaves = new.read_bytes().split(b"\n", 1)[1]
+    arguments = {
+        k: v
+        for k, v in json.loads(new.read_bytes().split(b"\n", 1)[0])["hyperparameters"]["rhs"][
+            "__model__"
+        ]["hyperparameters"].items()
+        if k != "grid"
+    }
+    old = {
+        "format": "diffdyn-model/1",
+        "module": "pde.solver",
+        "class": "PDESolver",
+        "hyperparameters": {
+            "rhs": {
+                "module": "pde.neural",
+                "class": "NeuralRDA",
+                "hyperparameters": {
+                    **arguments,
+                    "dx": 0.5,
+                    "boundary": "dirichlet",
+                    "boundary_value": 0.25,
+                },
+            },
+            "solver": "rk4",
+            "dt": 0.05,
+            "adaptive": False,
+            "rtol": 1e-4,
+            "atol": 1e-5,
+            "adjoint": "recursive-checkpoint",
+            "max_steps": 4096,
+        },
+    }
+    (tmp_path / "old.eqx").write_bytes(json.dumps(old).encode() + b"\n" + leaves)
+    loaded = AbstractModel.load(tmp_path / "old.eqx")
+    assert isinstance(loaded, PDESolver) and loaded.solve == solve and loaded.rhs.grid == grid
+    x0 = jax.random.uniform(jax.random.key(6), (2, 8, 8))
+    ts = jnp.linspace(0.0, 0.5, 3)
+    np.testing.assert_array_equal(
+        np.asarray(loaded(x0, ts)), np.asarray(PDESolver(rhs, solve)(x0, ts))
+    )
+
+
 def test_bad_input_is_rejected_before_compiling():
     with pytest.raises(ValueError, match="boundary"):
-        GrayScott(boundary="mirror")
+        Grid(boundary="mirror")
     with pytest.raises(ValueError, match="dx"):
-        GrayScott(dx=0.0)
+        Grid(dx=0.0)
+    with pytest.raises(ValueError, match="boundary_value applies to the dirichlet"):
+        Grid(boundary_value=1.0)
+    with pytest.raises(TypeError, match="grid must be a Grid"):
+        GrayScott(grid={"dx": 1.0})
+    with pytest.raises(TypeError, match="key"):
+        GrayScott(key=jax.random.key(0))  # fixed models have no random initialisation
     with pytest.raises(ValueError, match="diffusion_a"):
         GrayScott(diffusion_a=-1.0)
     with pytest.raises(ValueError, match="solver"):
-        PDESolver(GrayScott(), solver="rk45")
+        PDESolver(GrayScott(), SolveConfig(solver="rk45"))
+    with pytest.raises(TypeError, match="SolveConfig"):
+        PDESolver(GrayScott(), "heun")
     with pytest.raises(ValueError, match=r"x0 must have shape \[2, H, W\]"):
         PDESolver(GrayScott())(jnp.zeros((3, 8, 8)), jnp.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="model must be one of"):
         make_pde("navier-stokes")
     with pytest.raises(ValueError, match="needs a PRNG key"):
         make_pde("neural-rda")
+    assert make_pde("chhabra", grid={"dx": 0.25}).grid == Grid(dx=0.25)
+
+
+def test_pde_simulate_prints_a_summary_and_writes_upscaled_images(tmp_path, capsys):
+    from PIL import Image
+
+    args = ["pde", "simulate", "--quick", "--out", str(tmp_path), "--t1", "200"]
+    assert cli.main([*args, "--solve.solver", "rk4", "--model", "brusselator"]) == 2
+    assert "dt0" in capsys.readouterr().err  # rk4 with dt0 1.0 blows up on Brusselator
+    assert cli.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("diffdyn pde simulate --quick: simulate a fixed PDE")
+    assert any(line.split()[0] == "components" for line in lines[1:-1])
+    assert lines[-1] == f"outputs: {tmp_path}"
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert (config["size"], config["t1"], config["frames"]) == (32, 200.0, 11)
+    assert config["solve"]["solver"] == "heun"
+    frames = np.load(tmp_path / "trajectory.npy")
+    assert frames.shape == (11, 2, 32, 32)
+    np.testing.assert_array_equal(np.load(tmp_path / "final.npy"), frames[-1])
+    with Image.open(tmp_path / "trajectory.gif") as gif:
+        assert min(gif.size) >= 128  # 32 cells upscaled 4x, nearest neighbour
+    assert (tmp_path / "final.png").is_file()
