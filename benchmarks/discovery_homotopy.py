@@ -1,19 +1,19 @@
-"""Epochs per second of homotopy training on Lotka-Volterra: diffdyn (JAX) vs PyTorch.
+"""Steps per second of homotopy training on Lotka-Volterra: diffdyn (JAX) vs PyTorch.
 
 The same training on both sides: black-box MLP [2, 32, 2] (GELU) in float64, 61 noisy points,
 dopri5 with rtol 1e-7 / atol 1e-9, the synchronised field U(u) - lambda k (u - spline(t))
 with k = 6 and the same smoothing spline (alpha 1e-3; torch evaluates the spline fitted by
-diffdyn), AdamW(0.05, weight decay 0.01), one full-batch step per epoch, plus the uncoupled
-no-grad solve that selects the best model. Both start from the same weights. PyTorch uses
-torchdiffeq (``pip install diffdyn[bench]``); rows: one per implementation, then a ratio row.
+diffdyn), AdamW(0.05, weight decay 0.01), one full-batch step (an epoch) per step, plus the
+uncoupled no-grad solve that selects the best model. Both start from the same weights. PyTorch
+uses torchdiffeq (``pip install diffdyn[bench]``); rows: one per implementation, then a ratio
+row.
 
-    python benchmarks/discovery_homotopy.py [--epochs 30] [--plateau 10]
+    python benchmarks/discovery_homotopy.py [--steps 30] [--skip-torch]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
@@ -22,45 +22,33 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from diffdyn.common import (
-    SolveConfig,
-    TrainConfig,
-    make_optimiser,
-)
+from diffdyn.common import SolveConfig, TrainConfig, Trainer
+from diffdyn.common.neural_de import MLPField
 from diffdyn.oscillators import (
-    MLPField,
     discovery_settings,
-    discovery_strategy,
+    discovery_task,
     make_dataset,
     trajectory_of,
 )
 
 
-def run_jax(epochs: int, plateau: int, field, data, settings, solve) -> dict:
-    settings = dataclasses.replace(settings, epochs_per_step=plateau)
-    strategy = discovery_strategy("homotopy", settings, data, solve)
-    schedule = strategy.schedule
-    opt = make_optimiser("adamw", settings.learning_rate, weight_decay=0.01)
+def run_jax(field, data, settings) -> dict:
+    task = discovery_task(settings, data)
+    train = TrainConfig(steps=settings.steps, log_every=settings.steps, progress=False)
     t0 = time.perf_counter()
-    result = strategy.fit(
-        field,
-        data,
-        jax.random.key(0),
-        optimiser=opt,
-        config=TrainConfig(log_every=epochs, progress=False),
-    )
+    result = Trainer(task, settings.optim, config=train).fit(field, data, jax.random.key(0))
     total = time.perf_counter() - t0
     return {
-        "epochs": result.epochs,
-        "epochs_per_second": result.epochs_per_second,
+        "steps": result.steps,
+        "steps_per_second": result.steps_per_second,
         "seconds_with_compile": total,
-        "final_mse": float(result.mse[-1]),
-        "spline": strategy.spline,
-        "lambdas": [float(schedule(e)) for e in range(result.epochs)],
+        "final_mse": float(result.losses[-1]),
+        "spline": task.spline,
+        "lambdas": [float(settings.schedule(s)) for s in range(result.steps)],
     }
 
 
-def run_torch(field: MLPField, data, spline, k: float, lr: float, lambdas, solve) -> dict:
+def run_torch(field: MLPField, data, spline, k: float, optim, lambdas, solve) -> dict:
     import torch
     from torchdiffeq import odeint
 
@@ -99,10 +87,12 @@ def run_torch(field: MLPField, data, spline, k: float, lr: float, lambdas, solve
             return net(u) - self.lam * k * (u - spline_at(t))
 
     coupled = Coupled()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=optim.learning_rate, weight_decay=optim.weight_decay
+    )
     kw = {"method": "dopri5", "rtol": solve.rtol, "atol": solve.atol}
 
-    def epoch(lam):
+    def step(lam):
         coupled.lam = lam
         opt.zero_grad()
         pred = odeint(coupled, y0, ts, **kw)
@@ -113,35 +103,38 @@ def run_torch(field: MLPField, data, spline, k: float, lr: float, lambdas, solve
             mse = torch.mean((odeint(lambda t, u: net(u), y0, ts, **kw) - ys) ** 2)
         return float(mse)
 
-    epoch(lambdas[0])  # warm-up, as the JAX side excludes its compiling first step
+    step(lambdas[0])  # warm-up, as the JAX side excludes its compiling first step
     t0 = time.perf_counter()
     for lam in lambdas[1:]:
-        last = epoch(lam)
+        last = step(lam)
     seconds = time.perf_counter() - t0
-    return {"epochs_per_second": (len(lambdas) - 1) / seconds, "final_mse": last}
+    return {"steps_per_second": (len(lambdas) - 1) / seconds, "final_mse": last}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30, help="epochs (6 plateaus)")
+    parser.add_argument(
+        "--steps", type=int, default=30, help="training steps (rounded down to 6 plateaus)"
+    )
     parser.add_argument("--skip-torch", action="store_true")
     args = parser.parse_args()
-    plateau = max(1, args.epochs // 6)
+    steps = 6 * max(1, args.steps // 6)
     dataset = make_dataset("lotka-volterra")
     data = trajectory_of(dataset)
-    settings = discovery_settings("lotka-volterra", "blackbox", "homotopy")
-    solve = SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9)
-    field = MLPField(2, settings.width, settings.depth, key=jax.random.key(10))
+    settings = discovery_settings("lotka-volterra", "blackbox", "homotopy", steps=steps)
+    solve = settings.solve  # dopri5, rtol 1e-7, atol 1e-9
+    assert solve == SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9)
+    field = MLPField(2, settings.width, settings.depth, activation="gelu", key=jax.random.key(10))
     sizes = {"points": int(data.ts.shape[0]), "width": settings.width, "dtype": "float64"}
-    jx = run_jax(6 * plateau, plateau, field, data, settings, solve)
+    jx = run_jax(field, data, settings)
     row = {"benchmark": "discovery_homotopy", "impl": "diffdyn-jax", **sizes}
-    row.update({k: jx[k] for k in ("epochs", "epochs_per_second", "seconds_with_compile")})
+    row.update({k: jx[k] for k in ("steps", "steps_per_second", "seconds_with_compile")})
     row["final_mse"] = jx["final_mse"]
     print(json.dumps(row), flush=True)
     if args.skip_torch:
         return
     th = run_torch(
-        field, data, jx["spline"], float(settings.k), settings.learning_rate, jx["lambdas"], solve
+        field, data, jx["spline"], float(settings.k), settings.optim, jx["lambdas"], solve
     )
     print(
         json.dumps(
@@ -149,7 +142,7 @@ def main() -> None:
                 "benchmark": "discovery_homotopy",
                 "impl": "torch-torchdiffeq",
                 **sizes,
-                "epochs": len(jx["lambdas"]),
+                "steps": len(jx["lambdas"]),
                 **th,
             }
         ),
@@ -161,8 +154,8 @@ def main() -> None:
                 "benchmark": "discovery_homotopy",
                 "impl": "ratio",
                 **sizes,
-                "ratio": jx["epochs_per_second"] / th["epochs_per_second"],
-                "what": "epochs/s diffdyn-jax / epochs/s torch-torchdiffeq (CPU)",
+                "ratio": jx["steps_per_second"] / th["steps_per_second"],
+                "what": "steps/s diffdyn-jax / steps/s torch-torchdiffeq (CPU)",
             }
         ),
         flush=True,

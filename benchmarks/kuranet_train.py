@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from diffdyn import oscillators as osc
-from diffdyn.common import ArrayAugmenter, TrainConfig, Trainer
+from diffdyn.common import TrainConfig, Trainer
 
 
 def _rate(run: Callable[[], Any], steps: int) -> float:
@@ -45,10 +45,7 @@ def _rate(run: Callable[[], Any], steps: int) -> float:
 def bench_jax(cfg: osc.ExperimentConfig, steps: int) -> float:
     data = osc.kuranet_data(cfg)
     trainer = Trainer(
-        osc.KuraNetTask(cfg),
-        osc.kuranet_optimiser(cfg),
-        ArrayAugmenter(cfg.num_units),
-        config=TrainConfig(steps=steps, progress=False),
+        osc.KuraNetTask(cfg), cfg.optim, config=TrainConfig(steps=steps, progress=False)
     )
     state, static = trainer.init_state(
         osc.make_kuranet(cfg, jax.random.key(0)), data["train"], jax.random.key(1)
@@ -126,7 +123,7 @@ def bench_torch(cfg: osc.ExperimentConfig, steps: int) -> float:
     n, f = cfg.num_units, 3
     torch.manual_seed(0)
     net = _torch_coupling_net(f, cfg.hidden)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.optim.learning_rate)
     rng = np.random.default_rng(0)
     alpha = cfg.alpha
 
@@ -155,7 +152,7 @@ def bench_torch(cfg: osc.ExperimentConfig, steps: int) -> float:
         loss = (1 - r).mean()
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.clip_norm)
         opt.step()
         return float(loss)
 

@@ -25,13 +25,13 @@ from ._discovery import (
     DISCOVERY_PRESETS as DISCOVERY_PRESETS,
 )
 from ._discovery import (
+    PUBLISHED_SOLVE as PUBLISHED_SOLVE,
+)
+from ._discovery import (
     DiscoverySettings as DiscoverySettings,
 )
 from ._discovery import (
     LotkaVolterraGrayBox as LotkaVolterraGrayBox,
-)
-from ._discovery import (
-    MLPField as MLPField,
 )
 from ._discovery import (
     SecondOrderField as SecondOrderField,
@@ -43,7 +43,7 @@ from ._discovery import (
     discovery_settings as discovery_settings,
 )
 from ._discovery import (
-    discovery_strategy as discovery_strategy,
+    discovery_task as discovery_task,
 )
 from ._discovery import (
     evaluate_field as evaluate_field,
@@ -61,6 +61,12 @@ from ._experiments import (
     ExperimentConfig as ExperimentConfig,
 )
 from ._experiments import (
+    ExperimentResult as ExperimentResult,
+)
+from ._experiments import (
+    KuramotoConfig as KuramotoConfig,
+)
+from ._experiments import (
     KuraNetTask as KuraNetTask,
 )
 from ._experiments import (
@@ -73,10 +79,10 @@ from ._experiments import (
     get_experiment as get_experiment,
 )
 from ._experiments import (
-    kuranet_data as kuranet_data,
+    image_phase_map as image_phase_map,
 )
 from ._experiments import (
-    kuranet_optimiser as kuranet_optimiser,
+    kuranet_data as kuranet_data,
 )
 from ._experiments import (
     load_kuranet_image as load_kuranet_image,
@@ -88,10 +94,19 @@ from ._experiments import (
     quick_experiment as quick_experiment,
 )
 from ._experiments import (
+    simulate_network as simulate_network,
+)
+from ._experiments import (
     train_experiment as train_experiment,
 )
 from ._figures import (
     coupling_vs_distance as coupling_vs_distance,
+)
+from ._figures import (
+    discovery_fit_plot as discovery_fit_plot,
+)
+from ._figures import (
+    kuranet_figures as kuranet_figures,
 )
 from ._figures import (
     order_parameter_plot as order_parameter_plot,
@@ -156,6 +171,39 @@ from ._kuranet import (
 from ._kuranet import (
     segmentation_loss as segmentation_loss,
 )
+from ._sweep import (
+    RESULT_COLUMNS as RESULT_COLUMNS,
+)
+from ._sweep import (
+    DiscoverConfig as DiscoverConfig,
+)
+from ._sweep import (
+    claim_holds as claim_holds,
+)
+from ._sweep import (
+    discovery_run as discovery_run,
+)
+from ._sweep import (
+    discovery_sweep as discovery_sweep,
+)
+from ._sweep import (
+    resolve_discovery as resolve_discovery,
+)
+from ._sweep import (
+    run_discovery as run_discovery,
+)
+from ._sweep import (
+    summarise_results as summarise_results,
+)
+from ._sweep import (
+    sweep_runs as sweep_runs,
+)
+from ._sweep import (
+    write_results as write_results,
+)
+from ._systems import (
+    DATA_SOLVE as DATA_SOLVE,
+)
 from ._systems import (
     SYSTEMS as SYSTEMS,
 )
@@ -213,12 +261,17 @@ __all__ = [
     "make_kuranet",
     "KuraNetTask",
     "evaluate_kuranet",
-    "kuranet_optimiser",
+    "ExperimentResult",
     "train_experiment",
+    "image_phase_map",
+    "KuramotoConfig",
+    "simulate_network",
     "phase_raster",
     "order_parameter_plot",
     "coupling_vs_distance",
     "phase_map",
+    "kuranet_figures",
+    "discovery_fit_plot",
     "LotkaVolterra",
     "Lorenz63",
     "DoublePendulum",
@@ -227,17 +280,28 @@ __all__ = [
     "SYSTEMS",
     "Dataset",
     "make_dataset",
-    "MLPField",
+    "DATA_SOLVE",
     "LotkaVolterraGrayBox",
     "SecondOrderField",
     "DISCOVERY_METHODS",
     "DISCOVERY_MODELS",
     "DISCOVERY_PRESETS",
+    "PUBLISHED_SOLVE",
     "DiscoverySettings",
     "discovery_settings",
     "build_discovery_model",
-    "discovery_strategy",
+    "discovery_task",
     "evaluate_field",
     "fit_system",
     "trajectory_of",
+    "DiscoverConfig",
+    "resolve_discovery",
+    "discovery_run",
+    "sweep_runs",
+    "discovery_sweep",
+    "run_discovery",
+    "RESULT_COLUMNS",
+    "summarise_results",
+    "claim_holds",
+    "write_results",
 ]

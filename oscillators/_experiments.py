@@ -1,4 +1,5 @@
-r"""KuraNet experiments: typed configs, data, the training loss, and trained-vs-control evaluation.
+r"""KuraNet experiments: typed configs and presets, data, the training task, and evaluation
+against an untrained control.
 
 The experiments follow the KuraNet reference implementation (Ricci et al. 2021,
 serre-lab/KuraNet). One network is ``N`` = ``num_units`` nodes whose features are drawn i.i.d.
@@ -11,34 +12,43 @@ steps of size ``alpha`` and takes the loss on the last ``gd`` grid points only:
    $K$ and of the state that leaves the burn-in);
 3. ``gd`` grid points (``gd - 1`` steps) with gradient; the loss averages all ``gd`` points.
 
-Point counts follow KuraNet's grids (``n`` points = ``n - 1`` Euler steps). Presets in
-`EXPERIMENTS` carry KuraNet's settings:
+Point counts follow KuraNet's grids (``n`` points = ``n - 1`` Euler steps). The presets in
+`EXPERIMENTS` carry KuraNet's settings (``optim`` and ``train`` are an `OptimConfig` and a
+`TrainConfig`):
 
-=================  ======  ==========  ========  ===========  ===============  ======
-experiment         model   features    norm      steps        optimiser        clip
-=================  ======  ==========  ========  ===========  ===============  ======
+=================  ======  ==========  ========  ===========  ===============  =========
+experiment         model   features    norm      train.steps  optimiser        clip_norm
+=================  ======  ==========  ========  ===========  ===============  =========
 ``global``         full    ω~U(-1,1)   node      200          SGD 5e-4         1
 ``global-field``   full    + h~U(-1,1) node      200          SGD 1e-2         1
 ``global-delay``   full    ω~U(2,4),   node      300          SGD 5e-2, m 0.5  5
                            τ~NB(15,.5)
 ``cluster``        xy      GMM, G=9    graph     300          Adam 5e-5        10
 ``image``          xy      pixels      graph     385          SGD 5e-3, m 0.5  10
-=================  ======  ==========  ========  ===========  ===============  ======
+=================  ======  ==========  ========  ===========  ===============  =========
 
 Full model features are ``x = (h, ω, τ)`` (KuraNet's sorted key order). The image experiment
 segments one picture by synchrony: features ``[R, G, B, x/w, y/h]`` per pixel, pixels split
 50/50 into train and test; by default the picture is matplotlib's ``grace_hopper.jpg`` with
 ``num_classes`` colour classes found by k-means (a user PNG and label mask can be given).
 
+Training is one `Trainer` run of a `KuraNetTask`. The task holds ``eval_networks`` held-out
+validation networks (fixed networks and initial phases, so that scores at different steps
+differ only by the model) and the trainer keeps the model with the lowest validation loss.
+`train_experiment` then evaluates that model and its untrained initialisation (the control)
+on networks of the test split: at the training window, on a long run and at other sizes.
+
 Deviations from KuraNet, on purpose: pair batch norm always uses the current network's
 statistics (see `diffdyn.oscillators`); the delay pre-history is always ``max_delay``
 undelayed steps (KuraNet uses the network's own largest delay); data are drawn with
-``jax.random`` (KuraNet's numpy streams cannot be reproduced bit for bit).
+``jax.random`` (KuraNet's numpy streams cannot be reproduced bit for bit); the model is chosen
+by validation loss (KuraNet keeps the last one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +57,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from diffdyn.common import (
+    AbstractTask,
+    ArrayAugmenter,
+    OptimConfig,
+    SolveConfig,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+)
 
 from ._kuramoto import (
     Kuramoto,
@@ -68,8 +88,11 @@ __all__ = [
     "make_kuranet",
     "KuraNetTask",
     "evaluate_kuranet",
-    "kuranet_optimiser",
+    "ExperimentResult",
     "train_experiment",
+    "image_phase_map",
+    "KuramotoConfig",
+    "simulate_network",
 ]
 
 Distribution = Literal["zero", "uniform1", "uniform2"]
@@ -77,84 +100,88 @@ Distribution = Literal["zero", "uniform1", "uniform2"]
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """A KuraNet experiment (see the module docstring for the presets)."""
+    """A KuraNet experiment (see the module docstring for the presets).
 
-    name: str = dataclasses.field(default="global", metadata={"help": "experiment name"})
-    model: Literal["full", "xy"] = dataclasses.field(
-        default="full", metadata={"help": "full: omega + K sin + h sin, delays; xy: (1/N) K sin"}
-    )
-    features: Literal["oscillator", "gmm", "image"] = dataclasses.field(
-        default="oscillator", metadata={"help": "node features: (h, omega, tau), GMM, pixels"}
-    )
-    omega: Distribution = dataclasses.field(
-        default="uniform1", metadata={"help": "omega ~ zero | U(-1,1) | U(2,4)"}
-    )
-    field: Literal["zero", "uniform1"] = dataclasses.field(
-        default="zero", metadata={"help": "external field h ~ zero | U(-1,1)"}
-    )
-    delay: Literal["zero", "negative-binomial"] = dataclasses.field(
-        default="zero", metadata={"help": "delays tau ~ zero | NB(15, 0.5) steps"}
-    )
-    max_delay: int = dataclasses.field(default=40, metadata={"help": "delay clip (steps)"})
-    num_classes: int = dataclasses.field(
-        default=0, metadata={"help": "groups (GMM components / image classes); 0: global"}
-    )
-    gmm_radius: float = dataclasses.field(default=10.0, metadata={"help": "GMM centre radius"})
-    image: str = dataclasses.field(
-        default="", metadata={"help": "image file ('' = matplotlib's grace_hopper.jpg)"}
-    )
-    labels: str = dataclasses.field(
-        default="", metadata={"help": "label PNG (class index per pixel; '' = k-means colours)"}
-    )
-    image_width: int = dataclasses.field(default=80, metadata={"help": "image resized to this"})
-    num_units: int = dataclasses.field(default=100, metadata={"help": "oscillators per network"})
-    num_samples: int = dataclasses.field(default=10000, metadata={"help": "samples per split"})
-    data_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the data sets"})
-    hidden: int = dataclasses.field(default=128, metadata={"help": "hidden units of the MLP"})
-    normalise: Literal["node", "graph", "none"] = dataclasses.field(
-        default="node", metadata={"help": "coupling normalisation"}
-    )
-    avg_deg: float = dataclasses.field(default=1.0, metadata={"help": "node: mean degree"})
-    symmetric: bool = dataclasses.field(default=True, metadata={"help": "symmetrise K"})
-    gain: float = dataclasses.field(default=0.0, metadata={"help": "Xavier gain (0: default)"})
-    alpha: float = dataclasses.field(default=0.1, metadata={"help": "Euler step"})
-    burn_in: int = dataclasses.field(default=100, metadata={"help": "burn-in grid points"})
-    gd: int = dataclasses.field(default=50, metadata={"help": "loss-window grid points"})
-    initial_phase: Literal["zero", "normal"] = dataclasses.field(
-        default="zero", metadata={"help": "theta(0) = 0 or ~ N(pi, 1)"}
-    )
-    loss: Literal["circular-variance", "circular-moments"] = dataclasses.field(
-        default="circular-variance", metadata={"help": "synchrony loss"}
-    )
-    optimiser: Literal["sgd", "adam"] = dataclasses.field(
-        default="sgd", metadata={"help": "optimiser"}
-    )
-    lr: float = dataclasses.field(default=5e-4, metadata={"help": "learning rate"})
-    momentum: float = dataclasses.field(default=0.0, metadata={"help": "SGD momentum"})
-    clip: float = dataclasses.field(default=1.0, metadata={"help": "global gradient-norm clip"})
-    steps: int = dataclasses.field(default=200, metadata={"help": "training steps"})
-    networks_per_step: int = dataclasses.field(
-        default=1, metadata={"help": "networks per training step"}
-    )
-    eval_networks: int = dataclasses.field(
-        default=10, metadata={"help": "held-out networks for evaluation"}
-    )
-    eval_burn_in: int = dataclasses.field(
-        default=100, metadata={"help": "burn-in grid points of the long evaluation run"}
-    )
-    eval_window: int = dataclasses.field(
-        default=1901, metadata={"help": "loss grid points of the long evaluation run"}
-    )
-    size_eval: tuple[int, ...] = dataclasses.field(
-        default=(1000,), metadata={"help": "network sizes of the size-generalisation test"}
-    )
-    size_eval_networks: int = dataclasses.field(
-        default=2, metadata={"help": "networks per size in the size-generalisation test"}
-    )
+    Attributes:
+        name: the experiment: on the command line, the preset (global, global-field,
+            global-delay, cluster or image; see `EXPERIMENTS`) whose values are the defaults
+            of every other option.
+        model: the phase dynamics: full (omega + K sin + h sin, with delays) or xy
+            ((1/N) K sin).
+        features: the node features: oscillator (h, omega, tau), gmm (points of a Gaussian
+            mixture) or image (pixels).
+        omega: the natural frequencies: zero, U(-1, 1) (uniform1) or U(2, 4) (uniform2).
+        field: the external field h: zero or U(-1, 1) (uniform1).
+        delay: the transmission delays tau: zero or NB(15, 0.5) Euler steps.
+        max_delay: the largest delay (Euler steps); longer delays are cut to it.
+        num_classes: groups (mixture components or image colour classes); 0: global synchrony.
+        gmm_radius: the radius of the circle on which the mixture's centres lie.
+        image: the picture ('' = matplotlib's grace_hopper.jpg).
+        labels: a PNG of class indices per pixel ('' = k-means on the colours).
+        image_width: the picture is resized to this width (the height keeps the aspect).
+        num_units: oscillators per training network.
+        num_samples: samples per data split.
+        data_seed: the seed of the data sets.
+        hidden: hidden units of the pair MLP.
+        normalise: the coupling normalisation (node: softmax over all pairs, graph: unit-norm
+            rows, none).
+        avg_deg: the mean weighted degree of the node normalisation.
+        symmetric: symmetrise the couplings.
+        gain: the Xavier-normal gain of the weights (0: equinox's default initialisation).
+        alpha: the Euler step of the phase dynamics.
+        burn_in: grid points run without gradient before the loss window.
+        gd: grid points of the loss window.
+        initial_phase: theta(0) = 0 (zero) or ~ N(pi, 1) (normal).
+        loss: the synchrony loss (circular-moments needs num_classes >= 1).
+        networks_per_step: networks drawn per training step (the loss is their mean).
+        eval_networks: held-out networks for validation during training and for each
+            evaluation.
+        eval_burn_in: burn-in grid points of the long evaluation run.
+        eval_window: loss grid points of the long evaluation run.
+        size_eval: network sizes of the size-generalisation test.
+        size_eval_networks: networks per size in the size-generalisation test.
+        optim: the optimiser (KuraNet: SGD or Adam, gradient-norm clipping).
+        train: the training run (its length is train.steps; validation every
+            train.validate_every steps).
+    """
+
+    name: str = "global"
+    model: Literal["full", "xy"] = "full"
+    features: Literal["oscillator", "gmm", "image"] = "oscillator"
+    omega: Distribution = "uniform1"
+    field: Literal["zero", "uniform1"] = "zero"
+    delay: Literal["zero", "negative-binomial"] = "zero"
+    max_delay: int = 40
+    num_classes: int = 0
+    gmm_radius: float = 10.0
+    image: str = ""
+    labels: str = ""
+    image_width: int = 80
+    num_units: int = 100
+    num_samples: int = 10000
+    data_seed: int = 0
+    hidden: int = 128
+    normalise: Literal["node", "graph", "none"] = "node"
+    avg_deg: float = 1.0
+    symmetric: bool = True
+    gain: float = 0.0
+    alpha: float = 0.1
+    burn_in: int = 100
+    gd: int = 50
+    initial_phase: Literal["zero", "normal"] = "zero"
+    loss: Literal["circular-variance", "circular-moments"] = "circular-variance"
+    networks_per_step: int = 1
+    eval_networks: int = 10
+    eval_burn_in: int = 100
+    eval_window: int = 1901
+    size_eval: tuple[int, ...] = (1000,)
+    size_eval_networks: int = 2
+    optim: OptimConfig = OptimConfig("sgd", 5e-4, clip_norm=1.0)
+    train: TrainConfig = TrainConfig(steps=200, log_every=10, validate_every=25)
 
     def __post_init__(self) -> None:
-        positive = ("num_units", "num_samples", "hidden", "steps", "networks_per_step")
-        for name in positive + ("eval_networks", "image_width"):
+        positive = ("num_units", "num_samples", "hidden", "networks_per_step")
+        for name in positive + ("eval_networks", "image_width", "size_eval_networks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         for name in ("gd", "eval_window"):
@@ -175,30 +202,43 @@ class ExperimentConfig:
             raise ValueError("features 'gmm' need num_classes >= 1 (mixture components)")
         if any(n < 2 for n in self.size_eval):
             raise ValueError(f"size_eval sizes must be >= 2; got {self.size_eval}")
+        if not isinstance(self.optim, OptimConfig):
+            raise TypeError(f"optim must be an OptimConfig; got {type(self.optim).__name__}")
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"train must be a TrainConfig; got {type(self.train).__name__}")
 
     @property
     def uses_delays(self) -> bool:
+        """Whether the networks have transmission delays."""
         return self.delay != "zero" and self.max_delay > 0
 
     @property
     def feature_dim(self) -> int:
+        """Features per node."""
         return {"oscillator": 3, "gmm": 2, "image": 5}[self.features]
+
+
+def _train(steps: int) -> TrainConfig:
+    return TrainConfig(steps=steps, log_every=10, validate_every=25)
 
 
 _GLOBAL = ExperimentConfig()
 EXPERIMENTS: dict[str, ExperimentConfig] = {
     "global": _GLOBAL,
-    "global-field": dataclasses.replace(_GLOBAL, name="global-field", field="uniform1", lr=0.01),
+    "global-field": dataclasses.replace(
+        _GLOBAL,
+        name="global-field",
+        field="uniform1",
+        optim=OptimConfig("sgd", 0.01, clip_norm=1.0),
+    ),
     "global-delay": dataclasses.replace(
         _GLOBAL,
         name="global-delay",
         omega="uniform2",
         delay="negative-binomial",
-        lr=0.05,
-        momentum=0.5,
-        clip=5.0,
-        steps=300,
         data_seed=1,
+        optim=OptimConfig("sgd", 0.05, momentum=0.5, clip_norm=5.0),
+        train=_train(300),
     ),
     "cluster": dataclasses.replace(
         _GLOBAL,
@@ -212,14 +252,12 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
         burn_in=0,
         gd=100,
         loss="circular-moments",
-        optimiser="adam",
-        lr=5e-5,
-        clip=10.0,
         gain=0.5,
-        steps=300,
         eval_burn_in=0,
         eval_window=500,
         data_seed=3,
+        optim=OptimConfig("adam", 5e-5, clip_norm=10.0),
+        train=_train(300),
     ),
     "image": dataclasses.replace(
         _GLOBAL,
@@ -233,20 +271,21 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
         burn_in=200,
         gd=50,
         loss="circular-moments",
-        optimiser="sgd",
-        lr=5e-3,
-        momentum=0.5,
-        clip=10.0,
         gain=0.5,
         num_units=1000,
-        steps=385,
         eval_networks=4,
         eval_burn_in=0,
         eval_window=500,
         size_eval=(2000,),
+        optim=OptimConfig("sgd", 5e-3, momentum=0.5, clip_norm=10.0),
+        train=_train(385),
     ),
 }
 """The KuraNet experiments of Ricci et al. (2021) as presets, by name."""
+
+ExperimentName = Literal["global", "global-field", "global-delay", "cluster", "image"]
+if typing.get_args(ExperimentName) != tuple(EXPERIMENTS):  # the CLI lists these choices
+    raise RuntimeError("ExperimentName must list the presets of EXPERIMENTS")
 
 
 def get_experiment(name: str) -> ExperimentConfig:
@@ -257,23 +296,48 @@ def get_experiment(name: str) -> ExperimentConfig:
 
 
 def quick_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Small settings of ``cfg`` for tests, notebooks and the quickstart."""
+    """Small settings of ``cfg`` for tests, notebooks, the quickstart and ``--quick``: every
+    size capped (at most 60 oscillators, 32 hidden units, 40 training steps, ...)."""
     return dataclasses.replace(
         cfg,
         num_samples=min(cfg.num_samples, 2000),
         num_units=min(cfg.num_units, 60),
         hidden=min(cfg.hidden, 32),
-        steps=min(cfg.steps, 40),
         eval_networks=min(cfg.eval_networks, 4),
         eval_window=min(cfg.eval_window, 300),
         size_eval=tuple(min(n, 200) for n in cfg.size_eval[:1]),
         size_eval_networks=1,
         image_width=min(cfg.image_width, 40),
+        train=dataclasses.replace(cfg.train, steps=min(cfg.train.steps, 40)),
     )
+
+
+def configure_experiment(name: str, *, quick: bool = False, **overrides: Any) -> ExperimentConfig:
+    """The preset ``name`` (reduced by `quick_experiment` when ``quick``) with ``overrides``
+    replacing its fields.
+
+    Overrides that are ``None`` keep the preset's value. ``optim`` and ``train`` take an
+    `OptimConfig` / `TrainConfig` (replacing the preset's) or a dict of some of their fields
+    (replacing those fields of the preset's), e.g.
+    ``configure_experiment("cluster", optim={"learning_rate": 1e-3}, train={"steps": 50})``.
+    """
+    base = get_experiment(name)
+    if quick:
+        base = quick_experiment(base)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        for part in ("optim", "train"):
+            if isinstance(changes.get(part), dict):
+                inner = {k: v for k, v in changes[part].items() if v is not None}
+                changes[part] = dataclasses.replace(getattr(base, part), **inner)
+        return dataclasses.replace(base, **changes)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"invalid {name} experiment: {e}") from None
 
 
 # ---------------------------------------------------------------------- data
 def sample_distribution(key: PRNGKeyArray, name: str, n: int) -> Float[Array, " n"]:
+    """``n`` samples of ``zero`` (0), ``uniform1`` (U(-1, 1)) or ``uniform2`` (U(2, 4))."""
     if name == "zero":
         return jnp.zeros((n,))
     if name == "uniform1":
@@ -368,44 +432,45 @@ def kmeans_labels(points: np.ndarray, k: int, iterations: int = 50) -> np.ndarra
     return np.argsort(rank)[labels].astype(np.int32)
 
 
-def _image_splits(cfg: ExperimentConfig, key: PRNGKeyArray) -> dict[str, dict[str, Array]]:
-    rgb, labels = load_kuranet_image(cfg)
+def _pixel_features(rgb: np.ndarray) -> np.ndarray:
+    """``[H*W, 5]`` features ``[R, G, B, x/w, y/h]`` of the pixels of ``rgb [3, H, W]``."""
     _, h, w = rgb.shape
     yy, xx = np.meshgrid(np.arange(h) / h, np.arange(w) / w, indexing="ij")
-    feats = np.concatenate([rgb, xx[None], yy[None]], 0).reshape(5, -1).T.astype(np.float32)
+    return np.concatenate([rgb, xx[None], yy[None]], 0).reshape(5, -1).T.astype(np.float32)
+
+
+def _image_splits(cfg: ExperimentConfig, key: PRNGKeyArray) -> dict[str, dict[str, Array]]:
+    rgb, labels = load_kuranet_image(cfg)
+    feats = _pixel_features(rgb)
     perm = np.asarray(jax.random.permutation(key, feats.shape[0]))
     half = feats.shape[0] // 2
     flat = labels.reshape(-1)
-    split = {
-        "train": {"x": jnp.asarray(feats[perm[:half]]), "labels": jnp.asarray(flat[perm[:half]])},
-        "test": {"x": jnp.asarray(feats[perm[half:]]), "labels": jnp.asarray(flat[perm[half:]])},
-    }
-    return split
-
-
-def configure_experiment(name: str, *, quick: bool = False, **overrides: Any) -> ExperimentConfig:
-    """The preset ``name`` (reduced by `quick_experiment` when ``quick``) with ``overrides``
-    replacing its fields; overrides that are ``None`` keep the preset's value."""
-    base = get_experiment(name)
-    if quick:
-        base = quick_experiment(base)
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return dataclasses.replace(base, **changes)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"invalid {name} experiment: {e}") from None
+    train = {"x": jnp.asarray(feats[perm[:half]]), "labels": jnp.asarray(flat[perm[:half]])}
+    test = {"x": jnp.asarray(feats[perm[half:]]), "labels": jnp.asarray(flat[perm[half:]])}
+    # a picture has only so many pixels: validation networks are new networks of its
+    # training pixels, the test keeps the held-out half
+    return {"train": train, "validation": train, "test": test}
 
 
 def kuranet_data(cfg: ExperimentConfig) -> dict[str, dict[str, Array]]:
-    """``{"train": {"x": [S, F], "labels": [S]}, "test": {...}}`` from ``cfg.data_seed``
-    (train drawn first, then test, from the same seed)."""
+    """``{"train": {"x": [S, F], "labels": [S]}, "validation": {...}, "test": {...}}`` from
+    ``cfg.data_seed``.
+
+    Synthetic features (oscillator, gmm) draw train, then test, from the seed's two halves and
+    an independent validation split of the same size; the image's validation networks are
+    drawn from its training pixels (the test pixels stay held out).
+    """
     key = jax.random.key(cfg.data_seed)
     if cfg.features == "image":
         splits = _image_splits(cfg, key)
     else:
         make = _oscillator_split if cfg.features == "oscillator" else _gmm_split
         k_train, k_test = jax.random.split(key)
-        splits = {"train": make(cfg, k_train), "test": make(cfg, k_test)}
+        splits = {
+            "train": make(cfg, k_train),
+            "validation": make(cfg, jax.random.fold_in(key, 2)),
+            "test": make(cfg, k_test),
+        }
     for name, split in splits.items():
         if split["x"].shape[0] < cfg.num_units:
             raise ValueError(
@@ -428,38 +493,88 @@ def make_kuranet(cfg: ExperimentConfig, key: PRNGKeyArray) -> KuraNet:
     )
 
 
-# ---------------------------------------------------------------------- dynamics and loss
-class KuraNetTask(eqx.Module):
-    """The loss of one or more networks: ``task(model, batch, key) -> (loss, aux)``.
+# ---------------------------------------------------------------------- the training task
+class KuraNetTask(AbstractTask):
+    r"""The KuraNet training task: the synchrony loss of networks whose couplings KuraNet
+    computes from their features.
 
-    ``batch`` is ``{"x": [B*N, F], "labels": [B*N]}`` (``B`` networks of ``N`` nodes, as
-    drawn by `ArrayAugmenter`); the loss is the mean over networks.
+    ``loss(model, batch, key)`` takes ``batch = {"x": [B*N, F], "labels": [B*N]}`` (``B``
+    networks of ``N`` = ``num_units`` nodes, as the task's `augmenter` draws them from a data
+    split) and returns the mean loss over the networks and the mean order parameter on the
+    loss window. Each network starts from `initial_phase`, runs the pre-history and burn-in
+    without gradient (`window_start`) and ``window`` grid points with gradient
+    (`window_phases`).
+
+    With ``validation`` (a data split) and ``key`` the task draws ``cfg.eval_networks``
+    held-out networks and their initial phases once; `evaluate` scores a model on exactly
+    those (so that scores at different steps differ only by the model, and the `Trainer`
+    keeps the model with the lowest one) and `visualise` draws the phases of the first.
+
+    Args:
+        cfg: the experiment.
+        num_units: nodes per network (default ``cfg.num_units``).
+        burn_in: burn-in grid points (default ``cfg.burn_in``).
+        window: loss-window grid points (default ``cfg.gd``).
+        validation: a data split ``{"x": [S, F], "labels": [S]}`` to draw the validation
+            networks from, or None (no validation).
+        key: the PRNG key that draws the validation networks and their initial phases.
     """
 
     cfg: ExperimentConfig = eqx.field(static=True)
     num_units: int = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
     window: int = eqx.field(static=True)
+    held_out: dict[str, Array] | None
 
     def __init__(
         self,
         cfg: ExperimentConfig,
+        *,
         num_units: int | None = None,
         burn_in: int | None = None,
         window: int | None = None,
+        validation: dict[str, Array] | None = None,
+        key: PRNGKeyArray | None = None,
     ):
+        if not isinstance(cfg, ExperimentConfig):
+            raise TypeError(f"cfg must be an ExperimentConfig; got {type(cfg).__name__}")
         self.cfg = cfg
         self.num_units = cfg.num_units if num_units is None else int(num_units)
         self.burn_in = cfg.burn_in if burn_in is None else int(burn_in)
         self.window = cfg.gd if window is None else int(window)
+        if self.num_units < 2 or self.burn_in < 0 or self.window < 2:
+            raise ValueError(
+                "num_units and window must be >= 2 and burn_in >= 0; got "
+                f"{self.num_units}, {self.window}, {self.burn_in}"
+            )
+        if validation is None:
+            if key is not None:
+                raise ValueError("key draws the validation networks: give validation too")
+            self.held_out = None
+            return
+        if key is None:
+            raise ValueError("validation networks are drawn with a key: give key")
+        k_draw, k_phase = jax.random.split(key)
+        networks = cfg.eval_networks
+        batch = draw_networks(validation, k_draw, networks, self.num_units)
+        keys = jax.random.split(k_phase, networks)
+        self.held_out = {
+            "x": batch["x"].reshape(networks, self.num_units, -1),
+            "labels": batch["labels"].reshape(networks, self.num_units),
+            "theta0": jax.vmap(lambda k: self.initial_phase(k, self.num_units))(keys),
+        }
 
+    # ------------------------------------------------------------------ dynamics
     def vector_field(self, coupling: Array, x: Array) -> Kuramoto | XYModel:
+        """The phase dynamics of one network with couplings ``[N, N]`` and features
+        ``[N, F]``."""
         if self.cfg.model == "full":
             delays = jnp.round(x[:, 2]).astype(jnp.int32) if self.cfg.uses_delays else None
             return Kuramoto(coupling, omega=x[:, 1], field=x[:, 0], delays=delays)
         return XYModel(coupling)
 
     def initial_phase(self, key: PRNGKeyArray, n: int) -> Float[Array, " n"]:
+        r"""$\theta(0)$: zeros, or $\pi + \mathcal N(0, 1)$ per node."""
         if self.cfg.initial_phase == "zero":
             return jnp.zeros((n,))
         return jnp.pi + jax.random.normal(key, (n,))
@@ -474,12 +589,12 @@ class KuraNetTask(eqx.Module):
         )
 
     def window_start(
-        self, field: Kuramoto | XYModel, key: PRNGKeyArray, n: int
+        self, field: Kuramoto | XYModel, theta0: Float[Array, " n"]
     ) -> tuple[Float[Array, " n"], Float[Array, "d n"] | None]:
-        """The (gradient-free) state entering the loss window, and its phase history
-        ``[max_delay, N]`` (None without delays): pre-history, then burn-in."""
+        """The (gradient-free) state entering the loss window from ``theta0``, and its phase
+        history ``[max_delay, N]`` (None without delays): pre-history, then burn-in."""
         frozen = jax.lax.stop_gradient(field)
-        theta = self.initial_phase(key, n)
+        theta = jax.lax.stop_gradient(theta0)
         delay, past = self._delay, None
         if delay:
             pre = simulate(frozen, theta, dt=self.cfg.alpha, steps=delay)
@@ -498,19 +613,22 @@ class KuraNetTask(eqx.Module):
         return self._run(field, theta, self.window - 1, past)
 
     def phases(
-        self, model: KuraNet, x: Float[Array, "n f"], key: PRNGKeyArray
+        self, model: KuraNet, x: Float[Array, "n f"], theta0: Float[Array, " n"]
     ) -> Float[Array, "t n"]:
-        """The phases on the loss window ``[window, N]`` (gradients only through it)."""
+        """The phases on the loss window ``[window, N]`` of the network with features ``x``
+        from ``theta0`` (gradients only through the window)."""
         field = self.vector_field(model(x), x)
-        theta, past = self.window_start(field, key, x.shape[0])
+        theta, past = self.window_start(field, theta0)
         return self.window_phases(field, theta, past)
 
     def network_loss(self, phases: Float[Array, "t n"], labels: Int[Array, " n"]) -> Array:
+        """The loss of one network's window phases (circular variance or moments)."""
         if self.cfg.loss == "circular-variance":
             return circular_variance(phases)
         return circular_moments(phases, one_hot_groups(labels, self.cfg.num_classes))
 
-    def __call__(
+    # ------------------------------------------------------------------ the task
+    def loss(
         self, model: KuraNet, batch: dict[str, Array], key: PRNGKeyArray
     ) -> tuple[Array, dict[str, Array]]:
         x, labels = batch["x"], batch["labels"]
@@ -523,7 +641,7 @@ class KuraNetTask(eqx.Module):
         keys = jax.random.split(key, b)
 
         def one(xi, li, ki):
-            th = self.phases(model, xi, ki)
+            th = self.phases(model, xi, self.initial_phase(ki, n))
             return self.network_loss(th, li), jnp.mean(order_parameter(th))
 
         if b == 1:  # KuraNet's case; a vmapped solve loop would cost more than the network
@@ -531,6 +649,72 @@ class KuraNetTask(eqx.Module):
             return loss, {"order_parameter": r}
         losses, r = jax.vmap(one)(x, labels, keys)
         return jnp.mean(losses), {"order_parameter": jnp.mean(r)}
+
+    def augmenter(self) -> ArrayAugmenter:
+        """``networks_per_step`` networks of ``num_units`` nodes per step, drawn without
+        replacement from the training split."""
+        return ArrayAugmenter(self.num_units * self.cfg.networks_per_step)
+
+    def evaluate(self, model: KuraNet, key: PRNGKeyArray) -> dict[str, Any]:
+        """Mean loss (``loss``), its spread over the networks (``loss_sd``) and the mean order
+        parameter on the window (``order_parameter``) of the validation networks. ``key`` is
+        not used: the networks and their initial phases are the task's."""
+        del key
+        if self.held_out is None:
+            return super().evaluate(model, None)  # type: ignore[arg-type]
+        losses, r = _held_out_scores(self, model)
+        return {
+            "loss": float(jnp.mean(losses)),
+            "loss_sd": float(jnp.std(losses)),
+            "order_parameter": float(jnp.mean(r)),
+        }
+
+    def visualise(self, model: KuraNet, key: PRNGKeyArray) -> dict[str, Any]:
+        """``{"phases": [3, N, T]}``: the window phases of the first validation network as
+        hues, nodes sorted by natural frequency (or class)."""
+        del key
+        if self.held_out is None:
+            return {}
+        phases = np.asarray(_first_held_out_phases(self, model))
+        x, labels = np.asarray(self.held_out["x"][0]), np.asarray(self.held_out["labels"][0])
+        order = np.argsort(x[:, 1] if self.cfg.features == "oscillator" else labels, kind="stable")
+        return {"phases": _hue_image(phases[:, order].T)}
+
+    @property
+    def validates(self) -> bool:
+        """Whether the task holds validation networks."""
+        return self.held_out is not None
+
+    @property
+    def draws(self) -> bool:
+        """Whether the task has networks to draw (its validation networks)."""
+        return self.held_out is not None
+
+
+@eqx.filter_jit
+def _held_out_scores(task: KuraNetTask, model: KuraNet) -> tuple[Array, Array]:
+    def one(args):
+        x, labels, theta0 = args
+        th = task.phases(model, x, theta0)
+        return task.network_loss(th, labels), jnp.mean(order_parameter(th))
+
+    held = task.held_out
+    return jax.lax.map(one, (held["x"], held["labels"], held["theta0"]))
+
+
+@eqx.filter_jit
+def _first_held_out_phases(task: KuraNetTask, model: KuraNet) -> Array:
+    held = task.held_out
+    return task.phases(model, held["x"][0], held["theta0"][0])
+
+
+def _hue_image(phases: np.ndarray) -> np.ndarray:
+    """``[3, ...]`` RGB in [0, 1] with the hue of each phase (saturation and value 1)."""
+    h = np.mod(phases, 2 * np.pi) / (2 * np.pi)
+    r = np.clip(np.abs(6 * h - 3) - 1, 0, 1)
+    g = np.clip(2 - np.abs(6 * h - 2), 0, 1)
+    b = np.clip(2 - np.abs(6 * h - 4), 0, 1)
+    return np.stack([r, g, b]).astype(np.float32)
 
 
 def draw_networks(
@@ -557,19 +741,24 @@ def evaluate_kuranet(
     burn_in: int,
     window: int,
 ) -> dict[str, Any]:
-    """Mean loss over ``networks`` held-out networks of ``num_units`` nodes, each run for
-    ``burn_in`` + ``window`` grid points; also the mean $R(t)$ on the window and the
-    phases of the first network (for figures)."""
-    task = KuraNetTask(cfg, num_units, burn_in, window)
+    """Mean loss over ``networks`` networks of ``num_units`` nodes drawn from ``split``, each
+    run for ``burn_in`` + ``window`` grid points; also the loss's spread over the networks,
+    the mean $R(t)$ on the window and the phases of the first network (for figures).
+
+    Returns:
+        ``{"loss", "loss_sd", "order_parameter" [window], "example": {"phases" [window, N],
+        "x" [N, F], "labels" [N]}}``.
+    """
+    task = KuraNetTask(cfg, num_units=num_units, burn_in=burn_in, window=window)
     k_draw, k_run = jax.random.split(key)
     batch = draw_networks(split, k_draw, networks, num_units)
 
     @eqx.filter_jit
     def run(model, x, labels, k):
-        th = task.phases(model, x, k)
+        th = task.phases(model, x, task.initial_phase(k, num_units))
         return task.network_loss(th, labels), order_parameter(th), th
 
-    losses, curves, first = [], [], None
+    losses, curves, first = [], [], {}
     x = batch["x"].reshape(networks, num_units, -1)
     labels = batch["labels"].reshape(networks, num_units)
     for i, k in enumerate(jax.random.split(k_run, networks)):
@@ -590,66 +779,231 @@ def evaluate_kuranet(
     }
 
 
-def kuranet_optimiser(cfg: ExperimentConfig):
-    """``clip_by_global_norm(clip)`` then SGD (with momentum) or Adam, as in KuraNet."""
-    from diffdyn.common import make_optimiser
+# ---------------------------------------------------------------------- the experiment
+@dataclasses.dataclass
+class ExperimentResult:
+    """What `train_experiment` returns.
 
-    kw = {"momentum": cfg.momentum} if cfg.optimiser == "sgd" and cfg.momentum > 0 else {}
-    return make_optimiser(cfg.optimiser, cfg.lr, clip_norm=cfg.clip, **kw)
+    Attributes:
+        config: the experiment that ran.
+        metrics: scalar results: training losses, the selected step, and
+            ``{run}_loss_{trained,control}`` for the runs ``test`` (training window),
+            ``long`` (``eval_burn_in`` + ``eval_window``) and ``size{N}`` (long runs at the
+            sizes ``size_eval``).
+        trained: the trained model (the one with the lowest validation loss).
+        control: the untrained initialisation (same architecture and normalisation).
+        training: the `TrainResult` of the run (losses, validation history, ...).
+        evaluations: ``{run: {"trained": ..., "control": ...}}``, each as
+            `evaluate_kuranet` returns it.
+        phase_map: for the image experiment, the final phases ``[H, W]`` of a small copy of
+            the whole picture run as one network with the trained couplings, and that picture
+            ``[3, H, W]`` (``{"phases", "image"}``); else None.
+    """
+
+    config: ExperimentConfig
+    metrics: dict[str, Any]
+    trained: KuraNet
+    control: KuraNet
+    training: TrainResult
+    evaluations: dict[str, dict[str, dict[str, Any]]]
+    phase_map: dict[str, np.ndarray] | None = None
 
 
 def train_experiment(
     cfg: ExperimentConfig,
     key: PRNGKeyArray,
     *,
+    data: dict[str, dict[str, Array]] | None = None,
     out: str | Path | None = None,
     logger: Any = None,
     resume: bool = False,
-    progress: bool = False,
-    data: dict[str, dict[str, Array]] | None = None,
-) -> dict[str, Any]:
-    """Train KuraNet on ``cfg`` and evaluate it against its untrained initialisation (the
-    control: same architecture and normalisation) on held-out networks: at the training
-    window, on the long run (``eval_burn_in`` + ``eval_window``) and at the sizes
-    ``size_eval``. Returns metrics and, under ``"artifacts"``, models and curves."""
-    from diffdyn.common import ArrayAugmenter, TrainConfig, Trainer
+) -> ExperimentResult:
+    """Train KuraNet on ``cfg`` and compare it with its untrained initialisation.
 
+    One `Trainer` run of a `KuraNetTask` with ``cfg.optim`` and ``cfg.train``, validated on
+    held-out networks of the validation split (the trained model is the one with the lowest
+    validation loss); then the trained model and the control are evaluated on networks of
+    the test split: at the training window, on the long run (``eval_burn_in`` +
+    ``eval_window``) and at the sizes ``size_eval`` (sizes larger than the test split are
+    left out).
+
+    Args:
+        cfg: the experiment.
+        key: the PRNG key of the initial weights, the training and the evaluation.
+        data: the splits of `kuranet_data` (default: made from ``cfg``).
+        out: where the `Trainer` writes checkpoints and the final and best models.
+        logger: where the `Trainer` logs (default: nowhere).
+        resume: continue from the checkpoint in ``out``.
+    """
     data = kuranet_data(cfg) if data is None else data
+    missing = {"train", "validation", "test"} - set(data)
+    if missing:
+        raise ValueError(f"data needs the splits train, validation and test; missing {missing}")
     k_model, k_train, k_eval = jax.random.split(key, 3)
     control = make_kuranet(cfg, k_model)
-    trainer = Trainer(
-        KuraNetTask(cfg),
-        kuranet_optimiser(cfg),
-        ArrayAugmenter(cfg.num_units * cfg.networks_per_step),
-        config=TrainConfig(steps=cfg.steps, log_every=min(10, cfg.steps), progress=progress),
-        logger=logger,
-        out=out,
-    )
-    result = trainer.fit(control, data["train"], k_train, resume=resume)
-    trained = result.model
+    task = KuraNetTask(cfg, validation=data["validation"], key=jax.random.fold_in(k_eval, 0))
+    trainer = Trainer(task, cfg.optim, config=cfg.train, logger=logger, out=out)
+    fit = trainer.fit(control, data["train"], k_train, resume=resume)
+    trained = fit.best_model
+    losses = np.asarray(fit.losses)
     metrics: dict[str, Any] = {
-        "train_loss_first": float(result.losses[0]) if len(result.losses) else float("nan"),
-        "train_loss_final": float(np.mean(result.losses[-10:])),
-        "train_seconds": result.seconds,
-        "steps_per_second": result.steps / max(result.seconds, 1e-9),
+        "train_loss_first": float(losses[0]) if len(losses) else float("nan"),
+        "train_loss_final": float(np.mean(losses[-10:])) if len(losses) else float("nan"),
+        "validation_loss_best": fit.best_loss,
+        "best_step": fit.best_step,
+        "selected_by": fit.selected_by,
+        "train_seconds": fit.seconds,
+        "steps_per_second": fit.steps_per_second,
     }
-    artifacts: dict[str, Any] = {"trained": trained, "control": control, "losses": result.losses}
     runs = {
         "test": (cfg.num_units, cfg.burn_in, cfg.gd, cfg.eval_networks),
         "long": (cfg.num_units, cfg.eval_burn_in, cfg.eval_window, cfg.eval_networks),
     }
     for n in cfg.size_eval:
         runs[f"size{n}"] = (n, cfg.eval_burn_in, cfg.eval_window, cfg.size_eval_networks)
+    evaluations: dict[str, dict[str, dict[str, Any]]] = {}
+    split = data["test"]
     for name, (n, burn, window, nets) in runs.items():
-        split = data["test"]
         if n > split["x"].shape[0]:
             continue
         k = jax.random.fold_in(k_eval, n)
+        evaluations[name] = {}
         for label, m in (("trained", trained), ("control", control)):
             ev = evaluate_kuranet(
                 m, cfg, split, k, networks=nets, num_units=n, burn_in=burn, window=window
             )
             metrics[f"{name}_loss_{label}"] = ev["loss"]
-            artifacts[f"{name}_{label}"] = ev
-    metrics["artifacts"] = artifacts
-    return metrics
+            evaluations[name][label] = ev
+    phase_map = None
+    if cfg.features == "image":
+        phases, image = image_phase_map(trained, cfg, key=jax.random.fold_in(k_eval, 1))
+        phase_map = {"phases": phases, "image": image}
+    return ExperimentResult(cfg, metrics, trained, control, fit, evaluations, phase_map)
+
+
+def image_phase_map(
+    model: KuraNet,
+    cfg: ExperimentConfig,
+    *,
+    width: int = 24,
+    burn_in: int | None = None,
+    window: int | None = None,
+    key: PRNGKeyArray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The final phases ``[H, W]`` of the whole picture of ``cfg``, resized to at most
+    ``width`` pixels across and run as one network (``burn_in`` + ``window`` grid points,
+    default ``cfg.eval_burn_in`` + ``cfg.eval_window``) with the couplings of ``model``, and
+    that picture ``[3, H, W]``."""
+    if cfg.features != "image":
+        raise ValueError(
+            f"image_phase_map needs an image experiment; got features {cfg.features!r}"
+        )
+    small = dataclasses.replace(cfg, image_width=min(cfg.image_width, width))
+    rgb, _ = load_kuranet_image(small)
+    _, h, w = rgb.shape
+    task = KuraNetTask(
+        cfg,
+        num_units=h * w,
+        burn_in=cfg.eval_burn_in if burn_in is None else burn_in,
+        window=cfg.eval_window if window is None else window,
+    )
+
+    @eqx.filter_jit
+    def run(model, x, k):
+        return task.phases(model, x, task.initial_phase(k, h * w))[-1]
+
+    phases = run(model, jnp.asarray(_pixel_features(rgb)), key)
+    return np.asarray(phases).reshape(h, w), rgb
+
+
+# ---------------------------------------------------------------------- plain simulation
+@dataclasses.dataclass(frozen=True)
+class KuramotoConfig:
+    """A Kuramoto network to simulate: all-to-all coupling $K/N$ or a coupling matrix from a
+    file, natural frequencies, a uniform external field and uniform random delays.
+
+    Attributes:
+        n: oscillators (None: 200, or the size of the coupling file).
+        coupling: K of the all-to-all coupling K/N (None: 2.0; not with a coupling file).
+        coupling_file: a .npy coupling matrix [N, N] ('' = all-to-all).
+        omega: the natural frequencies: zero, U(-1, 1) (uniform1) or U(2, 4) (uniform2).
+        field: the external field h of every oscillator.
+        delay: delays tau_j ~ U{0, ..., delay} solver steps (0: none; needs the fixed-step
+            euler solve).
+        steps: the run is steps * solve.dt0 long; the phases are saved every solve.dt0.
+        initial_phase: theta(0) = 0 (zero) or ~ U(0, 2 pi) (uniform).
+        solve: how the phases are integrated (solve.dt0 is the step of a fixed-step solve,
+            the first step of an adaptive one, and the spacing of the saved phases).
+    """
+
+    n: int | None = None
+    coupling: float | None = None
+    coupling_file: str = ""
+    omega: Distribution = "uniform1"
+    field: float = 0.0
+    delay: int = 0
+    steps: int = 1000
+    initial_phase: Literal["zero", "uniform"] = "uniform"
+    solve: SolveConfig = SolveConfig(solver="euler", dt0=0.1, adaptive=False, max_steps=100_000)
+
+    def __post_init__(self) -> None:
+        if self.coupling_file and self.coupling is not None:
+            raise ValueError("coupling sets an all-to-all network; a coupling_file replaces it")
+        if self.n is not None and self.n < 2:
+            raise ValueError(f"n must be >= 2; got {self.n}")
+        if self.delay < 0:
+            raise ValueError(f"delay must be >= 0; got {self.delay}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1; got {self.steps}")
+        if self.solve.dt0 is None:
+            raise ValueError("solve.dt0 must be set: it is the step and the save spacing")
+        if self.solve.adjoint != "recursive-checkpoint":
+            raise ValueError(
+                f"a simulation takes no gradients: solve.adjoint = {self.solve.adjoint!r} does "
+                "not apply"
+            )
+
+
+def simulate_network(cfg: KuramotoConfig, key: PRNGKeyArray) -> dict[str, Any]:
+    """Simulate the network of ``cfg`` (random draws from ``key``).
+
+    Returns:
+        ``{"phases": [steps + 1, N], "omega": [N], "order_parameter": [steps + 1], "dt",
+        "metrics": {"final_R", "mean_R_second_half", "n"}}``.
+    """
+    if cfg.coupling_file:
+        path = Path(cfg.coupling_file)
+        if not path.is_file():
+            raise ValueError(f"coupling_file {cfg.coupling_file!r} does not exist")
+        k = jnp.asarray(np.load(path), jnp.float32)
+        if k.ndim != 2 or k.shape[0] != k.shape[1]:
+            raise ValueError(f"coupling_file must hold a square matrix; got shape {k.shape}")
+        n = k.shape[0]
+        if cfg.n is not None and cfg.n != n:
+            raise ValueError(f"n = {cfg.n}, but the coupling file holds N = {n} oscillators")
+    else:
+        n = 200 if cfg.n is None else cfg.n
+        k = jnp.full((n, n), (2.0 if cfg.coupling is None else cfg.coupling) / n)
+    k_omega, k_theta, k_delay = jax.random.split(key, 3)
+    omega = sample_distribution(k_omega, cfg.omega, n)
+    delays = jax.random.randint(k_delay, (n,), 0, cfg.delay + 1) if cfg.delay > 0 else None
+    field = Kuramoto(k, omega, jnp.full((n,), cfg.field), delays)
+    if cfg.initial_phase == "zero":
+        theta0 = jnp.zeros((n,))
+    else:
+        theta0 = jax.random.uniform(k_theta, (n,), maxval=2 * jnp.pi)
+    dt = float(cfg.solve.dt0)  # type: ignore[arg-type]
+    phases = simulate(field, theta0, dt=dt, steps=cfg.steps, solve=cfg.solve, max_delay=cfg.delay)
+    r = np.asarray(order_parameter(phases))
+    metrics = {
+        "final_R": float(r[-1]),
+        "mean_R_second_half": float(r[len(r) // 2 :].mean()),
+        "n": n,
+    }
+    return {
+        "phases": np.asarray(phases),
+        "omega": np.asarray(omega),
+        "order_parameter": r,
+        "dt": dt,
+        "metrics": metrics,
+    }

@@ -30,6 +30,7 @@ and per group $R_g e^{i\psi_g}$ (`group_order_parameter`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import diffrax
@@ -39,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from diffdyn.common import solve
+from diffdyn.common import SolveConfig
+from diffdyn.common import solve as solve_ode
 
 from ._delays import AbstractDelayedVectorField, DelayedEuler
 
@@ -205,7 +207,7 @@ def group_order_parameter(
 ) -> tuple[Float[Array, "*t g"], Float[Array, "*t g"]]:
     r"""Per-group order parameter and mean phase, $R_g e^{i\psi_g} =
     \frac1{\max(|g|, 1)}\sum_{i\in g} e^{i\theta_i}$ with ``masks [G, N]`` (empty groups
-    get size 1, so $R_g = 0$ there)."""
+    get size 1, so $R_g = 0$ and $\psi_g = 0$ there, with zero gradients)."""
     masks = jnp.asarray(masks, theta.dtype)
     if masks.ndim != 2 or masks.shape[-1] != theta.shape[-1]:
         raise ValueError(
@@ -214,7 +216,13 @@ def group_order_parameter(
     size = jnp.maximum(jnp.sum(masks, axis=-1), 1.0)
     c = jnp.cos(theta) @ masks.T / size
     s = jnp.sin(theta) @ masks.T / size
-    return jnp.sqrt(c**2 + s**2), jnp.arctan2(s, c)
+    # sqrt and arctan2 have no derivative at 0: an empty group (or an exactly balanced one)
+    # would turn every gradient into NaN. Same values; zero gradient there.
+    sq = c**2 + s**2
+    zero = sq == 0
+    r = jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, sq)))
+    psi = jnp.where(zero, 0.0, jnp.arctan2(s, jnp.where(zero, 1.0, c)))
+    return r, psi
 
 
 def splay_state(n: int, dtype: jax.typing.DTypeLike = float) -> Float[Array, " n"]:
@@ -230,19 +238,21 @@ def simulate(
     steps: int,
     save_every: int = 1,
     t0: float = 0.0,
-    solver: str | diffrax.AbstractSolver = "euler",
+    solve: SolveConfig | None = None,
     max_delay: int = 0,
     past: Float[Array, "d n"] | None = None,
-    adjoint: str = "recursive-checkpoint",
 ) -> Float[Array, "t n"]:
-    r"""Integrate ``field`` for ``steps`` fixed steps of size ``dt`` from ``theta0`` at ``t0``
-    and return the phases at $t_0 + k\,dt$, $k = 0, s, 2s, \dots$ (``s`` =
-    ``save_every``; ``steps`` must be a multiple of it), initial state included.
+    r"""Integrate ``field`` over ``steps`` steps of size ``dt`` from ``theta0`` at ``t0`` and
+    return the phases at $t_0 + k\,dt$, $k = 0, s, 2s, \dots$ (``s`` = ``save_every``;
+    ``steps`` must be a multiple of it), initial state included.
 
-    With ``max_delay > 0`` the solve uses `DelayedEuler` (the
-    field must have delays; ``past`` is its pre-history ``[max_delay, N]``), otherwise the
-    named fixed-step ``solver`` (``euler`` as in KuraNet, or ``rk4``, ...). Every solve is a
-    ``diffrax`` solve through `solve`.
+    ``solve`` says how (default: explicit Euler with the fixed step ``dt``, as in KuraNet).
+    A fixed-step ``solve`` steps by ``dt`` (its ``dt0`` must be ``None`` or ``dt``); an
+    adaptive one chooses its own steps between the save times (``dt0`` is its first step)
+    and may take up to ``solve.max_steps`` of them. With ``max_delay > 0`` the solve uses
+    `DelayedEuler` (the field must have delays; ``past`` is its pre-history
+    ``[max_delay, N]``), which needs the fixed-step ``euler`` solve. Every solve is a
+    ``diffrax`` solve.
     """
     for name, v, lo in (
         ("steps", steps, 1),
@@ -258,20 +268,35 @@ def simulate(
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 1:
         raise ValueError(f"theta0 must have shape [N]; got {theta0.shape}")
+    if solve is None:
+        # a cap, not a count: in float32 the end time t0 + steps * dt may round up, and the
+        # up-front step count of the solve then reads steps + 1
+        solve = SolveConfig(solver="euler", adaptive=False, max_steps=int(steps) + 1)
+    elif not isinstance(solve, SolveConfig):
+        raise TypeError(f"solve must be a SolveConfig or None; got {type(solve).__name__}")
+    if not solve.adaptive:
+        if solve.dt0 is not None and solve.dt0 != dt:
+            raise ValueError(
+                f"a fixed-step simulation steps by dt = {dt}; got solve.dt0 = {solve.dt0} "
+                "(leave it None)"
+            )
+        solve = dataclasses.replace(solve, dt0=dt)
+    solver: str | diffrax.AbstractSolver = solve.solver
     if max_delay > 0:
         if not isinstance(field, AbstractDelayedVectorField):
             raise TypeError(
                 f"max_delay > 0 needs an AbstractDelayedVectorField; got {type(field).__name__}"
             )
+        if solve.solver != "euler" or solve.adaptive:
+            raise ValueError(
+                "delays are counted in fixed steps and solved by DelayedEuler: they need the "
+                f"fixed-step 'euler' solve; got solver {solve.solver!r}, adaptive={solve.adaptive}"
+            )
+        if solve.adjoint == "backsolve":
+            raise ValueError("DelayedEuler needs an adjoint through the solver; got 'backsolve'")
         solver = DelayedEuler(int(max_delay), past)
+    elif past is not None:
+        raise ValueError("past is the pre-history of a delayed solve: it needs max_delay > 0")
     ts = t0 + dt * np.arange(0, steps + 1, save_every)
-    return solve(
-        field,
-        theta0,
-        ts,
-        solver=solver,
-        dt0=dt,
-        adaptive=False,
-        adjoint=adjoint,
-        max_steps=int(steps),
-    )
+    settings = {f.name: getattr(solve, f.name) for f in dataclasses.fields(solve)}
+    return solve_ode(field, theta0, ts, **{**settings, "solver": solver})

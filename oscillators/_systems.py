@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from diffdyn.common import solve
+from diffdyn.common import SolveConfig
 
 __all__ = [
     "LotkaVolterra",
@@ -53,6 +53,7 @@ __all__ = [
     "SYSTEMS",
     "Dataset",
     "make_dataset",
+    "DATA_SOLVE",
 ]
 
 
@@ -197,6 +198,10 @@ SYSTEMS: dict[str, SystemSpec] = {
 """The systems that `make_dataset` simulates, by name, with their parameters and noise."""
 
 
+DATA_SOLVE = SolveConfig(solver="dopri5", rtol=1e-10, atol=1e-12, max_steps=100_000)
+"""How `make_dataset` simulates the systems: dopri5 at rtol 1e-10, atol 1e-12, in float64."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """Float64 numpy arrays: training times ``ts [N]``, noisy observations ``ys [N, D]``,
@@ -231,15 +236,7 @@ def make_dataset(name: str, *, seed: int = 10, noise: float | None = None) -> Da
     ts_all = np.arange(n, dtype=np.float64) * spec.dt
     with jax.enable_x64(True):
         y0 = jnp.asarray(spec.y0, jnp.float64)
-        ys_all = solve(
-            spec.field,
-            y0,
-            jnp.asarray(ts_all),
-            solver="dopri5",
-            rtol=1e-10,
-            atol=1e-12,
-            max_steps=100_000,
-        )
+        ys_all = DATA_SOLVE.solve(spec.field, y0, jnp.asarray(ts_all))
         ys_all = np.asarray(ys_all, np.float64)
         clean = ys_all[: spec.n_train]
         if spec.noise_scale == "mean":

@@ -1,4 +1,5 @@
-"""Kuramoto dynamics: fast coupling sum, delayed solver, order parameters, K_c = 4/pi onset."""
+"""Kuramoto dynamics: fast coupling sum, delayed solver, solver orders against the two-oscillator
+closed form, order parameters, K_c = 4/pi onset."""
 
 import math
 
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from diffdyn.common import SolveConfig
 from diffdyn.oscillators import (
     DelayedEuler,
     Kuramoto,
@@ -183,3 +185,66 @@ def test_simulate_rejects_bad_input():
         Kuramoto(jnp.eye(3), omega=jnp.zeros(4))
     with pytest.raises(TypeError, match="delays"):
         Kuramoto(jnp.eye(3), delays=jnp.zeros(3))
+
+
+def _two_oscillators(k: float, phi0: float, t: np.ndarray) -> np.ndarray:
+    """Closed form of two identical oscillators coupled by K_12 = K_21 = k: the difference
+    phi = theta_2 - theta_1 obeys phi' = -2k sin(phi), so tan(phi/2) = tan(phi0/2) e^{-2kt}."""
+    return 2 * np.arctan(np.tan(phi0 / 2) * np.exp(-2 * k * t))
+
+
+@pytest.mark.parametrize(
+    "solve, order",
+    [
+        (None, 1),  # KuraNet's explicit Euler
+        (SolveConfig(solver="heun", adaptive=False), 2),
+        (SolveConfig(solver="rk4", adaptive=False), 4),
+    ],
+)
+def test_fixed_step_solvers_converge_at_their_order_to_the_two_oscillator_closed_form(solve, order):
+    k, phi0, steps = 0.7, 2.0, 40
+    with jax.enable_x64(True):
+        field = Kuramoto(jnp.array([[0.0, k], [k, 0.0]]))
+        theta0 = jnp.array([0.3, 0.3 + phi0])
+        errors = []
+        for dt in (0.1, 0.05):
+            n = int(round(steps * 0.1 / dt))
+            traj = simulate(field, theta0, dt=dt, steps=n, save_every=n, solve=solve)
+            want = _two_oscillators(k, phi0, np.array([steps * 0.1]))[0]
+            errors.append(abs(float(traj[-1, 1] - traj[-1, 0]) - want))
+            # the mean phase is conserved (the coupling is symmetric, omega = 0)
+            assert float(traj[-1].sum()) == pytest.approx(float(theta0.sum()), abs=1e-12)
+    assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.25)
+
+
+def test_adaptive_solve_meets_its_tolerance_on_the_closed_form():
+    k, phi0 = 0.7, 2.0
+    with jax.enable_x64(True):
+        field = Kuramoto(jnp.array([[0.0, k], [k, 0.0]]))
+        theta0 = jnp.array([0.3, 0.3 + phi0])
+        solve = SolveConfig(solver="tsit5", rtol=1e-10, atol=1e-12)
+        traj = simulate(field, theta0, dt=0.5, steps=8, solve=solve)
+    want = _two_oscillators(k, phi0, 0.5 * np.arange(9))
+    np.testing.assert_allclose(np.asarray(traj[:, 1] - traj[:, 0]), want, atol=1e-8)
+
+
+def test_simulate_refuses_settings_that_do_not_apply():
+    f = Kuramoto(jnp.eye(3), delays=jnp.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="euler"):
+        simulate(
+            f, jnp.zeros(3), dt=0.1, steps=4, max_delay=2, solve=SolveConfig("rk4", adaptive=False)
+        )
+    with pytest.raises(ValueError, match="dt0"):
+        simulate(
+            f, jnp.zeros(3), dt=0.1, steps=4, solve=SolveConfig("euler", dt0=0.2, adaptive=False)
+        )
+    with pytest.raises(ValueError, match="max_delay"):
+        simulate(f, jnp.zeros(3), dt=0.1, steps=4, past=jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match="max_steps"):
+        simulate(
+            f,
+            jnp.zeros(3),
+            dt=0.1,
+            steps=40,
+            solve=SolveConfig("euler", adaptive=False, max_steps=10),
+        )

@@ -1,4 +1,6 @@
-"""KuraNet: normalisations, pair batch norm, losses, gradients vs finite differences, tasks."""
+"""KuraNet: normalisations, pair batch norm, losses, gradients vs finite differences, the
+training task (one continuous Euler run, fixed validation networks) and model selection by
+validation."""
 
 import dataclasses
 import math
@@ -11,12 +13,16 @@ import pytest
 
 from diffdyn import oscillators as osc
 from diffdyn.oscillators import (
+    Kuramoto,
     KuraNet,
+    KuraNetTask,
     circular_moments,
     circular_variance,
     feature_assortativity,
     normalise_coupling,
+    order_parameter,
     segmentation_loss,
+    simulate,
     splay_state,
 )
 
@@ -83,6 +89,37 @@ def test_losses_closed_forms():
     assert 0.0 < value < 1.0
 
 
+def test_an_empty_group_leaves_the_loss_and_its_gradient_finite():
+    """A network may miss a class (9 mixture components in 20 nodes): R_g = 0 and psi_g = 0
+    there, and the gradient (sqrt and arctan2 at 0) stays finite, equal to that with the
+    empty group's terms left out by hand."""
+    labels = jnp.array([0, 0, 1, 1, 1, 3])  # group 2 is empty
+    theta = jax.random.uniform(jax.random.key(9), (4, 6), maxval=2 * math.pi)
+    value, grad = jax.value_and_grad(segmentation_loss)(theta, labels, 4)
+    assert np.isfinite(float(value)) and bool(jnp.all(jnp.isfinite(grad)))
+    masks = jax.nn.one_hot(labels, 4).T
+    r, psi = osc.group_order_parameter(theta, masks)
+    np.testing.assert_array_equal(r[:, 2], 0.0)
+    np.testing.assert_array_equal(psi[:, 2], 0.0)
+
+    def by_hand(th):  # the empty group contributes R = 0 and e^{i m 0} = 1
+        c = jnp.cos(th) @ masks.T / jnp.maximum(masks.sum(1), 1)
+        s = jnp.sin(th) @ masks.T / jnp.maximum(masks.sum(1), 1)
+        full = [0, 1, 3]
+        rr = jnp.sqrt(c[:, full] ** 2 + s[:, full] ** 2)
+        pp = jnp.arctan2(s[:, full], c[:, full])
+        synch = 1 - jnp.sum(rr, -1) / 4
+        desynch = sum(
+            ((jnp.sum(jnp.cos(m * pp), -1) + 1) ** 2 + jnp.sum(jnp.sin(m * pp), -1) ** 2)
+            / (8 * m**2)
+            for m in (1, 2)
+        )
+        return jnp.mean(synch + desynch) / (1 + 2 * (1 + 1 / 4))
+
+    np.testing.assert_allclose(value, by_hand(theta), rtol=1e-5)
+    np.testing.assert_allclose(grad, jax.grad(by_hand)(theta), rtol=1e-4, atol=1e-6)
+
+
 def test_feature_assortativity_hand_made():
     x = jnp.array([[-1.0], [1.0], [-1.0], [1.0]])
     opposite = jnp.array([[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]], float)
@@ -116,14 +153,15 @@ def test_loss_gradient_matches_finite_differences(name):
             lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model
         )
         batch["x"] = batch["x"].astype(jnp.float64)
-        task = osc.KuraNetTask(cfg)
+        task = KuraNetTask(cfg)
         params, static = eqx.partition(model, eqx.is_inexact_array)
         key = jax.random.key(7)
         x, labels = batch["x"], batch["labels"]
         # training gradient: truncated at the window start (burn-in is stop-gradient) ...
-        grads = jax.grad(lambda p: task(eqx.combine(p, static), batch, key)[0])(params)
+        grads = jax.grad(lambda p: task.loss(eqx.combine(p, static), batch, key)[0])(params)
         # ... so it must equal the derivative of the window loss from a frozen window start
-        start = task.window_start(task.vector_field(model(x), x), jax.random.split(key, 1)[0], 12)
+        theta0 = task.initial_phase(jax.random.split(key, 1)[0], 12)
+        start = task.window_start(task.vector_field(model(x), x), theta0)
 
         def loss(p):
             field = task.vector_field(eqx.combine(p, static)(x), x)
@@ -150,7 +188,10 @@ def test_loss_gradient_matches_finite_differences(name):
 
 def test_data_distributions():
     cfg = dataclasses.replace(osc.get_experiment("global-delay"), num_samples=20000)
-    data = osc.kuranet_data(cfg)["train"]["x"]
+    splits = osc.kuranet_data(cfg)
+    assert set(splits) == {"train", "validation", "test"}
+    assert not np.allclose(splits["validation"]["x"][:, 1], splits["train"]["x"][:, 1])
+    data = splits["train"]["x"]
     np.testing.assert_array_equal(data[:, 0], 0.0)
     assert float(data[:, 1].min()) >= 2.0 and float(data[:, 1].max()) <= 4.0
     tau = np.asarray(data[:, 2])
@@ -175,3 +216,110 @@ def test_bad_input():
         dataclasses.replace(osc.get_experiment("global"), loss="circular-moments")
     with pytest.raises(ValueError, match="unknown experiment"):
         osc.get_experiment("moons")
+    cfg = _tiny("global")
+    split = osc.kuranet_data(cfg)["validation"]
+    with pytest.raises(ValueError, match="key"):
+        KuraNetTask(cfg, validation=split)
+    with pytest.raises(ValueError, match="momentum"):
+        osc.configure_experiment("cluster", optim={"momentum": 0.5})  # Adam takes none
+    with pytest.raises(ValueError, match="splits"):
+        osc.train_experiment(cfg, jax.random.key(0), data={"train": split})
+
+
+@pytest.mark.parametrize("networks", [1, 2])
+def test_task_loss_is_the_window_of_one_continuous_euler_run(networks):
+    """Burn-in (no gradient) then the window (with gradient) is one Euler run of
+    burn_in + gd - 2 steps from theta = 0; the loss is the circular variance of its last gd
+    points, averaged over the networks of the batch."""
+    cfg = _tiny("global-field", burn_in=7, gd=5, networks_per_step=networks)
+    data = osc.kuranet_data(cfg)["train"]
+    batch = {k: v[: networks * 12] for k, v in data.items()}
+    model = osc.make_kuranet(cfg, jax.random.key(1))
+    loss, aux = eqx.filter_jit(KuraNetTask(cfg).loss)(model, batch, jax.random.key(2))
+
+    @eqx.filter_jit
+    def reference(model, x):
+        field = Kuramoto(model(x), omega=x[:, 1], field=x[:, 0])
+        window = simulate(field, jnp.zeros(12), dt=cfg.alpha, steps=7 + 5 - 2)[-5:]
+        return circular_variance(window), jnp.mean(order_parameter(window))
+
+    losses, rs = zip(
+        *(reference(model, batch["x"][12 * i : 12 * (i + 1)]) for i in range(networks)),
+        strict=True,
+    )
+    assert float(loss) == pytest.approx(float(np.mean(losses)), rel=1e-5)
+    assert float(aux["order_parameter"]) == pytest.approx(float(np.mean(rs)), rel=1e-5)
+
+
+def test_validation_scores_the_same_held_out_networks_whatever_the_key():
+    cfg = _tiny("cluster", num_classes=3, eval_networks=3)
+    split = osc.kuranet_data(cfg)["validation"]
+    task = KuraNetTask(cfg, validation=split, key=jax.random.key(3))
+    assert task.validates and task.draws
+    assert task.held_out["x"].shape == (3, 12, 2) and task.held_out["theta0"].shape == (3, 12)
+    model = osc.make_kuranet(cfg, jax.random.key(4))
+    first = task.evaluate(model, jax.random.key(5))
+    assert task.evaluate(model, jax.random.key(6)) == first
+    held = task.held_out
+
+    @eqx.filter_jit
+    def one(model, x, theta0, labels):
+        return task.network_loss(task.phases(model, x, theta0), labels)
+
+    losses = [one(model, held["x"][i], held["theta0"][i], held["labels"][i]) for i in range(3)]
+    assert first["loss"] == pytest.approx(float(np.mean(losses)), rel=1e-5)
+    assert first["loss_sd"] == pytest.approx(float(np.std(losses)), rel=1e-4, abs=1e-7)
+    image = task.visualise(model, jax.random.key(7))["phases"]
+    assert image.shape == (3, 12, cfg.gd) and 0 <= image.min() and image.max() <= 1
+    assert not KuraNetTask(cfg).validates
+
+
+def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_it_with_control():
+    cfg = osc.configure_experiment(
+        "global",
+        num_units=12,
+        num_samples=64,
+        hidden=8,
+        burn_in=4,
+        gd=4,
+        eval_networks=3,
+        eval_burn_in=2,
+        eval_window=6,
+        size_eval=(20, 70),  # 70 > the 64 test samples: left out
+        optim={"learning_rate": 0.5},
+        train={"steps": 16, "log_every": 4, "validate_every": 4, "progress": False},
+    )
+    key = jax.random.key(8)
+    result = osc.train_experiment(cfg, key)
+    history = result.training.validation
+    np.testing.assert_array_equal(history["step"], [4, 8, 12, 16])
+    best = int(np.argmin(history["loss"]))
+    assert result.training.selected_by == result.metrics["selected_by"] == "validation"
+    assert result.metrics["best_step"] == history["step"][best]
+    assert result.metrics["validation_loss_best"] == pytest.approx(history["loss"][best])
+    # the returned model scores the best validation loss on the same held-out networks
+    k_model, _, k_eval = jax.random.split(key, 3)
+    data = osc.kuranet_data(cfg)
+    task = KuraNetTask(cfg, validation=data["validation"], key=jax.random.fold_in(k_eval, 0))
+    again = task.evaluate(result.trained, jax.random.key(0))["loss"]
+    assert again == pytest.approx(history["loss"][best], rel=1e-5)
+    # the control is the untrained initialisation, evaluated on the same test networks
+    control = osc.make_kuranet(cfg, k_model)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(result.control), jax.tree_util.tree_leaves(control), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert set(result.evaluations) == {"test", "long", "size20"}
+    ev = osc.evaluate_kuranet(
+        control,
+        cfg,
+        data["test"],
+        jax.random.fold_in(k_eval, 12),
+        networks=3,
+        num_units=12,
+        burn_in=2,
+        window=6,
+    )
+    assert result.metrics["long_loss_control"] == pytest.approx(ev["loss"], rel=1e-6)
+    assert result.evaluations["long"]["control"]["order_parameter"].shape == (6,)
+    assert len(result.training.losses) == 16 and result.phase_map is None
