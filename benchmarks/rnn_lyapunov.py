@@ -96,9 +96,9 @@ def torch_benettin(torch, j, h, q, dt, steps_per_ons, n_ons):
 
 
 def run_case(n, k, t_sim, g, repeats, with_torch, peak):
-    dt, t_ons = 0.1, 1.0
+    model = RateRNN(n, g=g, key=jax.random.key(1))  # Euler steps of dt = 0.1 (STEP_SOLVE)
+    dt, t_ons = model.dt, 1.0
     steps_per_ons, n_ons = round(t_ons / dt), round(t_sim / t_ons)
-    model = RateRNN(n, g=g, key=jax.random.key(1))
     h0 = jax.random.normal(jax.random.key(2), (n,))
     work = flops(n, k, steps_per_ons * n_ons, n_ons)
     case = {"n": n, "k": k, "t_sim": t_sim}

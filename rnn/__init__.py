@@ -24,10 +24,13 @@ from ._activations import (
     tanh_stretched as tanh_stretched,
 )
 from ._chaos import (
-    chaos_sweep as chaos_sweep,
+    ChaosSweepConfig as ChaosSweepConfig,
 )
 from ._chaos import (
-    plot_sweep as plot_sweep,
+    chaos_summary as chaos_summary,
+)
+from ._chaos import (
+    chaos_sweep as chaos_sweep,
 )
 from ._chaos import (
     sample_network as sample_network,
@@ -56,6 +59,18 @@ from ._connectome import (
 from ._connectome import (
     sinkhorn_balance as sinkhorn_balance,
 )
+from ._figures import (
+    plot_convergence as plot_convergence,
+)
+from ._figures import (
+    plot_spectrum as plot_spectrum,
+)
+from ._figures import (
+    plot_sweep as plot_sweep,
+)
+from ._figures import (
+    plot_training_spectra as plot_training_spectra,
+)
 from ._lyapunov import (
     AbstractTangentPropagator as AbstractTangentPropagator,
 )
@@ -64,6 +79,9 @@ from ._lyapunov import (
 )
 from ._lyapunov import (
     LyapunovSpectrum as LyapunovSpectrum,
+)
+from ._lyapunov import (
+    SpectrumConfig as SpectrumConfig,
 )
 from ._lyapunov import (
     StepMapPropagator as StepMapPropagator,
@@ -95,6 +113,12 @@ from ._lyapunov import (
 from ._lyapunov import (
     running_exponents as running_exponents,
 )
+from ._lyapunov import (
+    spectrum_summary as spectrum_summary,
+)
+from ._model import (
+    STEP_SOLVE as STEP_SOLVE,
+)
 from ._model import (
     STEP_SOLVERS as STEP_SOLVERS,
 )
@@ -103,6 +127,15 @@ from ._model import (
 )
 from ._model import (
     random_coupling as random_coupling,
+)
+from ._network import (
+    LyapunovConfig as LyapunovConfig,
+)
+from ._network import (
+    NetworkConfig as NetworkConfig,
+)
+from ._network import (
+    network_spectrum as network_spectrum,
 )
 from ._qr import (
     householder_qr as householder_qr,
@@ -114,21 +147,28 @@ from ._train import (
     TRAINABLE as TRAINABLE,
 )
 from ._train import (
-    SpectrumObjective as SpectrumObjective,
+    SpectrumFit as SpectrumFit,
+)
+from ._train import (
+    SpectrumParams as SpectrumParams,
+)
+from ._train import (
+    SpectrumTask as SpectrumTask,
+)
+from ._train import (
+    SpectrumTrainConfig as SpectrumTrainConfig,
+)
+from ._train import (
+    TrainNetworkConfig as TrainNetworkConfig,
 )
 from ._train import (
     fit_spectrum as fit_spectrum,
-)
-from ._train import (
-    spectrum_optimiser as spectrum_optimiser,
-)
-from ._train import (
-    trainable_spec as trainable_spec,
 )
 
 __all__ = [
     "RateRNN",
     "STEP_SOLVERS",
+    "STEP_SOLVE",
     "random_coupling",
     "ACTIVATIONS",
     "get_activation",
@@ -136,6 +176,7 @@ __all__ = [
     "tanh_stretched",
     "tanh_positive",
     "identity",
+    "SpectrumConfig",
     "LyapunovSpectrum",
     "AbstractTangentPropagator",
     "StepMapPropagator",
@@ -149,10 +190,12 @@ __all__ = [
     "entropy_rate",
     "running_exponents",
     "convergence_diagnostics",
+    "spectrum_summary",
     "householder_qr",
     "qr",
+    "ChaosSweepConfig",
     "chaos_sweep",
-    "plot_sweep",
+    "chaos_summary",
     "sample_network",
     "CONNECTOME_FORMAT",
     "DEFAULT_SIGNS",
@@ -162,9 +205,18 @@ __all__ = [
     "sinkhorn_balance",
     "read_plain_pickle",
     "name_map_to_index",
-    "SpectrumObjective",
     "TRAINABLE",
-    "trainable_spec",
-    "spectrum_optimiser",
+    "SpectrumParams",
+    "SpectrumTask",
+    "TrainNetworkConfig",
+    "SpectrumTrainConfig",
+    "SpectrumFit",
     "fit_spectrum",
+    "plot_spectrum",
+    "plot_convergence",
+    "plot_sweep",
+    "plot_training_spectra",
+    "NetworkConfig",
+    "LyapunovConfig",
+    "network_spectrum",
 ]

@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from diffdyn.common import SolveConfig
 from diffdyn.common._helpers import atomic_write
 
-from ._model import RateRNN
+from ._model import STEP_SOLVE, RateRNN
 
 __all__ = [
     "CONNECTOME_FORMAT",
@@ -102,11 +103,11 @@ class Connectome:
         row_sum: float = 0.5,
         tol: float = 1e-6,
         activation: str = "tanh-positive",
-        dt: float = 0.1,
-        solver: str = "euler",
+        solve: SolveConfig = STEP_SOLVE,
     ) -> RateRNN:
         """A `RateRNN` with this connectome's signs and (balanced) weights; gains and
-        shifts shared per ``types``: ``"neurotransmitter"``, ``"cell-type"`` or ``"neuron"``."""
+        shifts shared per ``types``: ``"neurotransmitter"``, ``"cell-type"`` or ``"neuron"``;
+        ``solve`` is the network's fixed step (see `RateRNN`)."""
         if types == "neurotransmitter":
             cell_type = _compact(self.neurotransmitter)
         elif types == "cell-type":
@@ -129,8 +130,7 @@ class Connectome:
             weight=weight,
             cell_type=cell_type,
             activation=activation,
-            dt=dt,
-            solver=solver,
+            solve=solve,
         )
 
 

@@ -31,12 +31,15 @@ solver, adaptive included) over each $t_\mathrm{ons}$ interval.
 
 Derived quantities: `max_exponent`, `kaplan_yorke_dimension`,
 `entropy_rate` (Pesin: the sum of positive exponents bounds the Kolmogorov-Sinai
-entropy), and `convergence_diagnostics`.
+entropy), `convergence_diagnostics`, and all of them at once as `spectrum_summary`.
+
+The measurement settings of configs and commands are one `SpectrumConfig`.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +55,7 @@ from diffdyn.common import SolveConfig
 from ._qr import qr as _thin_qr
 
 __all__ = [
+    "SpectrumConfig",
     "LyapunovSpectrum",
     "AbstractTangentPropagator",
     "StepMapPropagator",
@@ -65,7 +69,70 @@ __all__ = [
     "entropy_rate",
     "running_exponents",
     "convergence_diagnostics",
+    "spectrum_summary",
 ]
+
+
+def _check_time(value: Any, name: str, *, zero: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"argument {name!r} must be a finite number {bound}; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumConfig:
+    """How a Lyapunov spectrum is measured (times in units of the membrane time constant).
+
+    Attributes:
+        n_exponents: how many exponents, the largest first (None: all N).
+        t_sim: the measured time over which the exponents are averaged (rounded up to whole
+            t_ons blocks).
+        t_ons: the time between two QR re-orthonormalisations (a multiple of the step dt0).
+        t_transient: the time the state runs before tangent vectors are propagated (a
+            multiple of dt0).
+        t_ons_transient: the time the tangent basis is propagated and re-orthonormalised
+            before exponents are accumulated (rounded up to whole t_ons blocks).
+    """
+
+    n_exponents: int | None = None
+    t_sim: float = 200.0
+    t_ons: float = 1.0
+    t_transient: float = 100.0
+    t_ons_transient: float = 10.0
+
+    def __post_init__(self) -> None:
+        k = self.n_exponents
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"argument 'n_exponents' must be an integer >= 1 or None; got {k!r}")
+        _check_time(self.t_sim, "t_sim", zero=False)
+        _check_time(self.t_ons, "t_ons", zero=False)
+        _check_time(self.t_transient, "t_transient", zero=True)
+        _check_time(self.t_ons_transient, "t_ons_transient", zero=True)
+
+    def measure(
+        self,
+        model: Any,
+        h0: Float[ArrayLike, " n"],
+        *,
+        key: PRNGKeyArray,
+        flow: SolveConfig | None = None,
+        checkpoint: bool = True,
+    ) -> LyapunovSpectrum:
+        """`lyapunov_spectrum` of ``model`` from ``h0`` with these settings (``flow`` and
+        ``checkpoint`` as there; ``checkpoint=False`` when nothing is differentiated)."""
+        return lyapunov_spectrum(
+            model,
+            h0,
+            key=key,
+            n_exponents=self.n_exponents,
+            t_sim=self.t_sim,
+            t_ons=self.t_ons,
+            t_transient=self.t_transient,
+            t_ons_transient=self.t_ons_transient,
+            flow=flow,
+            checkpoint=checkpoint,
+        )
 
 
 class LyapunovSpectrum(eqx.Module):
@@ -377,3 +444,21 @@ def convergence_diagnostics(result: LyapunovSpectrum, n_batches: int = 10) -> di
     running = running_exponents(result)
     drift = jnp.abs(running[-1] - running[max(0, b // 2 - 1)])
     return {"stderr": stderr, "drift": drift, "time": jnp.asarray(b * result.t_ons)}
+
+
+def spectrum_summary(result: LyapunovSpectrum) -> dict[str, float]:
+    r"""Scalar summaries of a measured spectrum: ``lambda_max``, ``kaplan_yorke_dimension``,
+    ``entropy_rate``, ``sum_exponents`` ($\sum_i\lambda_i$), ``n_exponents``,
+    ``stderr_lambda_max`` (the batch-means standard error of $\lambda_\max$, see
+    `convergence_diagnostics`) and ``measured_time``."""
+    lam = np.asarray(result.exponents)
+    diag = convergence_diagnostics(result)
+    return {
+        "lambda_max": float(lam.max()),
+        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(result.exponents)),
+        "entropy_rate": float(entropy_rate(result.exponents)),
+        "sum_exponents": float(lam.sum()),
+        "n_exponents": int(lam.size),
+        "stderr_lambda_max": float(np.asarray(diag["stderr"])[int(np.argmax(lam))]),
+        "measured_time": float(diag["time"]),
+    }

@@ -10,10 +10,11 @@ neuron) and a constant input $I$; $J = C \circ W$ is indexed ``J[post, pre]``.
 A random network has $J_{ij} \sim \mathcal N(0, g^2/N)$, $J_{ii} = 0$,
 $C = \operatorname{sign} J$, $W = |J|$ (Sompolinsky, Crisanti & Sommers 1988).
 
-Time is integrated by diffrax through `diffdyn.common`. `RateRNN.step` is one step
-of the model's fixed-step diffrax solver (default ``euler`` with ``dt = 0.1``, the setting of
-FlyStability (Koehn; edouardkoehn/FlyStability), i.e.
-$h_{n+1} = (1-\Delta t) h_n + \Delta t (J \phi(h_n) + I)$): exactly the map
+Time is integrated by diffrax through `diffdyn.common`. The model holds its solve settings
+once, as a fixed-step `SolveConfig` (default `STEP_SOLVE`: ``euler`` with ``dt0 = 0.1``,
+the setting of FlyStability (Koehn; edouardkoehn/FlyStability)). `RateRNN.step` is one step
+of that solver, for Euler
+$h_{n+1} = (1-\Delta t) h_n + \Delta t (J \phi(h_n) + I)$: exactly the map
 that `RateRNN.simulate` iterates, and the map whose Jacobian the Lyapunov code takes.
 """
 
@@ -33,7 +34,7 @@ from diffdyn.common import AbstractModel, SolveConfig, fixed_field, get_solver
 
 from ._activations import get_activation
 
-__all__ = ["RateRNN", "STEP_SOLVERS", "random_coupling"]
+__all__ = ["RateRNN", "STEP_SOLVERS", "STEP_SOLVE", "random_coupling"]
 
 #: Explicit solvers whose single fixed step is a closed-form map (usable by ``step``).
 STEP_SOLVERS: tuple[str, ...] = (
@@ -48,6 +49,45 @@ STEP_SOLVERS: tuple[str, ...] = (
     "dopri8",
 )
 """Fixed-step solvers a `RateRNN` can step with."""
+
+STEP_SOLVE = SolveConfig(solver="euler", dt0=0.1, adaptive=False)
+r"""The default solve of a `RateRNN`: Euler steps of $\Delta t = 0.1$ (FlyStability's setting)."""
+
+_TOLERANCES = (SolveConfig().rtol, SolveConfig().atol)
+
+
+def _check_solve(solve: Any) -> SolveConfig:
+    """``solve`` if it describes a fixed-step map (see `RateRNN`), else a clear error."""
+    if not isinstance(solve, SolveConfig):
+        raise TypeError(f"argument 'solve' must be a SolveConfig; got {type(solve).__name__}")
+    if solve.adaptive:
+        raise ValueError(
+            "argument 'solve' must have adaptive=False: a RateRNN steps with the fixed step "
+            "dt0 (measure continuous-time exponents with lyapunov_spectrum(..., flow=...))"
+        )
+    if solve.solver not in STEP_SOLVERS:
+        raise ValueError(
+            f"argument 'solve': the step map needs an explicit solver, one of "
+            f"{', '.join(STEP_SOLVERS)}; got solver {solve.solver!r}"
+        )
+    if solve.dt0 is None:
+        raise ValueError("argument 'solve' must set dt0, the fixed step of the map; got None")
+    if (solve.rtol, solve.atol) != _TOLERANCES:
+        raise ValueError(
+            "argument 'solve': the fixed step of an explicit solver has no tolerances; leave "
+            f"rtol and atol at their defaults {_TOLERANCES}; got ({solve.rtol}, {solve.atol})"
+        )
+    return solve
+
+
+def refuse_solve_settings(solve: SolveConfig, names: tuple[str, ...], reason: str) -> None:
+    """A ``ValueError`` if any of the ``solve`` fields ``names`` differs from its default:
+    a workflow that does not use a setting refuses it instead of ignoring it."""
+    default = SolveConfig()
+    given = [name for name in names if getattr(solve, name) != getattr(default, name)]
+    if given:
+        names_text = " and ".join(f"solve.{name}" for name in given)
+        raise ValueError(f"{names_text} does not apply ({reason}); leave it at its default")
 
 
 def random_coupling(n: int, g: float, key: PRNGKeyArray) -> Float[Array, "n n"]:
@@ -82,20 +122,26 @@ class RateRNN(AbstractModel):
         activation: a name from `ACTIVATIONS`.
         n_types: number of cell types sharing a gain and a shift; ``None``: one per neuron.
             Neuron ``i`` has type ``i % n_types`` until `from_coupling` sets real types.
-        dt: the fixed step of `step` and the default step of `simulate`.
-        solver: the fixed-step diffrax solver of `step` (one of `STEP_SOLVERS`).
+        solve: how the network is stepped: a fixed-step `SolveConfig` (``adaptive=False``)
+            with an explicit solver from `STEP_SOLVERS` and the step ``dt0``, used by `step`
+            and by `simulate`. Its ``rtol`` and ``atol`` do not apply and must stay at their
+            defaults; ``adjoint`` and ``max_steps`` apply to `simulate`.
         key: PRNG key of the random coupling.
 
     Trainable leaves: ``weight`` ($W$), ``gain``, ``shift``. Fixed: ``sign``
-    ($C$), ``bias`` ($I$); ``cell_type`` is an integer array.
+    ($C$) and ``bias`` ($I$), read through ``jax.lax.stop_gradient`` so that no training
+    loop changes them; ``cell_type`` is an integer array.
+
+    Why a fixed-step `SolveConfig`: the step map $F$ is part of the model's definition (the
+    Lyapunov exponents measured by `lyapunov_spectrum` are those of $F$), so the solver and
+    the step are stored with the model and saved with it.
     """
 
     n: int = eqx.field(static=True)
     g: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     n_types: int | None = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    solver: str = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     weight: Float[Array, "n n"]
     sign: Float[Array, "n n"] = fixed_field()
@@ -111,8 +157,7 @@ class RateRNN(AbstractModel):
         g: float = 1.0,
         activation: str = "tanh",
         n_types: int | None = None,
-        dt: float = 0.1,
-        solver: str = "euler",
+        solve: SolveConfig = STEP_SOLVE,
         key: PRNGKeyArray,
     ):
         n = _check_positive_int(n, "n")
@@ -122,12 +167,8 @@ class RateRNN(AbstractModel):
             n_types = _check_positive_int(n_types, "n_types")
             if n_types > n:
                 raise ValueError(f"argument 'n_types' must be <= n = {n}; got {n_types}")
-        dt = _check_real(dt, "dt", positive=True)
-        if not isinstance(solver, str) or solver.lower() not in STEP_SOLVERS:
-            known = ", ".join(STEP_SOLVERS)
-            raise ValueError(f"argument 'solver' must be one of {known}; got {solver!r}")
         self.n, self.g, self.activation = n, g, activation
-        self.n_types, self.dt, self.solver = n_types, dt, solver.lower()
+        self.n_types, self.solve = n_types, _check_solve(solve)
         j = random_coupling(n, g, key)
         self.sign = jnp.sign(j)
         self.weight = jnp.abs(j)
@@ -136,6 +177,22 @@ class RateRNN(AbstractModel):
         self.gain = jnp.ones(k, j.dtype)
         self.shift = jnp.zeros(k, j.dtype)
         self.cell_type = jnp.arange(n, dtype=jnp.int32) % k
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """Files of diffdyn 0.1.0 stored the step as flat ``dt`` and ``solver`` arguments;
+        they become ``solve = SolveConfig(solver, dt0=dt, adaptive=False)``."""
+        hyperparameters = dict(hyperparameters)
+        if "solve" not in hyperparameters and {"dt", "solver"} & set(hyperparameters):
+            dt = hyperparameters.pop("dt", STEP_SOLVE.dt0)
+            solver = hyperparameters.pop("solver", STEP_SOLVE.solver)
+            hyperparameters["solve"] = SolveConfig(solver=solver, dt0=dt, adaptive=False)
+        return hyperparameters
+
+    @property
+    def dt(self) -> float:
+        r"""The fixed step $\Delta t$ of `step` (``solve.dt0``)."""
+        return float(self.solve.dt0)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -150,13 +207,12 @@ class RateRNN(AbstractModel):
         shift: Real[ArrayLike, " k"] | None = None,
         bias: Real[ArrayLike, " n"] | None = None,
         activation: str = "tanh",
-        dt: float = 0.1,
-        solver: str = "euler",
+        solve: SolveConfig = STEP_SOLVE,
     ) -> RateRNN:
         r"""A network with a given $J = C\circ W$ (``coupling``, split into
         $C=\operatorname{sign}J$, $W=|J|$) or given ``sign`` and ``weight``;
         ``cell_type`` holds type indices ``0..K-1`` (default: one type per neuron). The
-        diagonal is removed (no self-connections)."""
+        diagonal is removed (no self-connections); ``solve`` is as in `RateRNN`."""
         if coupling is not None:
             if sign is not None or weight is not None:
                 raise ValueError("give either 'coupling' or 'sign' and 'weight', not both")
@@ -191,9 +247,7 @@ class RateRNN(AbstractModel):
                 raise ValueError("argument 'cell_type' must hold indices >= 0")
             n_types = int(types.max()) + 1
         k = n if n_types is None else n_types
-        model = cls(
-            n, activation=activation, n_types=n_types, dt=dt, solver=solver, key=jax.random.key(0)
-        )
+        model = cls(n, activation=activation, n_types=n_types, solve=solve, key=jax.random.key(0))
         dtype = model.weight.dtype
 
         def vec(x: Any, size: int, default: float, name: str) -> Array:
@@ -220,8 +274,8 @@ class RateRNN(AbstractModel):
     # ------------------------------------------------------------------ dynamics
     @property
     def coupling(self) -> Float[Array, "n n"]:
-        r"""$J = C \circ W$, indexed ``[post, pre]``."""
-        return self.sign * self.weight
+        r"""$J = C \circ W$, indexed ``[post, pre]`` (no gradient flows into $C$)."""
+        return jax.lax.stop_gradient(self.sign) * self.weight
 
     def rate(self, h: Float[Array, " n"]) -> Float[Array, " n"]:
         r"""$\phi_i(h_i)$ with the gain and shift of neuron ``i``'s type."""
@@ -230,12 +284,12 @@ class RateRNN(AbstractModel):
 
     def __call__(self, t: Any, h: Float[Array, " n"], args: Any = None) -> Float[Array, " n"]:
         r"""The vector field $f(h) = -h + J\phi(h) + I$ (diffrax signature)."""
-        return -h + self.coupling @ self.rate(h) + self.bias
+        return -h + self.coupling @ self.rate(h) + jax.lax.stop_gradient(self.bias)
 
     def step(self, h: Float[Array, " n"], t: Real[ArrayLike, ""] = 0.0) -> Float[Array, " n"]:
         """One ``dt`` step of the model's diffrax solver: the exact map iterated by
         `simulate` with a fixed step (the system is autonomous, so ``t`` is a label)."""
-        solver = get_solver(self.solver)
+        solver = get_solver(self.solve.solver)
         term = diffrax.ODETerm(self)
         t0 = jnp.asarray(t, h.dtype)
         t1 = t0 + self.dt
@@ -255,7 +309,7 @@ class RateRNN(AbstractModel):
         r, rate_tangent = jax.linearize(self.rate, h)
         rq = jax.vmap(rate_tangent, in_axes=1, out_axes=1)(q)
         x = self.coupling @ jnp.concatenate([r[:, None], rq], axis=1)
-        return -h + x[:, 0] + self.bias, -q + x[:, 1:]
+        return -h + x[:, 0] + jax.lax.stop_gradient(self.bias), -q + x[:, 1:]
 
     def variational_step(
         self, h: Float[Array, " n"], q: Float[Array, "n k"], t: Real[ArrayLike, ""] = 0.0
@@ -267,7 +321,7 @@ class RateRNN(AbstractModel):
         its variational equation is the RK step together with its derivative), up to
         rounding; `lyapunov_spectrum` uses it instead of
         ``jax.linearize(step)``."""
-        solver = get_solver(self.solver)
+        solver = get_solver(self.solve.solver)
         term = diffrax.ODETerm(self.variational_field)
         t0 = jnp.asarray(t, h.dtype)
         t1 = t0 + self.dt
@@ -284,17 +338,11 @@ class RateRNN(AbstractModel):
     ) -> Float[Array, "T n"]:
         """Integrate from ``h(ts[0]) = h0`` and return ``h`` at ``ts`` (``[T, N]``).
 
-        ``solve`` defaults to the model's solver with the fixed step ``dt``; pass e.g.
-        ``SolveConfig(solver="tsit5")`` for an adaptive solve."""
+        ``solve`` defaults to the model's own fixed-step solve (its ``max_steps`` bounds the
+        number of steps); pass e.g. ``SolveConfig(solver="tsit5")`` for an adaptive solve."""
         h0 = self.check_state(h0, "h0")
         if solve is None:
-            steps = 4096  # traced ts: diffrax's default bound
-            if not isinstance(ts, jax.core.Tracer) and np.size(ts):
-                ts_np = np.asarray(ts, dtype=float)
-                steps = math.ceil((ts_np[-1] - ts_np[0]) / self.dt - 1e-9) + 1
-            solve = SolveConfig(
-                solver=self.solver, dt0=self.dt, adaptive=False, max_steps=max(steps, 2)
-            )
+            solve = self.solve
         elif not isinstance(solve, SolveConfig):
             raise TypeError(f"argument 'solve' must be a SolveConfig; got {type(solve).__name__}")
         return solve.solve(self, h0, jnp.asarray(ts, h0.dtype))

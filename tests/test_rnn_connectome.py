@@ -1,4 +1,5 @@
-"""Connectome folders: orientation, Dale's law, Sinkhorn E/I balance, the plain-pickle reader."""
+"""Connectome folders: orientation, Dale's law, Sinkhorn E/I balance, the plain-pickle reader,
+and the network config that builds random or connectome networks."""
 
 import os
 import pickle
@@ -7,7 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from diffdyn.common import SolveConfig
 from diffdyn.rnn import (
+    NetworkConfig,
+    RateRNN,
     load_connectome,
     name_map_to_index,
     read_plain_pickle,
@@ -87,6 +91,24 @@ def test_to_rnn_types(folder):
         np.testing.assert_array_equal(np.asarray(m2.coupling), conn.sign_matrix() * conn.weight)
         with pytest.raises(ValueError, match="'types'"):
             conn.to_rnn(types="region")
+
+
+def test_network_config_builds_the_connectome_or_a_random_network(folder):
+    with jax.enable_x64(True):
+        solve = SolveConfig(solver="heun", dt0=0.05, adaptive=False)
+        cfg = NetworkConfig(connectome=folder[0], activation="tanh-positive", types="cell-type")
+        m = cfg.build(solve, key=jax.random.key(0))
+        ref = load_connectome(folder[0]).to_rnn(types="cell-type", solve=solve)
+        assert m.solve == solve and m.hyperparameters() == ref.hyperparameters()
+        for name in ("weight", "sign", "cell_type", "gain"):
+            np.testing.assert_array_equal(getattr(m, name), getattr(ref, name))
+        random = NetworkConfig(n=12, g=1.5, n_types=3).build(solve, key=jax.random.key(1))
+        same = RateRNN(12, g=1.5, n_types=3, solve=solve, key=jax.random.key(1))
+        np.testing.assert_array_equal(random.coupling, same.coupling)
+        with pytest.raises(ValueError, match="'g'"):  # a connectome has its own weights
+            NetworkConfig(connectome=folder[0], g=3.0)
+        with pytest.raises(ValueError, match="'types'"):  # a random network has no such types
+            NetworkConfig(types="neuron")
 
 
 def test_unknown_transmitter_and_bad_files(tmp_path):

@@ -1,6 +1,6 @@
 """Lyapunov spectra: exact linear spectra, the sum rule, twin simulations, tangent maps by
 finite differences, the fused variational step against jax.linearize, gradients, derived
-quantities."""
+quantities and their summary, the spectrum config."""
 
 import diffrax
 import equinox as eqx
@@ -13,6 +13,7 @@ from diffdyn.common import SolveConfig, get_solver
 from diffdyn.rnn import (
     STEP_SOLVERS,
     RateRNN,
+    SpectrumConfig,
     StepMapPropagator,
     benettin,
     convergence_diagnostics,
@@ -20,14 +21,19 @@ from diffdyn.rnn import (
     kaplan_yorke_dimension,
     lyapunov_spectrum,
     random_basis,
+    spectrum_summary,
 )
+
+
+def _fixed_step(solver, dt):
+    return SolveConfig(solver=solver, dt0=dt, adaptive=False)
 
 
 def _linear(n, seed, symmetric, dt=0.1):
     j = np.asarray(RateRNN(n, g=1.4, key=jax.random.key(seed)).coupling, dtype=np.float64)
     if symmetric:
         j = (j + j.T) / 2
-    return RateRNN.from_coupling(j, activation="identity", dt=dt), j
+    return RateRNN.from_coupling(j, activation="identity", solve=_fixed_step("euler", dt)), j
 
 
 def _step_map_exponents(j, dt):
@@ -123,7 +129,7 @@ def test_sum_of_exponents_is_time_average_log_det(nonlinear):
 def _forward_mode_step(model):
     """model.step with a solver whose stage loop supports jax.jvp (diffrax's default
     checkpointed loop for multi-stage solvers does not)."""
-    solver = get_solver(model.solver)
+    solver = get_solver(model.solve.solver)
     if hasattr(solver, "scan_kind"):
         solver = type(solver)(scan_kind="lax")
     term = diffrax.ODETerm(model)
@@ -139,7 +145,12 @@ def _forward_mode_step(model):
 def test_variational_step_is_step_and_its_derivative(solver):
     with jax.enable_x64(True):
         m = RateRNN(
-            9, g=2.5, activation="tanh-positive", n_types=3, solver=solver, key=jax.random.key(1)
+            9,
+            g=2.5,
+            activation="tanh-positive",
+            n_types=3,
+            solve=_fixed_step(solver, 0.1),
+            key=jax.random.key(1),
         )
         m = eqx.tree_at(lambda m: m.bias, m, jnp.linspace(-0.3, 0.3, 9))
         h = jax.random.normal(jax.random.key(2), (9,))
@@ -177,7 +188,7 @@ def test_multistage_solver_spectrum_of_linear_network():
     with jax.enable_x64(True):
         j = np.asarray(RateRNN(6, g=1.4, key=jax.random.key(0)).coupling, dtype=np.float64)
         j = (j + j.T) / 2
-        model = RateRNN.from_coupling(j, activation="identity", dt=0.1, solver="rk4")
+        model = RateRNN.from_coupling(j, activation="identity", solve=_fixed_step("rk4", 0.1))
         res = eqx.filter_jit(
             lambda m, h: lyapunov_spectrum(
                 m,
@@ -337,3 +348,38 @@ def test_bad_arguments():
         lyapunov_spectrum(m, h, key=jax.random.key(0), t_ons=0.15)
     with pytest.raises(ValueError, match="'h0'"):
         lyapunov_spectrum(m, jnp.zeros(3), key=jax.random.key(0))
+
+
+def test_spectrum_config_measures_as_lyapunov_spectrum_and_summary_matches():
+    with jax.enable_x64(True):
+        model, j = _linear(5, 2, True)
+        cfg = SpectrumConfig(n_exponents=3, t_sim=200.0, t_transient=0.0, t_ons_transient=100.0)
+        res = eqx.filter_jit(lambda m, h: cfg.measure(m, h, key=jax.random.key(1)))(
+            model, jnp.full(5, 0.1)
+        )
+        exact = _step_map_exponents(j, model.dt)[:3]
+        np.testing.assert_allclose(np.sort(res.exponents)[::-1], exact, atol=1e-9)
+        summary = spectrum_summary(res)
+        np.testing.assert_allclose(summary["lambda_max"], exact[0], atol=1e-9)
+        np.testing.assert_allclose(summary["sum_exponents"], exact.sum(), atol=1e-8)
+        np.testing.assert_allclose(
+            summary["kaplan_yorke_dimension"], float(kaplan_yorke_dimension(jnp.asarray(exact)))
+        )
+        np.testing.assert_allclose(summary["entropy_rate"], np.maximum(exact, 0).sum(), atol=1e-9)
+        assert summary["n_exponents"] == 3 and summary["measured_time"] == 200.0
+        assert summary["stderr_lambda_max"] < 1e-9  # a symmetric linear network: aligned
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_exponents": 0}, "'n_exponents'"),
+        ({"t_sim": 0.0}, "'t_sim'"),
+        ({"t_ons": -1.0}, "'t_ons'"),
+        ({"t_transient": float("nan")}, "'t_transient'"),
+        ({"t_ons_transient": -1.0}, "'t_ons_transient'"),
+    ],
+)
+def test_spectrum_config_refuses_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SpectrumConfig(**kwargs)

@@ -1,14 +1,20 @@
-"""RateRNN: activations, the exact step map, diffrax parity, save/load, input checks."""
+"""RateRNN: activations, the exact step map, diffrax parity, save/load, fixed arrays, input
+checks."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.linalg
 
 from diffdyn.common import SolveConfig
-from diffdyn.rnn import RateRNN, get_activation
+from diffdyn.rnn import STEP_SOLVE, RateRNN, get_activation
+
+
+def _fixed_step(solver, dt):
+    return SolveConfig(solver=solver, dt0=dt, adaptive=False)
 
 
 def test_activation_values_and_slopes():
@@ -86,7 +92,7 @@ def test_rk4_step_is_fourth_order():
         errs = []
         for dt in (0.2, 0.1):
             m = RateRNN.from_coupling(
-                np.asarray(base.coupling), activation="identity", dt=dt, solver="rk4"
+                np.asarray(base.coupling), activation="identity", solve=_fixed_step("rk4", dt)
             )
             errs.append(
                 np.abs(eqx.filter_jit(m.step)(h) - scipy.linalg.expm(a * dt) @ np.ones(5)).max()
@@ -101,12 +107,27 @@ def test_save_load_roundtrip(tmp_path):
         cell_type=np.array([0, 1, 0, 1, 1]),
         gain=[2.0, 3.0],
         activation="tanh-stretched",
+        solve=_fixed_step("rk4", 0.05),
     )
     path = m.save(tmp_path / "m.eqx")
     back = RateRNN.load(path)
     assert back.hyperparameters() == m.hyperparameters()
+    assert back.solve == m.solve and back.dt == 0.05
     for name in ("weight", "sign", "gain", "shift", "cell_type", "bias"):
         np.testing.assert_array_equal(getattr(back, name), getattr(m, name))
+
+
+def test_files_of_0_1_0_keep_their_step():
+    # 0.1.0 recorded the step as flat dt and solver arguments
+    old = {"n": 6, "g": 1.5, "activation": "tanh", "n_types": None, "dt": 0.05, "solver": "heun"}
+    new = RateRNN.upgrade_hyperparameters(old, version="0.1.0")
+    kept = {k: old[k] for k in ("n", "g", "activation", "n_types")}
+    assert new == {**kept, "solve": _fixed_step("heun", 0.05)}
+    m = RateRNN(**new, key=jax.random.key(0))
+    assert m.dt == 0.05 and m.solve.solver == "heun"
+    assert RateRNN.upgrade_hyperparameters(m.hyperparameters(), version="0.1.0") == (
+        m.hyperparameters()
+    )
 
 
 def test_trainable_leaves():
@@ -114,19 +135,62 @@ def test_trainable_leaves():
     assert m.num_parameters() == 16 + 2 + 2  # weight, gain, shift; sign/bias fixed
 
 
+def test_sign_and_bias_stay_fixed_under_a_plain_training_loop():
+    """A plain filter_grad + adam loop over every floating leaf (not the common Trainer)
+    changes the weights but not the sign matrix nor the bias: both are read through
+    stop_gradient, so their gradient is exactly zero."""
+    m = RateRNN.from_coupling(
+        np.asarray(RateRNN(6, g=2.0, key=jax.random.key(0)).coupling),
+        bias=np.linspace(-0.3, 0.3, 6),
+        activation="tanh-stretched",
+    )
+    h0 = jnp.linspace(-1.0, 1.0, 6)
+    loss = lambda model: jnp.sum(jnp.square(model.simulate(h0, jnp.array([0.0, 1.0]))[-1]))
+    params, static = eqx.partition(m, eqx.is_inexact_array)  # sign and bias included
+    grads = eqx.filter_grad(lambda p: loss(eqx.combine(p, static)))(params)
+    assert not np.any(np.asarray(grads.sign)) and not np.any(np.asarray(grads.bias))
+    opt = optax.adam(0.1)
+    state = opt.init(params)
+    for _ in range(3):
+        grads = eqx.filter_grad(lambda p: loss(eqx.combine(p, static)))(params)
+        updates, state = opt.update(grads, state, params)
+        params = eqx.apply_updates(params, updates)
+    trained = eqx.combine(params, static)
+    np.testing.assert_array_equal(trained.sign, m.sign)
+    np.testing.assert_array_equal(trained.bias, m.bias)
+    assert np.abs(np.asarray(trained.weight - m.weight)).max() > 0.1
+    assert np.abs(np.asarray(trained.gain - m.gain)).max() > 0.1
+
+
+def test_simulate_honours_the_models_max_steps():
+    solve = SolveConfig(solver="euler", dt0=0.1, adaptive=False, max_steps=10)
+    m = RateRNN(3, solve=solve, key=jax.random.key(0))
+    assert m.simulate(jnp.ones(3), jnp.array([0.0, 1.0])).shape == (2, 3)
+    with pytest.raises(ValueError, match="max_steps"):
+        m.simulate(jnp.ones(3), jnp.array([0.0, 2.0]))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"n": 0}, "'n'"),
         ({"n": 3, "activation": "relu"}, "activation"),
-        ({"n": 3, "solver": "kvaerno5"}, "'solver'"),
-        ({"n": 3, "dt": -0.1}, "'dt'"),
+        ({"n": 3, "solve": _fixed_step("kvaerno5", 0.1)}, "explicit solver"),
+        ({"n": 3, "solve": SolveConfig(solver="tsit5")}, "adaptive=False"),
+        ({"n": 3, "solve": SolveConfig(solver="euler", adaptive=False)}, "dt0"),
+        (
+            {"n": 3, "solve": SolveConfig(solver="rk4", dt0=0.1, adaptive=False, rtol=1e-3)},
+            "tolerances",
+        ),
         ({"n": 3, "n_types": 4}, "'n_types'"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RateRNN(**kwargs, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="SolveConfig"):
+        RateRNN(3, solve="euler", key=jax.random.key(0))
+    assert RateRNN(3, key=jax.random.key(0)).solve == STEP_SOLVE
 
 
 def test_bad_state_and_coupling():

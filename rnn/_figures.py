@@ -1,0 +1,102 @@
+r"""Figures of the rnn workflows: a spectrum and its convergence, the transition to chaos, and
+the spectra before and after training. Each function draws one figure (titled panels, labelled
+axes, a legend for every series), saves it to ``path`` and returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffdyn.common import figure, save_figure
+
+from ._lyapunov import LyapunovSpectrum, running_exponents
+
+__all__ = ["plot_spectrum", "plot_convergence", "plot_sweep", "plot_training_spectra"]
+
+
+def plot_spectrum(
+    exponents: Any, path: str | os.PathLike, title: str = "Lyapunov spectrum"
+) -> Path:
+    r"""The exponents sorted decreasingly, $\lambda_i$ against $i$, with the zero line."""
+    lam = np.sort(np.asarray(exponents))[::-1]
+    fig, ax = figure(figsize=(6, 4))
+    ax.plot(np.arange(1, lam.size + 1), lam, ".-", label=r"$\lambda_i$")
+    ax.axhline(0.0, color="k", lw=0.8, label="0")
+    ax.set_xlabel("index i")
+    ax.set_ylabel(r"$\lambda_i$")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_convergence(
+    result: LyapunovSpectrum, path: str | os.PathLike, title: str = "Convergence"
+) -> Path:
+    """The running estimate of a few exponents (the first three, the middle one and the last)
+    against the measured time."""
+    running = np.asarray(running_exponents(result))
+    k = running.shape[1]
+    times = (np.arange(running.shape[0]) + 1) * result.t_ons
+    order = np.argsort(np.asarray(result.exponents))[::-1]  # the largest first
+    shown = sorted({0, 1, 2, k // 2, k - 1} & set(range(k)))
+    fig, ax = figure(figsize=(6, 4))
+    for rank in shown:
+        ax.plot(times, running[:, order[rank]], label=rf"$\lambda_{{{rank + 1}}}$")
+    ax.set_xlabel("measured time")
+    ax.set_ylabel("running estimate")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_sweep(
+    result: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Transition to chaos"
+) -> Path:
+    r"""A `chaos_sweep`: $\lambda_\max$ (and, with more than one exponent, the Kaplan-Yorke
+    dimension) against $g$, every network as a dot and the median as a line."""
+    g = np.asarray(result["g"])
+    two = np.asarray(result["exponents"]).shape[-1] > 1
+    fig, axes = figure(1, 2 if two else 1, figsize=(10 if two else 5.5, 4))
+    axes = np.atleast_1d(axes)
+    panels = [("lambda_max", r"$\lambda_{\max}$", r"largest exponent $\lambda_{\max}$")]
+    if two:
+        panels.append(("dimension", "$D_{KY}$", "Kaplan-Yorke dimension"))
+    for ax, (name, ylabel, panel) in zip(axes, panels, strict=False):
+        values = np.asarray(result[name])
+        for s in range(values.shape[1]):
+            label = "networks" if s == 0 else None
+            ax.plot(g, values[:, s], "o", color="tab:blue", alpha=0.4, ms=4, label=label)
+        ax.plot(g, np.median(values, axis=1), "-", color="tab:red", label="median")
+        if name == "lambda_max":
+            ax.axhline(0.0, color="k", lw=0.8, label=r"$\lambda = 0$")
+            ax.axvline(1.0, color="gray", ls="--", lw=0.8, label="g = 1")
+        ax.set_xlabel("g")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}: {panel}" if title else panel)
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_training_spectra(
+    before: Any,
+    after: Any,
+    target: Any,
+    path: str | os.PathLike,
+    title: str = "Spectrum before and after training",
+) -> Path:
+    r"""The exponents $\lambda_i$ (sorted decreasingly) before and after training, and the
+    target."""
+    fig, ax = figure(figsize=(6, 4))
+    index = np.arange(1, np.size(before) + 1)
+    ax.plot(index, np.sort(np.asarray(before))[::-1], ".-", label="before")
+    ax.plot(index, np.sort(np.asarray(after))[::-1], ".-", label="after")
+    ax.plot(index, np.sort(np.asarray(target))[::-1], "k--", label="target")
+    ax.set_xlabel("index i")
+    ax.set_ylabel(r"$\lambda_i$")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)
