@@ -22,12 +22,19 @@ import time
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from diffdyn.common import ArrayAugmenter, TrainConfig, Trainer
-from diffdyn.common.neural_de import CNF, MLPField, NeuralODE, TimeMLPField, gaussian_mixture, moons
+from diffdyn.common import OptimConfig, SolveConfig, TrainConfig, Trainer
+from diffdyn.common.neural_de import (
+    CNF,
+    ClassificationTask,
+    DensityTask,
+    MLPField,
+    NeuralODE,
+    TimeMLPField,
+    gaussian_mixture,
+    moons,
+)
 
 
 def emit(**row):
@@ -43,27 +50,10 @@ class Classifier(eqx.Module):
         return self.readout(self.node.final(x, 0.0, 1.0))
 
 
-class Density(eqx.Module):
-    cnf: CNF
-
-    def log_prob(self, x, key=None):
-        return self.cnf.log_prob(x, key)
-
-
-def xent(model, batch, key):
-    x, y = batch
-    return optax.softmax_cross_entropy_with_integer_labels(jax.vmap(model)(x), y).mean()
-
-
-def nll(model, batch, key):
-    return -jnp.mean(jax.vmap(model.log_prob)(batch[0]))
-
-
-def jax_epoch(model, loss, data, n, batch):
+def jax_epoch(model, task, data, n):
     trainer = Trainer(
-        loss,
-        optax.adam(1e-2),
-        ArrayAugmenter(batch),
+        task,
+        OptimConfig(learning_rate=1e-2),
         config=TrainConfig(steps=1, progress=False, track_best=False),
     )
     state, static = trainer.init_state(model, data, jax.random.key(0))
@@ -72,7 +62,7 @@ def jax_epoch(model, loss, data, n, batch):
     state, m = step(state)
     jax.block_until_ready(m["loss"])
     compile_s = time.perf_counter() - t
-    steps = n // batch
+    steps = n // task.batch_size
     t = time.perf_counter()
     for _ in range(steps):
         state, m = step(state)
@@ -188,22 +178,20 @@ def main():
     args = p.parse_args()
     sizes = dict(n=args.n, batch=args.batch, rtol=args.rtol, atol=args.atol)
 
+    def solve(solver):
+        return SolveConfig(solver=solver, rtol=args.rtol, atol=args.atol, max_steps=256)
+
     if args.only in (None, "node"):
         x, y = moons(jax.random.key(0), args.n, noise=0.1)
         times = {}
         for solver in ("tsit5", "dopri5"):
             k1, k2 = jax.random.split(jax.random.key(1))
             model = Classifier(
-                NeuralODE(
-                    MLPField(2, args.width, 2, key=k1),
-                    solver=solver,
-                    rtol=args.rtol,
-                    atol=args.atol,
-                    max_steps=256,
-                ),
+                NeuralODE(MLPField(2, args.width, 2, key=k1), solve=solve(solver)),
                 eqx.nn.Linear(2, 2, key=k2),
             )
-            sec, comp, loss = jax_epoch(model, xent, (x, y), args.n, args.batch)
+            task = ClassificationTask(batch_size=args.batch)
+            sec, comp, loss = jax_epoch(model, task, (x, y), args.n)
             times[solver] = sec
             emit(
                 benchmark="node_moons_epoch",
@@ -237,10 +225,9 @@ def main():
         field = TimeMLPField(2, args.cnf_width, 2, key=jax.random.key(2))
         times = {}
         for solver in ("tsit5", "dopri5"):
-            model = Density(
-                CNF(field, 2, solver=solver, rtol=args.rtol, atol=args.atol, max_steps=256)
-            )
-            sec, comp, loss = jax_epoch(model, nll, (x,), args.n, args.batch)
+            model = CNF(field, 2, solve=solve(solver))
+            task = DensityTask(batch_size=args.batch)
+            sec, comp, loss = jax_epoch(model, task, x, args.n)
             times[solver] = sec
             emit(
                 benchmark="cnf_density_epoch",

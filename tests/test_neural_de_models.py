@@ -10,9 +10,11 @@ import numpy as np
 import optax
 import pytest
 
-from diffdyn.common import SolveConfig, TrainConfig, Trainer
+from diffdyn.common import OptimConfig, SolveConfig, TrainConfig, Trainer
 from diffdyn.common.neural_de import (
     CNF,
+    DensityCNF,
+    DensityTask,
     GradientFlowField,
     GraphODEField,
     HamiltonianField,
@@ -22,6 +24,7 @@ from diffdyn.common.neural_de import (
     NeuralODE,
     NeuralSDE,
     ScalarMLP,
+    SDESolveConfig,
     cde_solve,
     circles,
     crossing,
@@ -33,6 +36,10 @@ from diffdyn.common.neural_de import (
     spirals,
     standard_normal_log_prob,
 )
+
+
+def tight(rtol=1e-8, atol=1e-10, **kw):
+    return SolveConfig(rtol=rtol, atol=atol, **kw)
 
 
 def pendulum_energy(y):
@@ -54,9 +61,7 @@ def test_hamiltonian_lagrangian_and_gradient_flow_fields_from_known_functions():
     # gradient flow of E = |y - c|^2 / 2 is y' = c - y: E decays as exp(-2t)
     c = jnp.array([1.0, 2.0])
     energy = lambda s: 0.5 * jnp.sum((s - c) ** 2)
-    ys = NeuralODE(GradientFlowField(energy), rtol=1e-8, atol=1e-10)(
-        jnp.zeros(2), jnp.linspace(0, 2, 5)
-    )
+    ys = NeuralODE(GradientFlowField(energy), solve=tight())(jnp.zeros(2), jnp.linspace(0, 2, 5))
     np.testing.assert_allclose(
         jax.vmap(energy)(ys), energy(jnp.zeros(2)) * jnp.exp(-2 * jnp.linspace(0, 2, 5)), rtol=1e-5
     )
@@ -77,7 +82,7 @@ def test_hnn_conserves_pendulum_energy_far_better_than_an_mlp():
     def fit(field):
         trainer = Trainer(
             loss,
-            optax.adam(3e-3),
+            OptimConfig(learning_rate=3e-3),
             config=TrainConfig(steps=1500, log_every=1500, progress=False, track_best=False),
         )
         return trainer.fit(field, (states, targets), jax.random.key(1)).model
@@ -89,7 +94,7 @@ def test_hnn_conserves_pendulum_energy_far_better_than_an_mlp():
     y0 = jnp.array([1.0, 0.0])
 
     def drift(field):
-        ys = NeuralODE(field, rtol=1e-7, atol=1e-9, max_steps=100_000)(y0, ts)
+        ys = NeuralODE(field, solve=tight(1e-7, 1e-9, max_steps=100_000))(y0, ts)
         return float(jnp.max(jnp.abs(jax.vmap(pendulum_energy)(ys) - pendulum_energy(y0))))
 
     hnn_drift, mlp_drift = drift(hnn), drift(mlp)
@@ -111,7 +116,7 @@ A = jnp.array([[-0.5, 0.8], [0.3, 0.2]])
 
 
 def test_linear_cnf_log_density_is_the_exact_change_of_variables():
-    cnf = CNF(LinearField(A), 2, t1=1.5, rtol=1e-8, atol=1e-10)
+    cnf = CNF(LinearField(A), 2, t1=1.5, solve=tight())
     x = jnp.array([[0.3, -1.2], [2.0, 0.5], [0.0, 0.0]])
     exact = jax.vmap(lambda v: standard_normal_log_prob(jsl.expm(1.5 * A) @ v))(
         x
@@ -122,8 +127,36 @@ def test_linear_cnf_log_density_is_the_exact_change_of_variables():
     np.testing.assert_allclose(logp, cnf.log_prob(sample), rtol=1e-5)
 
 
+def test_density_task_is_the_negative_log_likelihood():
+    # a zero field leaves the points where they are: log p(x) = log N(x; 0, I)
+    cnf = CNF(lambda t, z, a: jnp.zeros_like(z), 2, solve=tight())
+    x = jnp.array([[0.3, -1.2], [2.0, 0.5], [0.0, 0.0], [1.0, 1.0]])
+    exact = np.mean(0.5 * np.sum(np.asarray(x) ** 2, -1) + math.log(2 * math.pi))
+    task = DensityTask(x[:2], batch_size=3)
+    np.testing.assert_allclose(
+        eqx.filter_jit(task.loss)(cnf, x, jax.random.key(0)), exact, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        task.evaluate(cnf, None)["loss"],
+        np.mean(0.5 * np.sum(x[:2] ** 2, -1)) + math.log(2 * math.pi),
+        rtol=1e-6,
+    )
+    assert task.validates and task.draws and task.augmenter().batch_size == 3
+    assert not DensityTask().validates
+    with pytest.raises(ValueError, match="samples"):
+        DensityTask(jnp.ones(3))
+
+
+def test_density_cnf_takes_one_solve_config():
+    solve = SolveConfig(solver="dopri5", rtol=1e-4, atol=1e-6, max_steps=128)
+    model = DensityCNF(2, 8, 1, trace="hutchinson", solve=solve, key=jax.random.key(0))
+    assert model.solve == model.cnf.solve == solve
+    with pytest.raises(TypeError, match="SolveConfig"):
+        DensityCNF(2, 8, 1, solve={"solver": "tsit5"}, key=jax.random.key(0))
+
+
 def test_hutchinson_trace_is_unbiased():
-    cnf = CNF(LinearField(A), 2, trace="hutchinson", rtol=1e-6, atol=1e-8)
+    cnf = CNF(LinearField(A), 2, trace="hutchinson", solve=tight(1e-6, 1e-8))
     x = jnp.array([0.3, -1.2])
     exact = standard_normal_log_prob(jsl.expm(A) @ x) + jnp.trace(A)
     keys = jax.random.split(jax.random.key(0), 2000)
@@ -148,8 +181,7 @@ def test_geometric_brownian_motion_mean_and_variance(sde_type, solver, shift):
         lambda t, y, a: sigma * y,
         1,
         sde_type=sde_type,
-        solver=solver,
-        dt0=0.01,
+        solve=SDESolveConfig(solver=solver, dt0=0.01),
     )
     paths = sde.sample(jnp.array([x0]), jnp.array([0.0, big_t]), jax.random.key(7), n)
     xt = paths[:, -1, 0]
@@ -166,6 +198,19 @@ def test_sde_solver_names_are_checked_against_the_calculus():
         get_sde_solver("heun", "ito")
     with pytest.raises(ValueError, match="unknown SDE solver"):
         get_sde_solver("rk4", "ito")
+    with pytest.raises(ValueError, match="unknown SDE solver"):
+        SDESolveConfig(solver="rk4")
+    with pytest.raises(ValueError, match="dt0"):
+        SDESolveConfig(dt0=0.0)
+    f = lambda t, y, a: y
+    with pytest.raises(ValueError, match="stratonovich"):
+        NeuralSDE(f, f, 1, sde_type="ito", solve=SDESolveConfig(solver="reversible-heun"))
+    with pytest.raises(TypeError, match="SDESolveConfig"):
+        NeuralSDE(f, f, 1, solve=SolveConfig())
+    # without a solver the calculus chooses, and the model records the choice
+    assert NeuralSDE(f, f, 1, sde_type="stratonovich").solve.solver == "heun"
+    assert NeuralSDE(f, f, 1).solve == SDESolveConfig(solver="euler")
+    assert SDESolveConfig(dt0=0.02).tolerance == 0.005
 
 
 # ------------------------------------------------------------------ CDE
@@ -184,7 +229,7 @@ def test_cde_with_scalar_linear_field_has_closed_form(kind):
         jnp.array([1.5]),
         control,
         ts,
-        SolveConfig(rtol=1e-8, atol=1e-10),
+        tight(),
     )
     exact = 1.5 * jnp.exp((xs - xs[0]) @ w)
     np.testing.assert_allclose(z[:, 0], exact, rtol=1e-5)
@@ -219,7 +264,7 @@ def test_linear_graph_ode_is_a_kronecker_matrix_exponential():
     field = GraphODEField(adjacency, 3, depth=0, key=jax.random.key(0))
     field = eqx.tree_at(lambda f: f.layers[0].bias, field, jnp.zeros(3))
     h0 = jax.random.normal(jax.random.key(1), (3, 5))
-    h1 = NeuralODE(field, rtol=1e-8, atol=1e-10).final(h0, 0.0, 0.8)
+    h1 = NeuralODE(field, solve=tight()).final(h0, 0.0, 0.8)
     a_hat, w = normalised_adjacency(adjacency), field.layers[0].weight
     # row-major vec: vec(W H A) = (W kron A^T) vec(H)
     exact = jsl.expm(0.8 * jnp.kron(w, a_hat.T)) @ h0.reshape(-1)
@@ -233,9 +278,37 @@ def test_graph_ode_is_permutation_equivariant():
     field = GraphODEField(adjacency, 2, width=8, depth=1, key=jax.random.key(0))
     permuted = eqx.tree_at(lambda f: f.adjacency, field, field.adjacency[perm][:, perm])
     h0 = jax.random.normal(jax.random.key(1), (2, 6))
-    node = lambda f: NeuralODE(f, rtol=1e-7, atol=1e-9)
+    node = lambda f: NeuralODE(f, solve=tight(1e-7, 1e-9))
     np.testing.assert_allclose(
         node(permuted).final(h0[:, perm]), node(field).final(h0)[:, perm], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_graph_adjacency_stays_fixed_under_a_plain_training_loop():
+    # a plain eqx.filter_grad + optax.adam loop over every floating leaf, the adjacency
+    # included: it must come out exactly as it went in
+    field = GraphODEField(ring(5), 2, width=4, depth=1, key=jax.random.key(0))
+    h0 = jax.random.normal(jax.random.key(1), (2, 5))
+    node = lambda f: NeuralODE(f, solve=SolveConfig(solver="heun", adaptive=False, dt0=0.1))
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad
+    def loss(f):
+        return jnp.sum((node(f).final(h0, 0.0, 0.5) - 1.0) ** 2)
+
+    params = eqx.filter(field, eqx.is_inexact_array)
+    optimiser = optax.adam(1e-1)
+    state = optimiser.init(params)
+    before = np.asarray(field.adjacency)
+    for _ in range(5):
+        _, grads = loss(field)
+        np.testing.assert_array_equal(grads.adjacency, 0.0)
+        updates, state = optimiser.update(eqx.filter(grads, eqx.is_inexact_array), state)
+        field = eqx.apply_updates(field, updates)
+    np.testing.assert_array_equal(field.adjacency, before)
+    assert not np.allclose(
+        field.layers[0].weight,
+        GraphODEField(ring(5), 2, width=4, depth=1, key=jax.random.key(0)).layers[0].weight,
     )
 
 

@@ -78,6 +78,30 @@ from ._depth import (
 from ._depth import (
     basis as basis,
 )
+from ._figures import (
+    decision_boundary_figure as decision_boundary_figure,
+)
+from ._figures import (
+    density_figure as density_figure,
+)
+from ._figures import (
+    flow_figure as flow_figure,
+)
+from ._figures import (
+    node_fit_figures as node_fit_figures,
+)
+from ._figures import (
+    sample_figure as sample_figure,
+)
+from ._fit import (
+    NodeFitConfig as NodeFitConfig,
+)
+from ._fit import (
+    NodeFitResult as NodeFitResult,
+)
+from ._fit import (
+    fit_node as fit_node,
+)
 from ._graph import (
     GraphConv as GraphConv,
 )
@@ -100,6 +124,9 @@ from ._models import (
     FIELDS as FIELDS,
 )
 from ._models import (
+    MODEL_SOLVE as MODEL_SOLVE,
+)
+from ._models import (
     READOUTS as READOUTS,
 )
 from ._models import (
@@ -110,6 +137,9 @@ from ._models import (
 )
 from ._node import (
     ACTIVATIONS as ACTIVATIONS,
+)
+from ._node import (
+    DEFAULT_SOLVE as DEFAULT_SOLVE,
 )
 from ._node import (
     LinearField as LinearField,
@@ -142,11 +172,24 @@ from ._sde import (
     NeuralSDE as NeuralSDE,
 )
 from ._sde import (
+    SDESolveConfig as SDESolveConfig,
+)
+from ._sde import (
     get_sde_solver as get_sde_solver,
+)
+from ._tasks import (
+    ClassificationTask as ClassificationTask,
+)
+from ._tasks import (
+    DensityTask as DensityTask,
+)
+from ._tasks import (
+    RegressionTask as RegressionTask,
 )
 
 __all__ = [
     "NeuralODE",
+    "DEFAULT_SOLVE",
     "MLPField",
     "LinearField",
     "ACTIVATIONS",
@@ -170,6 +213,7 @@ __all__ = [
     "TRACE_ESTIMATORS",
     "standard_normal_log_prob",
     "NeuralSDE",
+    "SDESolveConfig",
     "SDE_SOLVERS",
     "get_sde_solver",
     "INTERPOLATIONS",
@@ -189,7 +233,19 @@ __all__ = [
     "make",
     "ODEClassifier",
     "DensityCNF",
+    "MODEL_SOLVE",
     "AUGMENTS",
     "FIELDS",
     "READOUTS",
+    "decision_boundary_figure",
+    "flow_figure",
+    "density_figure",
+    "sample_figure",
+    "node_fit_figures",
+    "NodeFitConfig",
+    "NodeFitResult",
+    "fit_node",
+    "ClassificationTask",
+    "RegressionTask",
+    "DensityTask",
 ]

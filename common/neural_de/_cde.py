@@ -27,8 +27,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._helpers import check_int
-from .._solve import SolveConfig, supports_adaptive
-from ._node import get_activation
+from .._solve import SolveConfig
+from ._node import DEFAULT_SOLVE, _check_solve, get_activation
 
 __all__ = ["INTERPOLATIONS", "interpolate", "cde_solve", "CDEField", "NeuralCDE"]
 
@@ -67,14 +67,13 @@ def cde_solve(
     z0: Float[Array, " h"],
     control: diffrax.AbstractPath,
     ts: Real[ArrayLike, " T"],
-    config: SolveConfig | None = None,
+    solve: SolveConfig = DEFAULT_SOLVE,
     args: Any = None,
 ) -> Float[Array, "T h"]:
     r"""Solve $dz = f(t, z, \mathrm{args})\,dX(t)$ from ``z(ts[0]) = z0`` and return
-    $z$ at ``ts`` (which must lie in the control's time range); ``config`` defaults
-    to tsit5 with ``rtol=1e-3``, ``atol=1e-6``."""
-    config = SolveConfig(rtol=1e-3, atol=1e-6) if config is None else config
-    return config.solve(_Controlled(field), z0, ts, (control, args))
+    $z$ at ``ts`` (which must lie in the control's time range), with the settings ``solve``
+    (default `DEFAULT_SOLVE`)."""
+    return _check_solve(solve).solve(_Controlled(field), z0, ts, (control, args))
 
 
 class CDEField(eqx.Module):
@@ -112,13 +111,25 @@ class CDEField(eqx.Module):
 
 class NeuralCDE(eqx.Module):
     r"""Neural CDE: $z_0 = W_{in} x_0 + b$, $dz = f(z)\,dX$, output
-    $W_{out} z(t_N) + b$. ``cde(ts, xs)`` maps one series ``[T, C]`` to ``[out]``."""
+    $W_{out} z(t_N) + b$. ``cde(ts, xs)`` maps one series ``[T, C]`` to ``[out]``.
+
+    Args:
+        channels: $C$, the channels of the series (include time as a channel to make the
+            model sensitive to the sampling times).
+        hidden: $H$, the size of the hidden state $z$.
+        out: the size of the output.
+        width: hidden width of the `CDEField` MLP.
+        depth: hidden layers of the `CDEField` MLP.
+        interpolation: the control path through the observations (`INTERPOLATIONS`).
+        solve: how the CDE is solved (default `DEFAULT_SOLVE`).
+        key: initialises the three layers.
+    """
 
     initial: eqx.nn.Linear
     field: CDEField
     readout: eqx.nn.Linear
     interpolation: str = eqx.field(static=True)
-    config: SolveConfig = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     def __init__(
         self,
@@ -129,10 +140,7 @@ class NeuralCDE(eqx.Module):
         depth: int = 2,
         *,
         interpolation: str = "cubic",
-        solver: str = "tsit5",
-        rtol: float = 1e-3,
-        atol: float = 1e-6,
-        adjoint: str = "recursive-checkpoint",
+        solve: SolveConfig = DEFAULT_SOLVE,
         key: PRNGKeyArray,
     ):
         if interpolation not in INTERPOLATIONS:
@@ -144,20 +152,14 @@ class NeuralCDE(eqx.Module):
         self.field = CDEField(hidden, channels, width, depth, key=k2)
         self.readout = eqx.nn.Linear(hidden, check_int(out, "out"), key=k3)
         self.interpolation = interpolation
-        self.config = SolveConfig(
-            solver=solver,
-            adaptive=supports_adaptive(solver),
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-        )
+        self.solve = _check_solve(solve)
 
     def hidden_path(
         self, ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"]
     ) -> Float[Array, "T h"]:
         """$z$ at every observation time."""
         control = interpolate(ts, xs, self.interpolation)
-        return cde_solve(self.field, self.initial(xs[0]), control, ts, self.config)
+        return cde_solve(self.field, self.initial(xs[0]), control, ts, self.solve)
 
     def __call__(self, ts: Real[ArrayLike, " T"], xs: Float[Array, "T C"]) -> Float[Array, " o"]:
         return self.readout(self.hidden_path(ts, xs)[-1])

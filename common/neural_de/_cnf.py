@@ -29,7 +29,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._helpers import check_int
-from .._solve import SolveConfig, supports_adaptive
+from .._solve import SolveConfig
+from ._node import DEFAULT_SOLVE, _check_solve
 
 __all__ = ["CNF", "TRACE_ESTIMATORS", "standard_normal_log_prob"]
 
@@ -74,6 +75,14 @@ class CNF(eqx.Module):
     r"""A continuous normalising flow on $\mathbb{R}^D$ with field ``f(t, z, args)``
     over $t \in [0, t_1]$ and a standard normal base.
 
+    Args:
+        vector_field: the field ``f(t, z, args) -> dz/dt`` on $\mathbb{R}^D$.
+        dim: $D$.
+        trace: ``exact`` or ``hutchinson`` (see the module docstring).
+        noise: the Hutchinson probe: ``rademacher`` or ``gaussian``.
+        t1: the end of the flow's time span $[0, t_1]$.
+        solve: how the augmented ODE on $(z, \Delta)$ is solved (default `DEFAULT_SOLVE`).
+
     ``log_prob(x, key)`` is $\log p_x(x)$ (``key`` draws the Hutchinson noise; unused
     with the exact trace); ``sample(key)`` returns ``(x, log p_x(x))``.
     """
@@ -83,7 +92,7 @@ class CNF(eqx.Module):
     trace: str = eqx.field(static=True)
     noise: str = eqx.field(static=True)
     t1: float = eqx.field(static=True)
-    config: SolveConfig = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     def __init__(
         self,
@@ -93,12 +102,7 @@ class CNF(eqx.Module):
         trace: str = "exact",
         noise: str = "rademacher",
         t1: float = 1.0,
-        solver: str = "tsit5",
-        rtol: float = 1e-3,
-        atol: float = 1e-5,
-        adjoint: str = "recursive-checkpoint",
-        dt0: float | None = None,
-        max_steps: int = 4096,
+        solve: SolveConfig = DEFAULT_SOLVE,
     ):
         if not callable(vector_field):
             raise TypeError(f"argument 'vector_field' must be callable; got {vector_field!r}")
@@ -113,15 +117,7 @@ class CNF(eqx.Module):
         self.trace = trace
         self.noise = noise
         self.t1 = float(t1)
-        self.config = SolveConfig(
-            solver=solver,
-            dt0=dt0,
-            adaptive=supports_adaptive(solver),
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        )
+        self.solve = _check_solve(solve)
 
     def _noise(self, key: PRNGKeyArray | None, dtype: Any) -> Array:
         if self.trace == "exact":
@@ -139,7 +135,7 @@ class CNF(eqx.Module):
         ts = jnp.asarray([self.t1], z0.dtype)
         eps = self._noise(key, z0.dtype)
         y0 = (z0, jnp.zeros((), z0.dtype))
-        z1, delta = self.config.solve(dyn, y0, ts, (eps, args), t0=0.0)
+        z1, delta = self.solve.solve(dyn, y0, ts, (eps, args), t0=0.0)
         return z1[0], delta[0]
 
     def log_prob(

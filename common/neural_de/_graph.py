@@ -99,7 +99,8 @@ class GraphODEField(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], h: Float[Array, "f n"], args: Any = None
     ) -> Float[Array, "f n"]:
-        n = self.adjacency.shape[0]
+        adjacency = jax.lax.stop_gradient(self.adjacency)  # fixed under any training loop
+        n = adjacency.shape[0]
         if h.ndim != 2 or h.shape != (self.layers[0].weight.shape[1], n):
             raise ValueError(
                 f"GraphODEField: state must be [F={self.layers[0].weight.shape[1]}, N={n}]; "
@@ -107,5 +108,5 @@ class GraphODEField(eqx.Module):
             )
         act = get_activation(self.activation)
         for layer in self.layers[:-1]:
-            h = act(layer(h, self.adjacency))
-        return self.layers[-1](h, self.adjacency)
+            h = act(layer(h, adjacency))
+        return self.layers[-1](h, adjacency)

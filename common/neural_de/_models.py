@@ -5,16 +5,21 @@ r"""Saveable model assemblies (``AbstractModel``) used by the ``diffdyn node`` c
   coordinates of the end state: ``readout="project"``, which keeps the map a pure flow).
   ``field``: ``mlp`` (autonomous), ``time`` (time as input), ``galerkin`` (Galerkin weights),
   ``second-order`` ($\ddot x = g(x, \dot x)$, $\dot x(0) = 0$).
-  ``max_steps`` bounds the solver steps; it also sets the size of the recursive-checkpoint
-  adjoint's checkpoint schedule, so a tight bound makes gradients cheaper.
 - `DensityCNF`: a CNF with an MLP field (time as input) and a standard normal base.
 
-Every constructor argument is JSON-able, so ``model.save(path)`` / ``AbstractModel.load``
-round-trip with hyperparameters.
+Both take their solve settings as one `SolveConfig` (default `MODEL_SOLVE`). Its
+``max_steps`` bounds the solver steps; it also sets the size of the recursive-checkpoint
+adjoint's checkpoint schedule, so a tight bound makes gradients cheaper.
+
+Every constructor argument is JSON-able or a `SolveConfig` (saved as a nested spec), so
+``model.save(path)`` / ``AbstractModel.load`` round-trip with hyperparameters. Files of diffdyn
+0.1.0, which recorded flat ``solver``, ``rtol``, ``atol``, ``adjoint`` and ``max_steps``
+arguments, load through `ODEClassifier.upgrade_hyperparameters`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -23,12 +28,18 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._helpers import check_int
 from .._model import AbstractModel
+from .._solve import SolveConfig, supports_adaptive
 from ._augment import HigherOrderField, InputLayerAugment, zero_augment
 from ._cnf import CNF
 from ._depth import GalerkinMLPField, TimeMLPField
-from ._node import MLPField, NeuralODE
+from ._node import MLPField, NeuralODE, _check_solve
 
-__all__ = ["ODEClassifier", "DensityCNF", "AUGMENTS", "FIELDS", "READOUTS"]
+__all__ = ["ODEClassifier", "DensityCNF", "MODEL_SOLVE", "AUGMENTS", "FIELDS", "READOUTS"]
+
+MODEL_SOLVE = SolveConfig(rtol=1e-3, atol=1e-5, max_steps=256)
+"""The solve settings of an `ODEClassifier` and a `DensityCNF` unless given: tsit5, adaptive
+steps with ``rtol=1e-3``, ``atol=1e-5``, the recursive-checkpoint adjoint, at most 256 steps
+(a small checkpoint schedule: cheap gradients for models trained on toy data)."""
 
 AUGMENTS = ("none", "zero", "input")
 """Augmentations an `ODEClassifier` accepts."""
@@ -38,6 +49,18 @@ READOUTS = ("linear", "project")
 """Readouts an `ODEClassifier` accepts."""
 
 
+def _upgrade_solve(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Flat 0.1.0 solve arguments -> one ``solve`` config (the solver chose adaptive steps
+    when it had an error estimate, as ``NeuralODE`` did then)."""
+    old = dict(hyperparameters)
+    if "solve" in old:
+        return old
+    flat = {k: old.pop(k) for k in ("solver", "rtol", "atol", "adjoint", "max_steps") if k in old}
+    settings = {**dataclasses.asdict(MODEL_SOLVE), **flat}
+    settings["adaptive"] = supports_adaptive(settings["solver"])
+    return {**old, "solve": SolveConfig(**settings)}
+
+
 def _choice(value: Any, name: str, known: tuple[str, ...]) -> str:
     if value not in known:
         raise ValueError(f"argument {name!r} must be one of {known}; got {value!r}")
@@ -45,7 +68,26 @@ def _choice(value: Any, name: str, known: tuple[str, ...]) -> str:
 
 
 class ODEClassifier(AbstractModel):
-    """Input map -> neural ODE on [0, t1] -> readout (see the module docstring)."""
+    """Input map -> neural ODE on $[0, t_1]$ -> readout.
+
+    Args:
+        in_dim: the input dimension $D$.
+        out_dim: the output dimension (classes, or regression targets).
+        augment: the input map (`AUGMENTS`): ``none`` (identity), ``zero`` (ANODE: append
+            ``augment_dim`` zeros) or ``input`` (a learned linear layer to $D$ +
+            ``augment_dim``).
+        augment_dim: the added dimensions (>= 1 with an augmentation, else 0).
+        field: the vector field (`FIELDS`): ``mlp``, ``time``, ``galerkin`` or
+            ``second-order``.
+        width: hidden width of the field.
+        depth: hidden layers of the field.
+        readout: ``linear`` (a linear layer of the end state) or ``project`` (its first
+            ``out_dim`` coordinates).
+        t1: the integration time.
+        activation: the field's activation (`ACTIVATIONS`).
+        solve: how the neural ODE is solved (default `MODEL_SOLVE`).
+        key: initialises the layers.
+    """
 
     input_layer: InputLayerAugment | None
     node: NeuralODE
@@ -59,12 +101,8 @@ class ODEClassifier(AbstractModel):
     depth: int = eqx.field(static=True)
     readout: str = eqx.field(static=True)
     t1: float = eqx.field(static=True)
-    solver: str = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    adjoint: str = eqx.field(static=True)
     activation: str = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     def __init__(
         self,
@@ -78,12 +116,8 @@ class ODEClassifier(AbstractModel):
         depth: int = 2,
         readout: str = "linear",
         t1: float = 1.0,
-        solver: str = "tsit5",
-        rtol: float = 1e-3,
-        atol: float = 1e-5,
-        adjoint: str = "recursive-checkpoint",
         activation: str = "tanh",
-        max_steps: int = 256,
+        solve: SolveConfig = MODEL_SOLVE,
         key: PRNGKeyArray,
     ):
         self.in_dim = check_int(in_dim, "in_dim")
@@ -98,9 +132,8 @@ class ODEClassifier(AbstractModel):
         if not (isinstance(t1, (int, float)) and t1 > 0):
             raise ValueError(f"argument 't1' must be a number > 0; got {t1!r}")
         self.t1 = float(t1)
-        self.solver, self.rtol, self.atol, self.adjoint = solver, rtol, atol, adjoint
         self.activation = activation
-        self.max_steps = max_steps
+        self.solve = _check_solve(solve)
         k_in, k_field, k_out = jax.random.split(key, 3)
         dim = self.in_dim + (0 if self.augment == "none" else self.augment_dim)
         self.input_layer = (
@@ -125,12 +158,17 @@ class ODEClassifier(AbstractModel):
         self.readout_layer = (
             eqx.nn.Linear(state_dim, self.out_dim, key=k_out) if self.readout == "linear" else None
         )
-        self.node = NeuralODE(
-            vf, solver=solver, rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps
-        )
+        self.node = NeuralODE(vf, solve=self.solve)
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """0.1.0 recorded flat ``solver``, ``rtol``, ``atol``, ``adjoint`` and ``max_steps``;
+        they become one ``solve`` config."""
+        return _upgrade_solve(hyperparameters)
 
     @property
     def state_dim(self) -> int:
+        """The dimension of the ODE state (twice the input map's for ``second-order``)."""
         dim = self.in_dim + (0 if self.augment == "none" else self.augment_dim)
         return 2 * dim if self.field == "second-order" else dim
 
@@ -176,7 +214,18 @@ class _Acceleration(eqx.Module):
 
 
 class DensityCNF(AbstractModel):
-    """A CNF density model on R^dim (field MLP([z, t]), standard normal base)."""
+    r"""A CNF density model on $\mathbb{R}^D$: the field $\mathrm{MLP}([z, t])$ and a
+    standard normal base.
+
+    Args:
+        dim: $D$.
+        width: hidden width of the field.
+        depth: hidden layers of the field.
+        trace: ``exact`` or ``hutchinson`` (`TRACE_ESTIMATORS`).
+        t1: the end of the flow's time span.
+        solve: how the flow is solved (default `MODEL_SOLVE`).
+        key: initialises the field.
+    """
 
     cnf: CNF
     dim: int = eqx.field(static=True)
@@ -184,11 +233,7 @@ class DensityCNF(AbstractModel):
     depth: int = eqx.field(static=True)
     trace: str = eqx.field(static=True)
     t1: float = eqx.field(static=True)
-    solver: str = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    adjoint: str = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     def __init__(
         self,
@@ -198,29 +243,22 @@ class DensityCNF(AbstractModel):
         *,
         trace: str = "exact",
         t1: float = 1.0,
-        solver: str = "tsit5",
-        rtol: float = 1e-3,
-        atol: float = 1e-5,
-        adjoint: str = "recursive-checkpoint",
-        max_steps: int = 256,
+        solve: SolveConfig = MODEL_SOLVE,
         key: PRNGKeyArray,
     ):
-        self.max_steps = max_steps
-        self.dim, self.width, self.depth = dim, width, depth
+        self.dim = check_int(dim, "dim")
+        self.width = check_int(width, "width")
+        self.depth = check_int(depth, "depth", 0)
         self.trace, self.t1 = trace, t1
-        self.solver, self.rtol, self.atol, self.adjoint = solver, rtol, atol, adjoint
+        self.solve = _check_solve(solve)
         field = TimeMLPField(dim, width, depth, key=key)
-        self.cnf = CNF(
-            field,
-            dim,
-            trace=trace,
-            t1=t1,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        )
+        self.cnf = CNF(field, dim, trace=trace, t1=t1, solve=self.solve)
+
+    @classmethod
+    def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
+        """0.1.0 recorded flat ``solver``, ``rtol``, ``atol``, ``adjoint`` and ``max_steps``;
+        they become one ``solve`` config."""
+        return _upgrade_solve(hyperparameters)
 
     def log_prob(self, x: Float[Array, " d"], key: PRNGKeyArray | None = None) -> Float[Array, ""]:
         """$\\log p(x)$ of one sample."""

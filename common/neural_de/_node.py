@@ -34,9 +34,16 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Real
 
 from .._helpers import check_int
 from .._model import AbstractModel
-from .._solve import SolveConfig, supports_adaptive
+from .._solve import SolveConfig
 
-__all__ = ["NeuralODE", "MLPField", "LinearField", "ACTIVATIONS", "get_activation"]
+__all__ = [
+    "NeuralODE",
+    "DEFAULT_SOLVE",
+    "MLPField",
+    "LinearField",
+    "ACTIVATIONS",
+    "get_activation",
+]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
@@ -59,13 +66,18 @@ def get_activation(name: str) -> Callable[[Array], Array]:
     return ACTIVATIONS[name]
 
 
-class MLPField(eqx.Module):
+class MLPField(AbstractModel):
     r"""$f(t, y, u) = \mathrm{MLP}([y, u])$: an autonomous field on $y \in
-    \mathbb{R}^D$, optionally controlled by a fixed input $u = \mathrm{args} \in
-    \mathbb{R}^{U}$ (``control_dim = U``)."""
+    \mathbb{R}^D$ (``depth`` hidden layers of ``width`` units, linear output), optionally
+    controlled by a fixed input $u = \mathrm{args} \in \mathbb{R}^{U}$
+    (``control_dim = U``). The black-box model of dynamics discovery and the field of a
+    plain neural ODE; saveable."""
 
     mlp: eqx.nn.MLP
     dim: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
     control_dim: int = eqx.field(static=True)
 
     def __init__(
@@ -79,12 +91,15 @@ class MLPField(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.dim = check_int(dim, "dim")
+        self.width = check_int(width, "width")
+        self.depth = check_int(depth, "depth", 0)
+        self.activation = activation
         self.control_dim = check_int(control_dim, "control_dim", 0)
         self.mlp = eqx.nn.MLP(
             self.dim + self.control_dim,
             self.dim,
-            check_int(width, "width"),
-            check_int(depth, "depth", 0),
+            self.width,
+            self.depth,
             activation=get_activation(activation),
             key=key,
         )
@@ -93,6 +108,16 @@ class MLPField(eqx.Module):
         if self.control_dim:
             y = jnp.concatenate([y, jnp.broadcast_to(args, (self.control_dim,))])
         return self.mlp(y)
+
+
+def _check_solve(solve: Any, name: str = "solve") -> SolveConfig:
+    """``solve`` if it is a `SolveConfig`, else a ``TypeError`` naming the argument."""
+    if not isinstance(solve, SolveConfig):
+        raise TypeError(
+            f"argument {name!r} must be a SolveConfig (solver, tolerances, adjoint, ...); got "
+            f"{type(solve).__name__}: {solve!r}"
+        )
+    return solve
 
 
 def _leading(tree: Any) -> set[int]:
@@ -117,6 +142,12 @@ class LinearField(AbstractModel):
         return self.matrix @ y
 
 
+DEFAULT_SOLVE = SolveConfig(rtol=1e-3, atol=1e-6)
+"""The solve settings of a `NeuralODE`, `CNF` and `NeuralCDE` unless given: tsit5, adaptive
+steps with ``rtol=1e-3``, ``atol=1e-6``, the recursive-checkpoint adjoint, at most 4096 steps
+(tolerances for training, not for reference solutions)."""
+
+
 class NeuralODE(eqx.Module):
     r"""A vector field ``f(t, y, args)`` and the settings to solve
     $\dot y = f(t, y, \mathrm{args})$.
@@ -124,46 +155,30 @@ class NeuralODE(eqx.Module):
     Args:
         vector_field: any callable ``f(t, y, args) -> dy/dt`` (usually an ``eqx.Module``,
             whose array leaves are the trained parameters). ``y`` may be a pytree.
-        solver: a solver name of `SOLVERS`. ``rtol``, ``atol``, ``adjoint``, ``dt0``,
-            ``adaptive`` and ``max_steps`` are those of `SolveConfig` (``adjoint`` is
-            ``recursive-checkpoint``, ``backsolve`` (with the adjoint seminorm) or ``direct``).
+        solve: the solver, step-size control, tolerances, adjoint and step bound, as one
+            `SolveConfig` (default `DEFAULT_SOLVE`). Adjoints: ``recursive-checkpoint``,
+            ``backsolve`` (with the adjoint seminorm) or ``direct``.
 
     ``node(y0, ts)`` returns the trajectory ``[T, ...]`` at the increasing times ``ts``;
     ``node.final(y0, t0, t1)`` the end state; ``node.batch(y0, ts)`` a batch ``[B, T, ...]``.
     """
 
     vector_field: Callable[..., PyTree[Array]]
-    config: SolveConfig = eqx.field(static=True)
+    solve: SolveConfig = eqx.field(static=True)
 
     def __init__(
         self,
         vector_field: Callable[..., PyTree[Array]],
         *,
-        solver: str = "tsit5",
-        rtol: float = 1e-3,
-        atol: float = 1e-6,
-        adjoint: str = "recursive-checkpoint",
-        dt0: float | None = None,
-        adaptive: bool | None = None,
-        max_steps: int = 4096,
+        solve: SolveConfig = DEFAULT_SOLVE,
     ):
         if not callable(vector_field):
             raise TypeError(
                 f"argument 'vector_field' must be callable as f(t, y, args); got "
                 f"{type(vector_field).__name__}"
             )
-        if adaptive is None:
-            adaptive = supports_adaptive(solver)
         self.vector_field = vector_field
-        self.config = SolveConfig(
-            solver=solver,
-            dt0=dt0,
-            adaptive=adaptive,
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        )
+        self.solve = _check_solve(solve)
 
     def __call__(
         self,
@@ -175,7 +190,7 @@ class NeuralODE(eqx.Module):
     ) -> PyTree[Float[Array, "T ..."]]:
         """The state at the increasing times ``ts`` (one sample), from ``y(t0) = y0`` with
         ``t0`` defaulting to ``ts[0]``; every leaf gains a leading ``[T]`` axis."""
-        return self.config.solve(self.vector_field, y0, ts, args, t0=t0)
+        return self.solve.solve(self.vector_field, y0, ts, args, t0=t0)
 
     def solution(
         self, y0: PyTree[Array], ts: Real[ArrayLike, " T"], args: Any = None, *, t0: Any = None
@@ -183,7 +198,7 @@ class NeuralODE(eqx.Module):
         """The whole ``diffrax.Solution`` (``.ys``, and ``.stats`` with ``num_steps``,
         ``num_accepted_steps``, ``num_rejected_steps``: the number of function evaluations is
         ``num_steps`` times the solver's stages)."""
-        return self.config.solve_full(self.vector_field, y0, ts, args, t0=t0)
+        return self.solve.solve_full(self.vector_field, y0, ts, args, t0=t0)
 
     def final(
         self,
@@ -195,7 +210,7 @@ class NeuralODE(eqx.Module):
         """The state at ``t1`` from ``y(t0) = y0`` (one sample)."""
         with jax.numpy_dtype_promotion("standard"):
             ts = jnp.reshape(jnp.asarray(t1, dtype=jnp.result_type(float)), (1,))
-        out = self.config.solve(self.vector_field, y0, ts, args, t0=t0)
+        out = self.solve.solve(self.vector_field, y0, ts, args, t0=t0)
         return jtu.tree_map(lambda a: a[0], out)
 
     def batch(
@@ -242,6 +257,6 @@ class NeuralODE(eqx.Module):
         )
 
         def one(y, t, a, s):
-            return self.config.solve(self.vector_field, y, t, a, t0=s)
+            return self.solve.solve(self.vector_field, y, t, a, t0=s)
 
         return jax.vmap(one, in_axes=in_axes)(y0, ts, args, t0)
