@@ -19,7 +19,7 @@ $$
   $\dot u = U(t, u; p) - \lambda k (u - \hat u_s(t))$ with $\hat u_s$ a smoothing
   spline of the data (`SmoothingSpline`) and $\lambda$ stepped from
   1 to 0 by `HomotopySchedule` (``M`` decrements proportional to $r^m$, ``E``
-  epochs per plateau). At $\lambda = 0$ this is exactly the plain problem.
+  steps per plateau). At $\lambda = 0$ this is exactly the plain problem.
 
 Every strategy is a training task (`AbstractTask`) that the one `Trainer` runs over all
 steps (the homotopy schedule lives in the batch via `ScheduledBatch`, so the optimiser
@@ -40,7 +40,7 @@ Usage (any state shape: a PDE field ``[C, H, W]`` works the same as a 2-vector):
     data = Trajectory(ts, ys)                        # ys: [T, *state]; y0 defaults to ys[0]
     strategy = Homotopy.from_data(
         data, k=6.0, alpha=1e-3,
-        schedule=HomotopySchedule(decrements=5, ratio=0.6, epochs_per_step=100),
+        schedule=HomotopySchedule(decrements=5, ratio=0.6, steps_per_plateau=100),
         solve=SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9),
     )
     optim = OptimConfig("adamw", 0.05, weight_decay=0.01)
@@ -314,16 +314,17 @@ class HomotopySchedule(eqx.Module):
 
     Decrements $\Delta_j = r^j / \sum_{m<M} r^m$, $j = 0..M-1$;
     $\lambda_0 = 1$, $\lambda_{j+1} = \lambda_j - \Delta_j$, the last value set to
-    exactly 0: ``M + 1`` plateaus of ``E`` epochs, ``(M + 1) E`` epochs in all.
+    exactly 0: ``M + 1`` plateaus of ``E`` training steps, ``(M + 1) E`` steps in all
+    (full-batch training: a step is an epoch of the original paper).
     (``decrements=5, ratio=0.6``: 1, .5663, .3060, .1499, .0562, 0.)
     """
 
     decrements: int = eqx.field(static=True, default=5)
     ratio: float = eqx.field(static=True, default=0.6)
-    epochs_per_step: int = eqx.field(static=True, default=100)
+    steps_per_plateau: int = eqx.field(static=True, default=100)
 
     def __check_init__(self):
-        for name in ("decrements", "epochs_per_step"):
+        for name in ("decrements", "steps_per_plateau"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"HomotopySchedule.{name} must be an int >= 1, got {v!r}")
@@ -340,19 +341,20 @@ class HomotopySchedule(eqx.Module):
         return lam
 
     @property
-    def total_epochs(self) -> int:
-        return (self.decrements + 1) * self.epochs_per_step
+    def total_steps(self) -> int:
+        """The length of the schedule in training steps, $(M + 1) E$."""
+        return (self.decrements + 1) * self.steps_per_plateau
 
-    def __call__(self, epoch: ArrayLike) -> Array:
-        """$\\lambda$ at (0-based) ``epoch``; 0 past the schedule."""
+    def __call__(self, step: ArrayLike) -> Array:
+        """$\\lambda$ at (0-based) training ``step``; 0 past the schedule."""
         values = jnp.asarray(self.values)
-        plateau = jnp.minimum(jnp.asarray(epoch) // self.epochs_per_step, self.decrements)
+        plateau = jnp.minimum(jnp.asarray(step) // self.steps_per_plateau, self.decrements)
         return values[plateau]
 
 
 class ScheduledBatch(AbstractAugmenter):
-    """The Trainer augmenter of homotopy training: its state is ``(data, epoch)`` and each
-    batch is ``(data, lambda(epoch))``; ``update`` counts the epoch (checkpointed with the
+    """The Trainer augmenter of homotopy training: its state is ``(data, step)`` and each
+    batch is ``(data, lambda(step))``; ``update`` counts the step (checkpointed with the
     Trainer state, so a resumed run continues the schedule)."""
 
     schedule: HomotopySchedule
@@ -363,13 +365,13 @@ class ScheduledBatch(AbstractAugmenter):
 
     def sample(self, state: tuple[Any, Array], key: PRNGKeyArray) -> tuple[Any, Array]:
         del key
-        data, epoch = state
-        return data, self.schedule(epoch)
+        data, step = state
+        return data, self.schedule(step)
 
     def update(self, state: tuple[Any, Array], prediction: Any, key: PRNGKeyArray):
         del prediction, key
-        data, epoch = state
-        return data, epoch + 1
+        data, step = state
+        return data, step + 1
 
 
 def _is_spline(x: Any) -> bool:
@@ -434,7 +436,7 @@ class Homotopy(AbstractStrategy):
         return ScheduledBatch(self.schedule)
 
     def steps(self) -> int:
-        return self.schedule.total_epochs
+        return self.schedule.total_steps
 
     def synchronised(self, field: Any) -> SynchronisedField:
         return SynchronisedField(field, self.spline, self.k)

@@ -484,7 +484,7 @@ def make_strategy(
                 f"steps must be a multiple of {plateaus}; got {steps}"
             )
         schedule = HomotopySchedule(
-            decrements=config.homotopy_decrements, epochs_per_step=steps // plateaus
+            decrements=config.homotopy_decrements, steps_per_plateau=steps // plateaus
         )
         return Homotopy.from_data(trajectory, k=config.coupling, schedule=schedule, solve=solve)
     raise ValueError(f"strategy {config.strategy!r} is PDEFitTask's (windows), not a strategy's")

@@ -159,18 +159,18 @@ def test_settings_follow_the_published_values_in_steps():
     assert s.optim == OptimConfig("adamw", 0.05, weight_decay=0.01)
     assert s.solve == PUBLISHED_SOLVE == SolveConfig("dopri5", rtol=1e-7, atol=1e-9)
     # 6 plateaus of 100 steps; lambda_j = 1 - sum_{m<j} r^m / sum_{m<M} r^m, the last 0
-    assert s.schedule.epochs_per_step == 100 and s.schedule.total_epochs == 600
+    assert s.schedule.steps_per_plateau == 100 and s.schedule.total_steps == 600
     r = 0.6 ** np.arange(5)
     np.testing.assert_allclose(s.schedule.values, [1, *(1 - np.cumsum(r) / r.sum())], atol=1e-15)
     plain = discovery_settings("lotka-volterra", "blackbox", "plain")
     assert (plain.steps, plain.optim.learning_rate) == (4000, 0.02)
     lorenz = discovery_settings("lorenz", "blackbox", "homotopy", k=None, optim=OptimConfig())
-    assert (lorenz.decrements, lorenz.schedule.epochs_per_step, lorenz.k) == (7, 300, 6.0)
+    assert (lorenz.decrements, lorenz.schedule.steps_per_plateau, lorenz.k) == (7, 300, 6.0)
     assert lorenz.optim == OptimConfig() and lorenz.steps == 2400
     pendulum = discovery_settings("double-pendulum", "second-order", "multiple-shooting")
     assert (pendulum.continuity, pendulum.segments, pendulum.steps) == (2e-3, 5, 4000)
     assert (
-        discovery_settings("double-pendulum", "blackbox", "homotopy").schedule.epochs_per_step
+        discovery_settings("double-pendulum", "blackbox", "homotopy").schedule.steps_per_plateau
         == 300
     )
 
@@ -179,7 +179,7 @@ def test_settings_refuse_a_homotopy_length_that_is_not_whole_plateaus():
     with pytest.raises(ValueError, match="multiple of 6"):
         discovery_settings("lotka-volterra", "blackbox", "homotopy", steps=700)
     s = discovery_settings("lotka-volterra", "blackbox", "homotopy", steps=700, decrements=6)
-    assert s.schedule.epochs_per_step == 100
+    assert s.schedule.steps_per_plateau == 100
     # plain and multiple shooting take any length
     assert discovery_settings("lorenz", "blackbox", "plain", steps=7).steps == 7
     with pytest.raises(ValueError, match="graybox"):
@@ -240,7 +240,7 @@ def test_unset_settings_take_the_published_values_once():
         None,
     )
     ran, s = resolve_discovery(DiscoverConfig(system="lorenz", method="homotopy"))
-    assert (s.steps, s.decrements, s.schedule.epochs_per_step, s.alpha) == (2400, 7, 300, 1e-4)
+    assert (s.steps, s.decrements, s.schedule.steps_per_plateau, s.alpha) == (2400, 7, 300, 1e-4)
     assert ran.noise == 0.25 and ran.optim.learning_rate == 0.02
     # resolving what ran gives what ran
     assert resolve_discovery(ran) == (ran, s)
@@ -260,7 +260,7 @@ def test_given_settings_win_over_the_published_ones():
     assert s.solve == cfg.solve and ran.train.steps == 30
     # homotopy: the length is train.steps, split into decrements + 1 plateaus
     cfg = DiscoverConfig(decrements=6, train=dataclasses.replace(cfg.train, steps=70))
-    assert resolve_discovery(cfg)[1].schedule.epochs_per_step == 10
+    assert resolve_discovery(cfg)[1].schedule.steps_per_plateau == 10
     with pytest.raises(ValueError, match="multiple of 7"):
         resolve_discovery(DiscoverConfig(decrements=6))  # 600 steps are not 7 plateaus
 
@@ -289,7 +289,7 @@ def test_settings_that_do_not_apply_are_refused(values, match):
 def test_quick_configs_are_short_and_whole_plateaus():
     q = DiscoverConfig().quick()
     assert (q.train.steps, q.train.log_every) == (42, 10)  # 6 plateaus of 7 steps
-    assert resolve_discovery(q)[1].schedule.epochs_per_step == 7
+    assert resolve_discovery(q)[1].schedule.steps_per_plateau == 7
     assert DiscoverConfig(system="lorenz").quick().train.steps == 40  # 8 plateaus of 5
     assert DiscoverConfig(method="plain").quick().train.steps == 40
     assert DiscoverConfig(decrements=6).quick().train.steps == 42  # 7 plateaus of 6

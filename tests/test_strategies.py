@@ -50,9 +50,9 @@ def data():
     ],
 )
 def test_schedule_matches_reference_table(m, expected):
-    sched = HomotopySchedule(decrements=m, ratio=0.6, epochs_per_step=10)
+    sched = HomotopySchedule(decrements=m, ratio=0.6, steps_per_plateau=10)
     np.testing.assert_allclose(sched.values, expected, atol=5e-5)
-    assert sched.total_epochs == 10 * (m + 1)
+    assert sched.total_steps == 10 * (m + 1)
     lam = np.asarray([sched(e) for e in (0, 9, 10, 10 * m, 10 * (m + 1) + 5)])
     np.testing.assert_allclose(lam, [1, 1, sched.values[1], 0, 0])
 
@@ -130,7 +130,7 @@ def test_homotopy_gradient_matches_finite_differences(data):
 
 def test_homotopy_fit_runs_the_schedule_and_selects_by_uncoupled_mse(data):
     with jax.enable_x64(True):
-        schedule = HomotopySchedule(decrements=2, ratio=0.6, epochs_per_step=40)
+        schedule = HomotopySchedule(decrements=2, ratio=0.6, steps_per_plateau=40)
         homotopy = Homotopy.from_data(data, k=2.0, schedule=schedule, solve=SOLVE)
         with pytest.raises(ValueError, match="scheduled over 120 steps"):
             Trainer(homotopy, optax.adam(0.05), config=TrainConfig(steps=100))
@@ -138,7 +138,7 @@ def test_homotopy_fit_runs_the_schedule_and_selects_by_uncoupled_mse(data):
         result = Trainer(homotopy, optax.adam(0.05), config=config).fit(
             Decay(jnp.array([-0.1, 0.0])), data, jax.random.key(0)
         )
-        assert result.steps == schedule.total_epochs == len(result.losses) == 120
+        assert result.steps == schedule.total_steps == len(result.losses) == 120
         # selected by the uncoupled MSE, after the first logging block
         after = result.losses[40:]
         assert result.selected_by == "loss"
