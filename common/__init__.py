@@ -107,6 +107,18 @@ from ._config import (
 from ._config import (
     write_config as write_config,
 )
+from ._distributed import (
+    broadcast_from_primary as broadcast_from_primary,
+)
+from ._distributed import (
+    gather_to_host as gather_to_host,
+)
+from ._distributed import (
+    initialize_distributed as initialize_distributed,
+)
+from ._distributed import (
+    is_primary as is_primary,
+)
 from ._events import (
     read_events as read_events,
 )
@@ -136,6 +148,9 @@ from ._logger import (
 )
 from ._logger import (
     TensorBoardLogger as TensorBoardLogger,
+)
+from ._logger import (
+    write_hparams as write_hparams,
 )
 from ._losses import (
     LOSSES as LOSSES,
@@ -271,9 +286,6 @@ from ._sharding import (
 )
 from ._sharding import (
     constrain_batch as constrain_batch,
-)
-from ._sharding import (
-    initialize_distributed as initialize_distributed,
 )
 from ._sharding import (
     make_mesh as make_mesh,
@@ -471,6 +483,7 @@ __all__ = [
     "Logger",
     "TensorBoardLogger",
     "NullLogger",
+    "write_hparams",
     "read_events",
     "BATCH_AXIS",
     "make_mesh",
@@ -480,6 +493,9 @@ __all__ = [
     "replicate",
     "constrain_batch",
     "initialize_distributed",
+    "is_primary",
+    "gather_to_host",
+    "broadcast_from_primary",
     "hvp",
     "flat_hvp",
     "top_eigenpairs",

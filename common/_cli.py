@@ -13,8 +13,13 @@ Dotted overrides beat the config file, which beats the defaults. ``--quick`` exi
 workflow registered a reduced config; the config written to ``DIR/config.yaml`` is exactly the
 one that ran (``--quick`` included), and the final metrics go to ``DIR/metrics.json``. Every
 run prints a short summary; with ``--json`` the metrics follow as one JSON line, last on
-stdout. Bad input (a ``ValueError`` or ``TypeError``) is reported as one line on stderr with
-exit code 2.
+stdout. The resolved config and the final metrics are also logged as TensorBoard hparams (the
+``hparams`` sub-run of ``DIR``). Bad input (a ``ValueError`` or ``TypeError``) is reported as
+one line on stderr with exit code 2.
+
+In a multi-process run (SLURM, Open MPI, ``DIFFDYN_*``: see `initialize_distributed`) every
+process runs the command and only process 0 writes to ``DIR``; the others write into a
+temporary folder that is removed at the end.
 
 Packages add their parts to ``diffdyn quickstart`` with `quickstart_part`.
 """
@@ -27,7 +32,9 @@ import importlib
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 import typing
@@ -68,6 +75,7 @@ class RunContext:
     resume: bool = False
     quick: bool = False
     given: frozenset[str] = frozenset()  # the dotted config keys the user set (file or options)
+    primary: bool = True  # False in processes other than 0 of a multi-process run
 
     @property
     def key(self) -> Any:
@@ -76,9 +84,12 @@ class RunContext:
         return jax.random.key(self.seed)
 
     def logger(self, subdir: str = "") -> Any:
-        """A TensorBoard logger writing under ``out/subdir``."""
-        from ._logger import TensorBoardLogger
+        """A TensorBoard logger writing under ``out/subdir`` (in process 0; the others get a
+        `NullLogger`)."""
+        from ._logger import NullLogger, TensorBoardLogger
 
+        if not self.primary:
+            return NullLogger()
         return TensorBoardLogger(self.out / subdir if subdir else self.out)
 
     def path(self, name: str) -> Path:
@@ -277,11 +288,21 @@ def _build_parser(groups: list[str]) -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- outputs
 def _finish(
-    metrics: dict[str, Any], ctx: RunContext, as_json: bool, title: str, seconds: float
+    metrics: dict[str, Any],
+    ctx: RunContext,
+    as_json: bool,
+    title: str,
+    seconds: float,
+    hparams: dict[str, Any],
 ) -> None:
     clean = {k: _jsonable(v) for k, v in metrics.items()}
     text = json.dumps(clean, sort_keys=True)
+    if not ctx.primary:
+        return
     atomic_write(ctx.path("metrics.json"), lambda f: f.write(text.encode() + b"\n"))
+    from ._logger import write_hparams
+
+    write_hparams(ctx.out, hparams, clean)
     print(_summary(title, clean, ctx.out, seconds), flush=True)
     if as_json:
         print(text, flush=True)
@@ -362,9 +383,19 @@ def main(argv: list[str] | None = None) -> int:
     quick = bool(getattr(args, "quick", False)) or (is_quick() and hasattr(args, "quick"))
     ctx = RunContext(out=Path(args.out), seed=args.seed, resume=getattr(args, "resume", False))
     start = time.perf_counter()
+    scratch = None
     try:
+        from ._distributed import initialize_distributed, is_primary
+
+        initialize_distributed()
+        if not is_primary():
+            # every process computes; only process 0 writes to --out
+            scratch = Path(tempfile.mkdtemp(prefix="diffdyn-process-"))
         if args.group == "quickstart":
             ctx = dataclasses.replace(ctx, quick=quick)
+            if scratch is not None:
+                ctx = dataclasses.replace(ctx, out=scratch, primary=False)
+            hparams = {"seed": ctx.seed, "quick": quick, "only": args.only or "all"}
             metrics = run_quickstart(ctx, args.only)
             title = "diffdyn quickstart" + (" --quick" if quick else "")
         else:
@@ -396,12 +427,15 @@ def main(argv: list[str] | None = None) -> int:
                 cfg, ctx = reduced, dataclasses.replace(ctx, given=ctx.given | changed)
             if cmd.check is not None:
                 cmd.check(cfg, ctx)
+            if scratch is not None:
+                ctx = dataclasses.replace(ctx, out=scratch, primary=False)
             ctx.out.mkdir(parents=True, exist_ok=True)
             write_config(cfg, ctx.path("config.yaml"))
+            hparams = {**_flatten(config_to_dict(cfg)), "seed": ctx.seed, "quick": quick}
             metrics = cmd.run(cfg, ctx)
             title = f"diffdyn {cmd.group} {cmd.name}" + (" --quick" if quick else "")
             title = f"{title}: {cmd.help}" if cmd.help else title
-        _finish(metrics or {}, ctx, args.json, title, time.perf_counter() - start)
+        _finish(metrics or {}, ctx, args.json, title, time.perf_counter() - start, hparams)
     except (ValueError, TypeError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"diffdyn: error: {message}", file=sys.stderr)
@@ -409,4 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diffdyn: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -108,7 +108,7 @@ class EventFileWriter:
         purge_step: int | None = None,
         flush_seconds: float = 10.0,
     ):
-        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.event_pb2 import Event
 
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -119,9 +119,17 @@ class EventFileWriter:
         self._last_flush = time.monotonic()
         self.write_event(Event(wall_time=time.time(), file_version=_FILE_VERSION))
         if purge_step is not None:
-            start = SessionLog(status=SessionLog.START)
-            self.write_event(Event(wall_time=time.time(), step=purge_step, session_log=start))
+            self.write_session_start(purge_step)
         self.flush()
+
+    def write_session_start(self, step: int) -> None:
+        """Mark the start of a (resumed) run at ``step``: TensorBoard's readers drop every
+        event of earlier files at steps ``>= step`` (what a killed run logged after its last
+        checkpoint), so that each step is shown once."""
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        start = SessionLog(status=SessionLog.START)
+        self.write_event(Event(wall_time=time.time(), step=int(step), session_log=start))
 
     def write_record(self, data: bytes) -> None:
         """Frame one serialised event as a TFRecord and append it."""

@@ -16,12 +16,23 @@ import numpy as np
 
 from ._events import EventFileWriter
 
-__all__ = ["Logger", "TensorBoardLogger", "NullLogger", "to_uint8_hwc", "encode_gif"]
+__all__ = [
+    "Logger",
+    "TensorBoardLogger",
+    "NullLogger",
+    "write_hparams",
+    "to_uint8_hwc",
+    "encode_gif",
+]
 
 
 @runtime_checkable
 class Logger(Protocol):
     """What the trainer and the workflows write to. All ``step`` arguments are global steps."""
+
+    def start(self, step: int) -> None:
+        """A run (or a resumed run) begins at ``step``: what earlier runs logged at steps
+        ``>= step`` is obsolete."""
 
     def scalar(self, tag: str, value: float, step: int) -> None: ...
     def scalars(self, tag: str, values: Any, steps: Any) -> None:
@@ -38,6 +49,9 @@ class Logger(Protocol):
 
 class NullLogger:
     """A logger that discards everything (for tests, benchmarks and library use)."""
+
+    def start(self, step: int) -> None:
+        pass
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         pass
@@ -111,12 +125,25 @@ def encode_gif(frames: Any, fps: int = 10) -> bytes:
     return buf.getvalue()
 
 
+class _Discard:
+    """The event writer of a process that does not write (not process 0)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("write_") or name in ("flush", "close"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
 class TensorBoardLogger:
     """Writes TensorBoard event files under ``logdir`` (see `diffdyn.common`).
 
     Scalars are encoded directly, so logging every training step is cheap; histograms,
-    images, videos and text are built with ``tensorboardX.summary``. Hyperparameters go to a
-    ``hparams`` sub-run, as the HParams dashboard expects.
+    images and videos are built with ``tensorboardX.summary``. Text keeps the tag it is given.
+    Hyperparameters go to a ``hparams`` sub-run, as the HParams dashboard expects
+    (`write_hparams`).
+
+    In a multi-process run only process 0 writes (``writes`` is False elsewhere, and nothing
+    is created there), so one run has one event file however many processes log to it.
     """
 
     def __init__(
@@ -126,11 +153,21 @@ class TensorBoardLogger:
         purge_step: int | None = None,
         flush_seconds: float = 10.0,
     ):
+        import jax
+
         self.logdir = os.fspath(logdir)
-        self._events = EventFileWriter(
-            self.logdir, purge_step=purge_step, flush_seconds=flush_seconds
+        self.writes = jax.process_index() == 0
+        self._events: EventFileWriter | _Discard = (
+            EventFileWriter(self.logdir, purge_step=purge_step, flush_seconds=flush_seconds)
+            if self.writes
+            else _Discard()
         )
         self._series_time: dict[str, float] = {}
+
+    def start(self, step: int) -> None:
+        """Write TensorBoard's ``SessionLog.START`` at ``step``: its readers then drop what
+        earlier event files of this run logged at steps ``>= step``."""
+        self._events.write_session_start(step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self._events.write_scalar(tag, value, step)
@@ -170,28 +207,62 @@ class TensorBoardLogger:
         self._events.write_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def text(self, tag: str, text: str, step: int) -> None:
-        from tensorboardX.summary import text as text_summary
+        """Markdown ``text`` under exactly ``tag`` (the Text dashboard's string tensor)."""
+        from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboardX.proto.tensor_pb2 import TensorProto
+        from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
+        from tensorboardX.proto.types_pb2 import DT_STRING
 
-        self._events.write_summary(text_summary(tag, text), step)
+        plugin = SummaryMetadata.PluginData(plugin_name="text")
+        tensor = TensorProto(
+            dtype=DT_STRING,
+            string_val=[text.encode()],
+            tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
+        )
+        value = Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin), tensor=tensor)
+        self._events.write_summary(Summary(value=[value]), step)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        from tensorboardX.summary import hparams as hparams_summaries
-
-        flat = {
-            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()
-        }
-        metrics = {k: float(v) for k, v in metrics.items()}
-        sub = EventFileWriter(os.path.join(self.logdir, "hparams"))
-        try:
-            for summary in hparams_summaries(flat, metrics):
-                sub.write_summary(summary, 0)
-            for name, value in metrics.items():
-                sub.write_scalar(name, value, 0)
-        finally:
-            sub.close()
+        """The run's hyperparameters and final metrics (see `write_hparams`)."""
+        if self.writes:
+            write_hparams(self.logdir, hparams, metrics)
 
     def flush(self) -> None:
         self._events.flush()
 
     def close(self) -> None:
         self._events.close()
+
+
+def write_hparams(logdir: str | os.PathLike, hparams: dict[str, Any], metrics: dict[str, Any]):
+    """Write ``hparams`` and the final ``metrics`` of the run in ``logdir`` to its
+    ``hparams`` sub-run, where TensorBoard's HParams dashboard finds them.
+
+    Values that are not numbers, strings or booleans are written as text (``None`` as
+    ``"none"``); metrics that are not finite numbers are left out (the dashboard cannot show
+    them).
+    """
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    def value(v: Any) -> Any:
+        if v is None:
+            return "none"
+        if isinstance(v, (bool, int, float, str)):
+            return v
+        return str(v)
+
+    flat = {str(k): value(v) for k, v in hparams.items()}
+    numbers = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+            continue
+        if np.isfinite(float(v)):
+            numbers[str(k)] = float(v)
+    sub = EventFileWriter(os.path.join(os.fspath(logdir), "hparams"))
+    try:
+        for summary in hparams_summaries(flat, numbers):
+            sub.write_summary(summary, 0)
+        for name, v in numbers.items():
+            sub.write_scalar(name, v, 0)
+    finally:
+        sub.close()

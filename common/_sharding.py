@@ -5,14 +5,12 @@ data is split across it with a ``NamedSharding``; parameters and optimiser state
 replicated. XLA inserts the gradient all-reduce itself, so the training step is written once
 and runs unchanged on one CPU, several GPUs, or several hosts.
 
-Multi-host: call `initialize_distributed` before anything touches a device. It reads
-``DIFFDYN_COORDINATOR`` (``host:port``), ``DIFFDYN_NUM_PROCESSES`` and ``DIFFDYN_PROCESS_ID``
-and calls ``jax.distributed.initialize``; with none of them set it does nothing.
+Several processes (hosts): call `initialize_distributed` first; the mesh then spans the
+devices of every process.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import equinox as eqx
@@ -28,7 +26,6 @@ __all__ = [
     "shard_batch",
     "replicate",
     "constrain_batch",
-    "initialize_distributed",
 ]
 
 BATCH_AXIS = "batch"
@@ -95,37 +92,3 @@ def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
         return x
 
     return jax.tree_util.tree_map(constrain, tree)
-
-
-def initialize_distributed(env: dict[str, str] | None = None) -> bool:
-    """Join a multi-process JAX run described by environment variables; True if it did.
-
-    ``DIFFDYN_COORDINATOR=host:port``, ``DIFFDYN_NUM_PROCESSES=P``, ``DIFFDYN_PROCESS_ID=i``.
-    On CPU the gloo collectives are switched on so that CPU processes can all-reduce.
-    """
-    env = os.environ if env is None else env
-    names = ("DIFFDYN_COORDINATOR", "DIFFDYN_NUM_PROCESSES", "DIFFDYN_PROCESS_ID")
-    present = [n for n in names if env.get(n)]
-    if not present:
-        return False
-    if len(present) != len(names):
-        missing = sorted(set(names) - set(present))
-        raise ValueError(f"multi-process run needs all of {names}; missing {missing}")
-    try:
-        num_processes = int(env["DIFFDYN_NUM_PROCESSES"])
-        process_id = int(env["DIFFDYN_PROCESS_ID"])
-    except ValueError:
-        raise ValueError(
-            "DIFFDYN_NUM_PROCESSES and DIFFDYN_PROCESS_ID must be integers; got "
-            f"{env['DIFFDYN_NUM_PROCESSES']!r}, {env['DIFFDYN_PROCESS_ID']!r}"
-        ) from None
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"DIFFDYN_PROCESS_ID must be in [0, {num_processes}); got {process_id}")
-    if env.get("JAX_PLATFORMS", "").startswith("cpu") or env.get("DIFFDYN_CPU_COLLECTIVES"):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=env["DIFFDYN_COORDINATOR"],
-        num_processes=num_processes,
-        process_id=process_id,
-    )
-    return True

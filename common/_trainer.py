@@ -18,6 +18,10 @@ logging block (the losses of the first steps of a run say little).
 
 Randomness is reproducible and resumable: the key of step ``s`` is ``fold_in(key, s)``, so a
 run stopped and resumed from a checkpoint takes exactly the steps of an uninterrupted run.
+
+In a multi-process run (see `initialize_distributed`) every process runs the same loop; only
+process 0 logs and writes files. Checkpoints gather data split across processes first, and a
+resumed run reads its checkpoint in process 0 and sends it to the others.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from ._checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
+from ._distributed import broadcast_from_primary, gather_to_host, is_primary
 from ._logger import Logger, NullLogger
 from ._model import AbstractModel, trainable_filter
 from ._optim import OptimConfig
@@ -373,8 +378,11 @@ class Trainer:
         augmenter: with a loss function only: an object with ``init/sample/update`` (see
             `AbstractAugmenter`); default `FullBatch`.
         config: a `TrainConfig`.
-        logger: where scalars, histograms and images go (default: none).
-        out: a folder for checkpoints and the final/best model (default: none written).
+        logger: where scalars, histograms and images go (default: none); used by process 0
+            only. A run begins by marking its first step (`Logger.start`), so that
+            TensorBoard hides what an interrupted earlier run logged after its checkpoint.
+        out: a folder for checkpoints and the final/best model (default: none written);
+            written by process 0 only.
         mesh: the device mesh; default all devices, with the batch axis split across them.
         filter_spec: which leaves to train; default `trainable_filter`.
         visualise: with a loss function only: ``(model, key) -> {tag: image [C,H,W] or video
@@ -427,7 +435,8 @@ class Trainer:
         self.optimiser = optimiser
         self.augmenter = task.augmenter()
         self.config = config
-        self.logger = NullLogger() if logger is None else logger
+        self.primary = is_primary()
+        self.logger = NullLogger() if logger is None or not self.primary else logger
         self.out = None if out is None else Path(out)
         self.mesh = mesh if mesh is not None else make_mesh()
         self.filter_spec = filter_spec
@@ -558,14 +567,17 @@ class Trainer:
         cfg, task = self.config, self.task
         state, static = self.init_state(task.init(model, data), data, key)
         start, best_step = 0, None
-        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            state, header = load_checkpoint(self.checkpoint_path, state)
-            state = self._place(state)
-            start, best_step = int(header["step"]), header.get("best_step")
+        if resume:
+            state, start, best_step = self._restore(state)
+        self.logger.start(start)
         step_fn = self.make_step(static)
         diverged_at = None
         bar = tqdm(
-            total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False
+            total=cfg.steps,
+            initial=start,
+            disable=not (cfg.progress and self.primary),
+            desc="train",
+            leave=False,
         )
         t_start = t_warm = time.perf_counter()
         warm_step = start
@@ -687,17 +699,47 @@ class Trainer:
         return min(limit, end - done)
 
     # ------------------------------------------------------------------ side effects
+    def _restore(self, state: TrainState) -> tuple[TrainState, int, int | None]:
+        """``(state, start step, best step)`` from the checkpoint under ``out`` if there is
+        one (read by process 0, sent to the others), else ``(state, 0, None)``."""
+        path = self.checkpoint_path
+        if jax.process_count() == 1:
+            if path is None or not path.exists():
+                return state, 0, None
+            state, header = load_checkpoint(path, state)
+            return self._place(state), int(header["step"]), header.get("best_step")
+        skeleton = jax.tree_util.tree_map(
+            lambda x: np.zeros(x.shape, x.dtype) if eqx.is_array(x) else x, state
+        )
+        found, step, best = False, 0, -1
+        if self.primary and path is not None and path.exists():
+            skeleton, header = load_checkpoint(path, skeleton)
+            found, step = True, int(header["step"])
+            best = -1 if header.get("best_step") is None else int(header["best_step"])
+        dynamic, static = eqx.partition(skeleton, eqx.is_array)
+        flags = np.asarray([found, step, best], np.int32)
+        dynamic, flags = broadcast_from_primary((dynamic, flags))
+        if not flags[0]:
+            return state, 0, None
+        restored = eqx.combine(dynamic, static)
+        return self._place(restored), int(flags[1]), None if flags[2] < 0 else int(flags[2])
+
     def _checkpoint(
         self, writer: BackgroundCheckpointer, state: TrainState, step: int, best_step: int | None
     ) -> None:
-        host = jax.device_get(state)  # one transfer; the checks and the write use this copy
+        # one transfer (an all-gather where data is split across processes, so every process
+        # takes part); the checks and the write use this copy
+        host = gather_to_host(state)
         leaves = jax.tree_util.tree_leaves(eqx.filter(host.params, eqx.is_inexact_array))
         if not all(np.isfinite(leaf).all() for leaf in leaves):
             tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
             return
-        writer.save(self.checkpoint_path, host, {"step": step, "best_step": best_step})
+        if self.primary:
+            writer.save(self.checkpoint_path, host, {"step": step, "best_step": best_step})
 
     def _save_models(self, final: Any, best: Any) -> None:
+        if not self.primary:
+            return
         for name, m in (("model", final), ("best", best)):
             if isinstance(m, AbstractModel):
                 m.save(self.out / f"{name}.eqx")

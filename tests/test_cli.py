@@ -93,6 +93,25 @@ def test_run_writes_config_metrics_and_prints_json_last(tmp_path, capsys):
     assert written == {"steps": 5, "name": "y", "mode": "a", "loud": False, "inner": {"rate": 0.25}}
 
 
+def test_every_run_logs_its_config_and_metrics_as_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    out = tmp_path / "run"
+    assert cli.main(["testing", "echo", "--out", str(out), "--seed", "2", "--inner.rate", "4"]) == 0
+    acc = EventAccumulator(str(out / "hparams"))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["inner.rate"].number_value == 4.0
+    assert hparams["mode"].string_value == "a" and hparams["loud"].bool_value is False
+    assert hparams["seed"].number_value == 2 and hparams["quick"].bool_value is False
+    # the final metrics are the sub-run's scalars; non-finite ones (nan) cannot be shown
+    scalars = set(acc.Tags()["scalars"])
+    assert {"steps", "rate", "seed"} <= scalars and "nan" not in scalars
+    assert acc.Scalars("rate")[0].value == 4.0
+
+
 def test_booleans_are_flags_choices_are_checked_and_a_summary_is_printed(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["testing", "echo", "--out", str(out), "--loud", "--mode", "c"]) == 0

@@ -45,7 +45,9 @@ def test_scalars_images_videos_text_reach_the_event_file(tmp_path):
     assert png.size == (6, 4) and png.getpixel((0, 0))[:3] == (255, 0, 0)
     gif = Image.open(io.BytesIO(values["movie"][0][1].image.encoded_image_string))
     assert gif.format == "GIF" and gif.n_frames == 5
-    assert any(tag.startswith("note") for tag in values)
+    (note,) = values["note"]  # the tag as given, no suffix
+    assert note[1].tensor.string_val == [b"hello"]
+    assert note[1].metadata.plugin_data.plugin_name == "text"
 
 
 def test_images_are_scaled_clipped_and_checked_and_videos_keep_their_frame_rate(tmp_path):
@@ -185,3 +187,40 @@ def test_scalar_series_match_single_scalars(tmp_path):
     ]
     walls = [e.wall_time for e in events]
     assert walls == sorted(walls)
+
+
+def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
+    """A run killed after its checkpoint at step 5 had logged steps 5..7; the resumed run
+    starts at 5 again, and TensorBoard's own reader shows every step once."""
+    import shutil
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from diffdyn.common import TrainConfig, Trainer
+
+    def loss(model, batch, key):
+        return jnp.sum((model - batch) ** 2)
+
+    def fit(steps, resume):
+        config = TrainConfig(steps=steps, log_every=1, checkpoint_every=5, progress=False)
+        trainer = Trainer(
+            loss, optax.sgd(0.1), config=config, logger=TensorBoardLogger(tmp_path), out=tmp_path
+        )
+        result = trainer.fit(jnp.zeros(2), jnp.ones(2), jax.random.key(0), resume=resume)
+        trainer.logger.close()
+        return result
+
+    fit(5, resume=False)
+    checkpoint = tmp_path / "checkpoints" / "latest.ckpt"
+    shutil.copy(checkpoint, tmp_path / "step5.ckpt")
+    fit(8, resume=True)  # logs steps 5, 6, 7 ...
+    shutil.copy(tmp_path / "step5.ckpt", checkpoint)  # ... and is killed before its checkpoint
+    result = fit(10, resume=True)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    events = acc.Scalars("train/loss")
+    assert [e.step for e in events] == list(range(10))
+    np.testing.assert_allclose([e.value for e in events][5:], result.losses, rtol=1e-6)

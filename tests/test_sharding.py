@@ -1,23 +1,27 @@
-"""Data parallelism: the same run on 1 device, on 4 CPU devices and on 2 processes agrees."""
+"""Data parallelism: the same run on 1 device, on 4 CPU devices and on 2 processes agrees;
+a 2-process run writes one set of artefacts, survives SIGKILL and resumes exactly."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from diffdyn.common import initialize_distributed, make_mesh, shard_batch
+from diffdyn.common import initialize_distributed, make_mesh, read_checkpoint_header, shard_batch
 
 SCRIPT = Path(__file__).with_name("sharded_training.py")
 ROOT = SCRIPT.parent.parent
+STEPS = 25  # sharded_training.STEPS
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIFFDYN_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFFDYN_", "SLURM_"))}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **extra)
     return env
 
@@ -32,6 +36,42 @@ def _run(out: Path, **env: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(params: Path, *args: str, processes: int = 2) -> list[subprocess.Popen]:
+    """Start a ``processes``-process run of the script on localhost (1 CPU device each)."""
+    port = _free_port()
+    procs = []
+    for pid in range(processes):
+        env = _env(
+            DIFFDYN_COORDINATOR=f"127.0.0.1:{port}",
+            DIFFDYN_NUM_PROCESSES=str(processes),
+            DIFFDYN_PROCESS_ID=str(pid),
+            XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(SCRIPT), str(params), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, stderr) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, stderr[-2000:]
+    return [stdout for stdout, _ in outputs]
 
 
 @pytest.fixture(scope="module")
@@ -52,37 +92,58 @@ def test_four_devices_match_one(single_device_params, tmp_path):
     assert np.abs(four).sum() > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one(single_device_params, tmp_path):
-    port = _free_port()
     out = tmp_path / "params.npy"
-    procs = []
-    for pid in range(2):
-        env = _env(
-            DIFFDYN_COORDINATOR=f"127.0.0.1:{port}",
-            DIFFDYN_NUM_PROCESSES="2",
-            DIFFDYN_PROCESS_ID=str(pid),
-            XLA_FLAGS="--xla_force_host_platform_device_count=1",
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(SCRIPT), str(out)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = [p.communicate(timeout=240) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, stderr[-2000:]
+    for stdout in _finish(_launch(out)):
         assert "devices=2 mesh=2" in stdout
     np.testing.assert_allclose(np.load(out), single_device_params, rtol=2e-5, atol=2e-6)
+
+
+def _scalar_steps(logdir: Path, tag: str) -> list[int]:
+    """The steps of ``tag`` as TensorBoard's own reader shows them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return [event.step for event in acc.Scalars(tag)]
+
+
+def test_two_processes_checkpoint_survive_sigkill_and_resume_exactly(
+    single_device_params, tmp_path
+):
+    run, params = tmp_path / "run", tmp_path / "params.npy"
+    checkpoint = run / "checkpoints" / "latest.ckpt"
+    # data split across the two processes; both are killed after a checkpoint, mid-run
+    procs = _launch(params, "--out", str(run), "--slow", "0.4")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and read_checkpoint_header(checkpoint)["step"] >= 10:
+            break
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
+        time.sleep(0.05)
+    else:
+        pytest.fail("no checkpoint at step >= 10 within 180 s")
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+    killed_at = read_checkpoint_header(checkpoint)["step"]
+    assert 10 <= killed_at < STEPS
+    assert not params.exists()
+
+    for stdout in _finish(_launch(params, "--out", str(run), "--resume")):
+        assert f"devices=2 mesh=2 steps={STEPS}" in stdout
+    np.testing.assert_allclose(np.load(params), single_device_params, rtol=2e-5, atol=2e-6)
+    # one set of artefacts, written by process 0: one event file per launch, one checkpoint
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("events")) == [
+        "best.eqx",
+        "checkpoints",
+        "model.eqx",
+    ]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["latest.ckpt"]
+    # TensorBoard shows every step once: the resumed run hides what the killed one logged
+    # after its checkpoint
+    assert _scalar_steps(run, "train/loss") == list(range(STEPS))
 
 
 def test_shard_batch_checks_divisibility():
@@ -105,3 +166,44 @@ def test_initialize_distributed_env_validation():
                 "DIFFDYN_PROCESS_ID": "5",
             }
         )
+    with pytest.raises(ValueError, match="DIFFDYN_DISTRIBUTED"):
+        initialize_distributed({"DIFFDYN_DISTRIBUTED": "yes"})
+
+
+SLURM = {
+    "SLURM_JOB_ID": "7",
+    "SLURM_STEP_NODELIST": "node[1-2]",
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "0",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "joins", "expected"),
+    [
+        (SLURM, True, {}),  # JAX's own detection configures the run
+        ({**SLURM, "SLURM_NTASKS": "1"}, False, None),  # one task: a single process
+        ({k: v for k, v in SLURM.items() if k != "SLURM_PROCID"}, False, None),
+        ({"OMPI_MCA_orte_hnp_uri": "1;tcp://10.0.0.1:1", "OMPI_COMM_WORLD_SIZE": "4"}, True, {}),
+        ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True, {}),
+        ({"DIFFDYN_DISTRIBUTED": "auto"}, True, {}),
+        ({**SLURM, "DIFFDYN_DISTRIBUTED": "off"}, False, None),
+        (  # the explicit variables override a cluster's
+            {
+                **SLURM,
+                "DIFFDYN_COORDINATOR": "h:1",
+                "DIFFDYN_NUM_PROCESSES": "3",
+                "DIFFDYN_PROCESS_ID": "2",
+            },
+            True,
+            {"coordinator_address": "h:1", "num_processes": 3, "process_id": 2},
+        ),
+    ],
+)
+def test_initialize_distributed_detects_clusters(monkeypatch, env, joins, expected):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(jax.config, "update", lambda *args: None)
+    assert initialize_distributed(env) is joins
+    assert calls == ([] if expected is None else [expected])

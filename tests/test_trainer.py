@@ -23,6 +23,10 @@ class Recorder:
 
     def __init__(self):
         self.logged, self.histograms, self.images, self.videos, self.texts = {}, [], [], [], []
+        self.starts = []
+
+    def start(self, step):
+        self.starts.append(step)
 
     def scalar(self, tag, value, step):
         self.logged.setdefault(tag, {})[step] = value
@@ -92,6 +96,7 @@ def test_training_lowers_loss_and_logs_every_step():
     assert result.losses[-1] < 0.05 * result.losses[0]
     # every step's loss reaches the logger, with the right step numbers and values
     assert sorted(log.logged["train/loss"]) == list(range(200))
+    assert log.starts == [0]  # the run marks its first step once
     np.testing.assert_allclose([log.logged["train/loss"][s] for s in range(200)], result.losses)
     assert set(log.logged) >= {"train/loss", "train/mae", "train/grad_norm"}
     assert {s for _, s in log.histograms} == {100, 200}
