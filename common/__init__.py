@@ -332,6 +332,12 @@ from ._spline import (
 from ._spline import (
     reinsch_matrices as reinsch_matrices,
 )
+from ._split import (
+    SPACE_AXIS as SPACE_AXIS,
+)
+from ._split import (
+    SplitGrid as SplitGrid,
+)
 from ._strategies import (
     FAILED_MSE as FAILED_MSE,
 )
@@ -496,6 +502,8 @@ __all__ = [
     "is_primary",
     "gather_to_host",
     "broadcast_from_primary",
+    "SPACE_AXIS",
+    "SplitGrid",
     "hvp",
     "flat_hvp",
     "top_eigenpairs",

@@ -29,6 +29,7 @@ from diffdyn.common import (
     AbstractBoundary,
     AbstractModel,
     Perception,
+    SplitGrid,
     make_boundary,
     pad,
 )
@@ -154,14 +155,37 @@ class Cells(AbstractModel):
         return pooled > self.alive_threshold
 
     def apply(
-        self, x: Float[Array, "C H W"], dx: Float[Array, "C H W"], key: PRNGKeyArray
+        self,
+        x: Float[Array, "C H W"],
+        dx: Float[Array, "C H W"],
+        key: PRNGKeyArray,
+        *,
+        split: SplitGrid | None = None,
     ) -> Float[Array, "C H W"]:
-        """``B(alive-mask(x + m ⊙ dx))`` with one Bernoulli(fire_rate) draw ``m`` per cell."""
+        """``B(alive-mask(x + m ⊙ dx))`` with one Bernoulli(fire_rate) draw ``m`` per cell
+        (drawn for the whole grid, so a split grid draws the same ``m``)."""
         fire = jax.random.bernoulli(key, self.fire_rate, (1, *x.shape[1:]))
         new = x + jnp.where(fire, dx, jnp.zeros((), dx.dtype))
         if self.alive_threshold is not None:
-            new = new * (self.alive(x) & self.alive(new)).astype(x.dtype)
+
+            def alive(x: Array, cells: Cells) -> Array:
+                return cells.alive(x)
+
+            alive = alive if split is None else split.map(alive)
+            new = new * (alive(x, self) & alive(new, self)).astype(x.dtype)
         return self.bc(new)
+
+    def check_split(self, split: SplitGrid | None, x: Any) -> None:
+        """Refuse a split of a grid that is not periodic, or of a field too small for it."""
+        if split is None:
+            return
+        if not isinstance(split, SplitGrid):
+            raise TypeError(f"split must be a SplitGrid; got {type(split).__name__}")
+        if self.boundary != "periodic":
+            raise ValueError(
+                f"a split grid needs periodic rows; this NCA's boundary is {self.boundary!r}"
+            )
+        split.check(x)
 
 
 def _check_cells(cells: Any, owner: str) -> Cells:
@@ -233,11 +257,23 @@ class AbstractNCA(AbstractModel):
         return self.cells.perception
 
     # -- dynamics
-    def step(self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray) -> Float[Array, "C H W"]:
-        """One stochastic NCA step ``x_t -> x_{t+1}`` (see the module docstring)."""
+    def step(
+        self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray, *, split: SplitGrid | None = None
+    ) -> Float[Array, "C H W"]:
+        """One stochastic NCA step ``x_t -> x_{t+1}`` (see the module docstring).
+
+        ``split``: compute on a grid split across devices (`SplitGrid`, halo >= 1; periodic
+        boundaries only): the perception and alive masking run band by band, the rest on
+        the split arrays; the result equals the unsplit step.
+        """
         self.cells.check(x)
+        self.cells.check_split(split, x)
         x = jnp.asarray(x)
-        return self.cells.apply(x, self.increment(x), key)
+        if split is None:
+            dx = self.increment(x)
+        else:
+            dx = split.map(lambda x, model: model.increment(x))(x, self)
+        return self.cells.apply(x, dx, key, split=split)
 
     def __call__(self, x: Float[ArrayLike, "C H W"], key: PRNGKeyArray) -> Float[Array, "C H W"]:
         """Same as `step`."""
@@ -251,6 +287,7 @@ class AbstractNCA(AbstractModel):
         *,
         every: int | None = None,
         checkpoint: bool = False,
+        split: SplitGrid | None = None,
     ) -> Float[Array, "..."]:
         """Iterate ``x_{t+1} = step(x_t, k_t)``, ``(k_0, ..., k_{n-1}) = split(key, steps)``.
 
@@ -258,10 +295,12 @@ class AbstractNCA(AbstractModel):
         frames ``[x_0, x_e, x_2e, ...]`` (``[steps // e + 1, C, H, W]``). The loop is a
         ``jax.lax.scan``; ``checkpoint=True`` wraps the step in ``jax.checkpoint`` so that
         reverse-mode memory does not grow with the inner activations of every step.
+        ``split`` holds the grid split across devices (see `step`).
         """
         self.cells.check(x0, "x0")
+        self.cells.check_split(split, x0)
         steps = check_int(steps, "steps", 0)
-        x0 = jnp.asarray(x0)
+        x0 = jnp.asarray(x0) if split is None else split.place(x0)
         if every is not None:
             every = check_int(every, "every", 1)
             if steps % every:
@@ -270,7 +309,7 @@ class AbstractNCA(AbstractModel):
             return x0 if every is None else x0[None]
 
         def body(x: Array, k: PRNGKeyArray) -> tuple[Array, None]:
-            return self.step(x, k), None
+            return self.step(x, k, split=split), None
 
         if checkpoint:
             body = jax.checkpoint(body)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import diffrax
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from diffdyn.common import AbstractModel, SolveConfig, model_from_spec
+from diffdyn.common import AbstractModel, SolveConfig, SplitGrid, model_from_spec
 
 from ._base import AbstractPDE, check_state
 
@@ -27,6 +29,12 @@ PDE_SOLVE = SolveConfig(
     solver="heun", dt0=0.1, adaptive=False, rtol=1e-3, atol=1e-3, max_steps=16384
 )
 """The default solve of `PDESolver`: Heun's method with a fixed step 0.1."""
+
+
+_SPLIT_FAILED = (
+    "the split PDE solve stopped before the last time (max_steps reached, or the step size "
+    "collapsed); raise SolveConfig.max_steps or lower dt0"
+)
 
 
 class PDESolver(AbstractModel):
@@ -87,12 +95,46 @@ class PDESolver(AbstractModel):
         return self.rhs.grid.project(x, self.rhs(t, x, args))
 
     def __call__(
-        self, x0: Float[ArrayLike, "C H W"], ts: Float[ArrayLike, " T"], args: Any = None
+        self,
+        x0: Float[ArrayLike, "C H W"],
+        ts: Float[ArrayLike, " T"],
+        args: Any = None,
+        *,
+        split: SplitGrid | None = None,
     ) -> Float[Array, "T C H W"]:
-        """The states at ``ts``, shape ``[T, C, H, W]``, starting from ``x0`` at ``ts[0]``."""
+        """The states at ``ts``, shape ``[T, C, H, W]``, starting from ``x0`` at ``ts[0]``.
+
+        ``split``: hold the grid split across devices along its rows (`SplitGrid`; periodic
+        grids only; ``halo`` at least the reach of the right-hand side's stencils, 1 for a
+        5- or 9-point Laplacian). The right-hand side runs band by band with halo exchange;
+        the result (split the same way) equals the unsplit solve, gradients included. A
+        split solve that fails raises outside ``jit``, and is NaN inside (the trainer's NaN
+        guard stops on it).
+        """
         check_state(x0, self.rhs.channels, "x0")
         x0 = self.rhs.grid.impose(jax.numpy.asarray(x0))
-        return self.solve.solve(self.vector_field, x0, ts, args)
+        if split is None:
+            return self.solve.solve(self.vector_field, x0, ts, args)
+        if not isinstance(split, SplitGrid):
+            raise TypeError(f"split must be a SplitGrid; got {type(split).__name__}")
+        if self.rhs.grid.boundary != "periodic":
+            raise ValueError(
+                f"a split grid needs periodic rows; this PDE's boundary is "
+                f"{self.rhs.grid.boundary!r}"
+            )
+        rhs = split.map(lambda x, rhs, t, args: rhs(t, x, args))
+
+        def field(t: Array, x: Array, args: Any) -> Array:
+            return self.rhs.grid.project(x, rhs(x, self.rhs, t, args))
+
+        # diffrax's failure check is a host callback on one device, which would gather the
+        # trajectory there (and stall the other devices when it raises): a failed split solve
+        # is NaN instead, and raises here when called outside jit
+        sol = self.solve.solve_full(field, split.place(x0), ts, args, throw=False)
+        failed = sol.result != diffrax.RESULTS.successful
+        if not isinstance(failed, jax.core.Tracer) and bool(failed):
+            raise RuntimeError(_SPLIT_FAILED)
+        return jnp.where(failed, jnp.nan, sol.ys)
 
     def non_negative_spec(self) -> PyTree[bool]:
         """True on the right-hand side's non-negative parameters (see
