@@ -62,8 +62,8 @@ def main() -> None:
         cases = {
             "gray_scott_heun": (
                 x0,
-                jax.jit(lambda x: solver(x, ts)[-1]),
-                jax.jit(lambda x: solver(x, ts, split=split)[-1]),
+                jax.jit(lambda x, ts=ts: solver(x, ts)[-1]),
+                jax.jit(lambda x, ts=ts: solver(x, ts, split=split)[-1]),
             ),
             "nca_rollout": (
                 s0,
