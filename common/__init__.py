@@ -384,6 +384,9 @@ from ._trainer import (
     CompiledStep as CompiledStep,
 )
 from ._trainer import (
+    EnsembleResult as EnsembleResult,
+)
+from ._trainer import (
     TrainConfig as TrainConfig,
 )
 from ._trainer import (
@@ -438,6 +441,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "TrainResult",
+    "EnsembleResult",
     "Trainer",
     "CompiledStep",
     "save_checkpoint",

@@ -49,7 +49,7 @@ from ._optim import OptimConfig
 from ._sharding import constrain_batch, make_mesh, replicate, shard_batch
 from ._task import AbstractTask, LossTask
 
-__all__ = ["TrainConfig", "TrainState", "TrainResult", "Trainer", "CompiledStep"]
+__all__ = ["TrainConfig", "TrainState", "TrainResult", "EnsembleResult", "Trainer", "CompiledStep"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +152,22 @@ class TrainResult:
         return float(self.losses[-1]) if len(self.losses) else math.nan
 
 
+@dataclasses.dataclass
+class EnsembleResult:
+    """What `Trainer.fit_ensemble` returns: each member's `TrainResult`, and the best member
+    (lowest validation loss where the task validates, else lowest best training loss; members
+    without a finite best are never chosen)."""
+
+    members: list[TrainResult]
+    best_member: int | None
+    seconds: float = 0.0
+    steps_per_second: float = math.nan  # ensemble steps (each advances every member)
+
+    @property
+    def best(self) -> TrainResult | None:
+        return None if self.best_member is None else self.members[self.best_member]
+
+
 class CompiledStep:
     """A training step compiled once over the flat list of the state's array leaves.
 
@@ -244,18 +260,28 @@ class CompiledStep:
 
 class _Validation:
     """Scores the model on the task's held-out data, logs the metrics under ``validation/``
-    and keeps the parameters with the lowest validation ``loss`` as the state's best."""
+    and keeps the parameters with the lowest validation ``loss`` as the state's best (member
+    by member in an ensemble, under ``member_<i>/validation/``)."""
 
-    def __init__(self, trainer: Trainer, static: Any):
-        self._trainer, self._static = trainer, static
+    def __init__(self, trainer: Trainer, static: Any, members: list[int | None]):
+        self._trainer, self._static, self._members = trainer, static, members
         self._steps: list[int] = []
-        self._values: dict[str, list[float]] = {}
-        self.best_step: int | None = None
+        self._values: dict[int | None, dict[str, list[float]]] = {i: {} for i in members}
+        self.best_steps: dict[int | None, int | None] = {i: None for i in members}
 
     def run(self, step_fn: CompiledStep, leaves: list[Array], step: int) -> list[Array]:
-        task = self._trainer.task
-        params = step_fn.field(leaves, "params")
-        key = jax.random.split(jax.random.wrap_key_data(step_fn.field(leaves, "key")), 3)[2]
+        self._steps.append(step)
+        for i in self._members:
+            leaves = self._run_member(step_fn, leaves, step, i)
+        return leaves
+
+    def _run_member(
+        self, step_fn: CompiledStep, leaves: list[Array], step: int, i: int | None
+    ) -> list[Array]:
+        task, trainer = self._trainer.task, self._trainer
+        params = _take(step_fn.field(leaves, "params"), i)
+        key_data = _take(step_fn.field(leaves, "key"), i)
+        key = jax.random.split(jax.random.wrap_key_data(key_data), 3)[2]
         model = task.result(eqx.combine(params, self._static))
         metrics = task.evaluate(model, jax.random.fold_in(key, step))
         if "loss" not in metrics:
@@ -263,24 +289,25 @@ class _Validation:
                 f"{type(task).__name__}.evaluate must return a 'loss' entry; got {sorted(metrics)}"
             )
         values = {name: float(v) for name, v in metrics.items()}
-        self._steps.append(step)
         for name, v in values.items():
-            self._values.setdefault(name, []).append(v)
-            self._trainer.logger.scalar(f"validation/{name}", v, step)
-        best = step_fn.field(leaves, "best_loss")
-        if self._trainer.config.track_best and np.isfinite(values["loss"]):
+            self._values[i].setdefault(name, []).append(v)
+            trainer.logger.scalar(f"{_prefix(i)}validation/{name}", v, step)
+        best = _take(step_fn.field(leaves, "best_loss"), i)
+        if trainer.config.track_best and np.isfinite(values["loss"]):
             if values["loss"] < float(best):
-                self.best_step = step
-                leaves = step_fn.replace_field(leaves, "best_params", params)
+                self.best_steps[i] = step
+                all_best = step_fn.field(leaves, "best_params")
+                leaves = step_fn.replace_field(leaves, "best_params", _put(all_best, i, params))
                 value = jnp.asarray(values["loss"], jnp.float32)
-                leaves = step_fn.replace_field(leaves, "best_loss", value)
+                all_loss = step_fn.field(leaves, "best_loss")
+                leaves = step_fn.replace_field(leaves, "best_loss", _put(all_loss, i, value))
         return leaves
 
-    def history(self) -> dict[str, np.ndarray]:
+    def history(self, i: int | None) -> dict[str, np.ndarray]:
         if not self._steps:
             return {}
         out = {"step": np.asarray(self._steps)}
-        out.update({name: np.asarray(v) for name, v in self._values.items()})
+        out.update({name: np.asarray(v) for name, v in self._values[i].items()})
         return out
 
 
@@ -290,19 +317,32 @@ class _MetricBlocks:
     At each `push` the newest block (the state's ``recent_metrics`` ring buffer, an
     immutable snapshot) starts copying to the host, and older blocks, finished by now, are
     logged: the loop does not wait for the device, which keeps its queue of dispatched steps.
-    ``wait=True`` logs everything pushed so far (before a checkpoint, at the end).
+    ``wait=True`` logs everything pushed so far (before a checkpoint, at the end). The
+    members of an ensemble are logged under ``member_<i>/``; a step is bad when the loss of
+    any member is not finite.
 
     Attributes:
-        losses: the logged training losses, one per step from the first.
+        losses: the logged training losses of each member (key ``None`` for a single run),
+            one per step from the first.
         good_leaves: the leaves of the newest state whose losses were all finite.
     """
 
-    def __init__(self, step_fn: CompiledStep, logger: Logger, block: int, start: int, leaves: list):
+    def __init__(
+        self,
+        step_fn: CompiledStep,
+        logger: Logger,
+        block: int,
+        start: int,
+        leaves: list,
+        members: list[int | None],
+    ):
         self._step_fn, self._logger, self._block = step_fn, logger, block
+        self._members = members
         self._logged = self._first = start
         self._queue: list[tuple[int, int, dict, list]] = []
-        self.losses: list[float] = []
+        self.losses: dict[int | None, list[float]] = {i: [] for i in members}
         self.good_leaves = leaves
+        self.bad_member: int | None = None
 
     def push(self, leaves: list[Array], upto: int, *, wait: bool) -> int | None:
         """Queue the steps before ``upto``; log what is due. Returns the first step whose loss
@@ -320,32 +360,69 @@ class _MetricBlocks:
                 return bad
         return None
 
+    def last_loss(self) -> float | None:
+        """The newest logged loss (the mean over the members of an ensemble)."""
+        last = [v[-1] for v in self.losses.values() if v]
+        return float(np.mean(last)) if last else None
+
     def best_step(
-        self, step_fn: CompiledStep, leaves: list[Array], known: int | None
+        self, step_fn: CompiledStep, leaves: list[Array], known: int | None, i: int | None
     ) -> int | None:
-        """The step whose training loss is the state's best loss (selection by training loss),
-        looked up in this run's logged losses; ``known`` (from a checkpoint) if it is older."""
-        best = np.float32(step_fn.field(leaves, "best_loss"))
+        """The step whose training loss is member ``i``'s best loss (selection by training
+        loss), looked up in this run's logged losses; ``known`` (from a checkpoint) if it is
+        older."""
+        best = np.float32(_take(step_fn.field(leaves, "best_loss"), i))
         if not np.isfinite(best):
             return None
         start = self._first
-        losses = np.asarray(self.losses, np.float32)
+        losses = np.asarray(self.losses[i], np.float32)
         hits = np.nonzero(losses == best)[0]
         hits = hits[hits + start >= self._block]
         return int(hits[-1] + start) if len(hits) else known
 
     def _log(self, first: int, upto: int, recent: dict, leaves: list) -> int | None:
         steps = np.arange(first, upto)
-        values = {name: np.asarray(v)[steps % self._block] for name, v in recent.items()}
+        values = {name: np.asarray(v)[..., steps % self._block] for name, v in recent.items()}
         finite = np.isfinite(values["loss"])
+        if finite.ndim == 2:  # an ensemble: [members, steps]
+            bad_members = np.nonzero(~finite.all(axis=1))[0]
+            self.bad_member = int(bad_members[0]) if len(bad_members) else None
+            finite = finite.all(axis=0)
         bad = None if finite.all() else first + int(np.argmin(finite))
         n = len(steps) if bad is None else bad - first
-        self.losses.extend(values["loss"][:n].tolist())
-        for name, series in values.items():
-            self._logger.scalars(f"train/{name}", series[:n], steps[:n])
+        for i in self._members:
+            member = {name: v if i is None else v[i] for name, v in values.items()}
+            self.losses[i].extend(member["loss"][:n].tolist())
+            for name, series in member.items():
+                self._logger.scalars(f"{_prefix(i)}train/{name}", series[:n], steps[:n])
         if bad is None:
             self.good_leaves = leaves
         return bad
+
+
+def _take(tree: Any, i: int | None) -> Any:
+    """Member ``i`` of a stacked ensemble pytree (the tree itself for ``i = None``)."""
+    if i is None:
+        return tree
+    return jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, tree)
+
+
+def _put(tree: Any, i: int | None, value: Any) -> Any:
+    """``tree`` with member ``i`` replaced by ``value`` (``value`` itself for ``i = None``)."""
+    if i is None:
+        return value
+    return jax.tree_util.tree_map(lambda t, v: t.at[i].set(v), tree, value)
+
+
+def _prefix(i: int | None) -> str:
+    return "" if i is None else f"member_{i}/"
+
+
+def _stack(trees: list[Any]) -> Any:
+    """One pytree whose array leaves stack those of ``trees`` along a new axis 0."""
+    return jax.tree_util.tree_map(
+        lambda *xs: jnp.stack(xs) if eqx.is_array(xs[0]) else xs[0], *trees
+    )
 
 
 def _as_key_data(key: Any) -> Array:
@@ -452,8 +529,11 @@ class Trainer:
         spec = trainable_filter(model) if self.filter_spec is None else self.filter_spec
         return eqx.partition(model, spec)
 
-    def init_state(self, model: Any, data: Any, key: PRNGKeyArray) -> tuple[TrainState, Any]:
-        """The state at step 0 (placed on the mesh) and the static part of the model."""
+    def init_state(
+        self, model: Any, data: Any, key: PRNGKeyArray, *, place: bool = True
+    ) -> tuple[TrainState, Any]:
+        """The state at step 0 (placed on the mesh unless ``place`` is False) and the static
+        part of the model."""
         key = _as_key_data(key)
         data_key, _ = jax.random.split(jax.random.wrap_key_data(key))
         params, static = self.split(model)
@@ -475,7 +555,8 @@ class Trainer:
         _, metrics = eqx.filter_eval_shape(self._advance(static), state)  # names only
         block = self.config.log_every
         recent = {name: jnp.zeros(block, jnp.result_type(float)) for name in metrics}
-        return self._place(dataclasses.replace(state, recent_metrics=recent)), static
+        state = dataclasses.replace(state, recent_metrics=recent)
+        return (self._place(state) if place else state), static
 
     def _build_optimiser(self, trained: Any) -> optax.GradientTransformation:
         if not isinstance(self.optimiser, OptimConfig):
@@ -483,18 +564,22 @@ class Trainer:
         spec = self.task.non_negative(trained)
         return self.optimiser.build(self.config.steps, non_negative_leaves=spec)
 
-    def _place(self, state: TrainState) -> TrainState:
-        """Replicate the state over the mesh; optionally split the data along axis 0."""
+    def _place(self, state: TrainState, *, members: bool = False) -> TrainState:
+        """Replicate the state over the mesh; optionally split the data along axis 0. The
+        stacked state of an ensemble (``members``) is split along its member axis instead."""
         if self.mesh.size == 1:
             return state
+        if members:
+            return shard_batch(state, self.mesh)
         placed = replicate(state, self.mesh)
         if self.config.shard_data:
             data = shard_batch(state.data, self.mesh)
             placed = eqx.tree_at(lambda s: s.data, placed, data, is_leaf=lambda x: x is None)
         return placed
 
-    def make_step(self, static: Any) -> CompiledStep:
-        """The jitted training step ``state -> (state, metrics)`` for this model structure."""
+    def make_step(self, static: Any, *, ensemble: bool = False) -> CompiledStep:
+        """The jitted training step ``state -> (state, metrics)`` for this model structure
+        (``jax.vmap``-ped over the members of a stacked ``ensemble`` state)."""
         advance, block = self._advance(static), self.config.log_every
 
         def step(state: TrainState) -> tuple[TrainState, dict]:
@@ -506,7 +591,7 @@ class Trainer:
             }
             return dataclasses.replace(new_state, recent_metrics=recent), metrics
 
-        return CompiledStep(step)
+        return CompiledStep(jax.vmap(step) if ensemble else step)
 
     def _advance(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
         """One optimisation step as a pure function (``recent_metrics`` left as it was)."""
@@ -564,13 +649,75 @@ class Trainer:
     def fit(self, model: Any, data: Any, key: PRNGKeyArray, *, resume: bool = False) -> TrainResult:
         """Train ``model`` on ``data`` for ``config.steps`` steps (continuing a checkpoint if
         ``resume`` and one exists under ``out``)."""
+        state, static = self.init_state(self.task.init(model, data), data, key)
+        return self._fit(state, static, [None], resume)[0]
+
+    def fit_ensemble(
+        self, models: list[Any], data: Any, keys: Any, *, resume: bool = False
+    ) -> EnsembleResult:
+        """Train ``K = len(models)`` models of one structure as one program.
+
+        Member ``i`` is ``models[i]`` trained with ``keys[i]``, on the same ``data``: the
+        steps are ``jax.vmap``-ped over the members and, on a mesh of several devices, the
+        members are split across the devices (``K`` must then be a multiple of the device
+        count). Each member takes exactly the steps of ``fit(models[i], data, keys[i])``
+        (same keys, batches, optimiser and best-model selection), and is logged under
+        ``member_<i>/``; models are written to ``out/member_<i>/``. Training stops for every
+        member when the loss of any member becomes non-finite.
+        """
+        models = list(models)
+        keys = list(keys) if not hasattr(keys, "shape") else [keys[i] for i in range(len(keys))]
+        if not models or len(models) != len(keys):
+            raise ValueError(
+                f"fit_ensemble needs one key per model and at least one model; got "
+                f"{len(models)} models and {len(keys)} keys"
+            )
+        if self.config.shard_data:
+            raise ValueError(
+                "an ensemble splits its members across the devices; TrainConfig.shard_data "
+                "must be False"
+            )
+        k, n = len(models), self.mesh.size
+        if n > 1 and k % n:
+            raise ValueError(
+                f"an ensemble of {k} members does not split over the {n} devices of the mesh; "
+                f"use a multiple of {n} members or a smaller mesh (make_mesh(devices))"
+            )
+        states, static = [], None
+        for i, (model, key) in enumerate(zip(models, keys, strict=True)):
+            state, member_static = self.init_state(
+                self.task.init(model, data), data, key, place=False
+            )
+            if static is None:
+                static = member_static
+            elif not eqx.tree_equal(member_static, static) or jax.tree_util.tree_structure(
+                state
+            ) != jax.tree_util.tree_structure(states[0]):
+                raise ValueError(
+                    f"ensemble member {i} differs from member 0 in structure, shapes or static "
+                    "fields; every member must be the same model with other values"
+                )
+            states.append(state)
+        state = self._place(_stack(states), members=True)
+        results = self._fit(state, static, list(range(k)), resume)
+        return EnsembleResult(
+            members=results,
+            best_member=_best_member(results),
+            seconds=results[0].seconds,
+            steps_per_second=results[0].steps_per_second,
+        )
+
+    def _fit(
+        self, state: TrainState, static: Any, members: list[int | None], resume: bool
+    ) -> list[TrainResult]:
+        """The loop: ``members`` is ``[None]`` for one model, ``[0, ..., K-1]`` for a stacked
+        ensemble."""
         cfg, task = self.config, self.task
-        state, static = self.init_state(task.init(model, data), data, key)
-        start, best_step = 0, None
+        start, best_steps = 0, {i: None for i in members}
         if resume:
-            state, start, best_step = self._restore(state)
+            state, start, best_steps = self._restore(state, members)
         self.logger.start(start)
-        step_fn = self.make_step(static)
+        step_fn = self.make_step(static, ensemble=members != [None])
         diverged_at = None
         bar = tqdm(
             total=cfg.steps,
@@ -581,12 +728,14 @@ class Trainer:
         )
         t_start = t_warm = time.perf_counter()
         warm_step = start
-        validation = _Validation(self, static)
+        validation = _Validation(self, static, members)
+        if self.validate_every:  # a resumed run's best so far is the checkpoint's
+            validation.best_steps.update(best_steps)
 
         checkpointer = BackgroundCheckpointer()
         try:
             leaves = step_fn.flatten(state)
-            blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves)
+            blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves, members)
             done, per_call = start, cfg.steps_per_call
             while done < cfg.steps:
                 # the first call compiles; with steps_per_call=None the second, one step
@@ -615,21 +764,25 @@ class Trainer:
                     diverged_at = blocks.push(leaves, done, wait=checkpoint_due)
                     if diverged_at is not None:
                         break
-                    if blocks.losses:
-                        bar.set_postfix(loss=f"{blocks.losses[-1]:.4g}")
+                    if blocks.last_loss() is not None:
+                        bar.set_postfix(loss=f"{blocks.last_loss():.4g}")
                 if self.validate_every and (_due(done, self.validate_every) or last):
                     leaves = validation.run(step_fn, leaves, done)
                 if _due(done, cfg.histogram_every):
-                    self._log_histograms(step_fn.field(leaves, "params"), done)
+                    for i in members:
+                        self._log_histograms(_take(step_fn.field(leaves, "params"), i), done, i)
                 if _due(done, cfg.image_every) and not isinstance(self.logger, NullLogger):
                     params, key_data = step_fn.field(leaves, "params"), step_fn.field(leaves, "key")
-                    self._log_images(eqx.combine(params, static), key_data, done)
+                    for i in members:
+                        model = eqx.combine(_take(params, i), static)
+                        self._log_images(model, _take(key_data, i), done, i)
                 if checkpoint_due and self.out is not None:
-                    if not self.validate_every:
-                        best_step = blocks.best_step(step_fn, leaves, best_step)
-                    else:
-                        best_step = validation.best_step
-                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done, best_step)
+                    for i in members:
+                        if not self.validate_every:
+                            best_steps[i] = blocks.best_step(step_fn, leaves, best_steps[i], i)
+                        else:
+                            best_steps[i] = validation.best_steps[i]
+                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done, best_steps)
                 if out_of_time:
                     tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
                     break
@@ -638,48 +791,55 @@ class Trainer:
             jax.block_until_ready(state)
             t_end = time.perf_counter()
             seconds = t_end - t_start
-            timed_steps = int(state.step) - warm_step
+            timed_steps = _step_of(state) - warm_step
         finally:
             checkpointer.close()  # the last checkpoint is on disk before fit returns
         rate = timed_steps / (t_end - t_warm) if timed_steps > 0 else math.nan
         if diverged_at is not None:
             state = step_fn.unflatten(blocks.good_leaves)
+            who = "loss" if blocks.bad_member is None else f"loss of member {blocks.bad_member}"
             message = (
-                f"loss became non-finite at step {diverged_at}; training stopped, last good "
-                f"state is step {int(state.step)}"
+                f"{who} became non-finite at step {diverged_at}; training stopped, last good "
+                f"state is step {_step_of(state)}"
             )
             self.logger.text("train/diverged", message, diverged_at)
             tqdm.write(f"diffdyn: {message}")
-        final = eqx.combine(state.params, static)
-        selected = state.best_params is not None and bool(np.isfinite(float(state.best_loss)))
-        if selected:
-            best = eqx.combine(state.best_params, static)
-            if self.validate_every:
-                selected_by, best_step = "validation", validation.best_step
+        results = []
+        for i in members:
+            member = _take(state, i)
+            final = eqx.combine(member.params, static)
+            selected = member.best_params is not None and bool(np.isfinite(float(member.best_loss)))
+            if selected:
+                best = eqx.combine(member.best_params, static)
+                if self.validate_every:
+                    selected_by, best_step = "validation", validation.best_steps[i]
+                else:
+                    selected_by = "loss"
+                    best_step = blocks.best_step(step_fn, step_fn.flatten(state), best_steps[i], i)
             else:
-                selected_by = "loss"
-                best_step = blocks.best_step(step_fn, step_fn.flatten(state), best_step)
-        else:
-            best, selected_by, best_step = final, "final", int(state.step)
-        model_out, best_out = task.result(final), task.result(best)
-        if task.draws and diverged_at is None and not isinstance(self.logger, NullLogger):
-            self._log_images(final, state.key, int(state.step))
-        if self.out is not None:
-            self._save_models(model_out, best_out)
+                best, selected_by, best_step = final, "final", _step_of(member)
+            model_out, best_out = task.result(final), task.result(best)
+            if task.draws and diverged_at is None and not isinstance(self.logger, NullLogger):
+                self._log_images(final, member.key, _step_of(member), i)
+            if self.out is not None:
+                self._save_models(model_out, best_out, i)
+            results.append(
+                TrainResult(
+                    model=model_out,
+                    best_model=best_out,
+                    best_loss=float(member.best_loss) if selected else math.nan,
+                    losses=np.asarray(blocks.losses[i]),
+                    steps=_step_of(member),
+                    diverged_at=diverged_at,
+                    seconds=seconds,
+                    steps_per_second=rate,
+                    best_step=best_step,
+                    selected_by=selected_by,
+                    validation=validation.history(i),
+                )
+            )
         self.logger.flush()
-        return TrainResult(
-            model=model_out,
-            best_model=best_out,
-            best_loss=float(state.best_loss) if selected else math.nan,
-            losses=np.asarray(blocks.losses),
-            steps=int(state.step),
-            diverged_at=diverged_at,
-            seconds=seconds,
-            steps_per_second=rate,
-            best_step=best_step,
-            selected_by=selected_by,
-            validation=validation.history(),
-        )
+        return results
 
     def _call_length(self, done: int, limit: int) -> int:
         """Steps for the next call from step ``done``: at most ``limit``, ending at the next
@@ -699,33 +859,52 @@ class Trainer:
         return min(limit, end - done)
 
     # ------------------------------------------------------------------ side effects
-    def _restore(self, state: TrainState) -> tuple[TrainState, int, int | None]:
-        """``(state, start step, best step)`` from the checkpoint under ``out`` if there is
-        one (read by process 0, sent to the others), else ``(state, 0, None)``."""
-        path = self.checkpoint_path
+    def _restore(
+        self, state: TrainState, members: list[int | None]
+    ) -> tuple[TrainState, int, dict[int | None, int | None]]:
+        """``(state, start step, best step of each member)`` from the checkpoint under
+        ``out`` if there is one (read by process 0, sent to the others), else the state as
+        it is, step 0 and no best steps."""
+        path, ensemble = self.checkpoint_path, members != [None]
+        none: dict[int | None, int | None] = {i: None for i in members}
+
+        def best_steps(header: dict) -> dict[int | None, int | None]:
+            best = header.get("best_step")
+            if ensemble and not (isinstance(best, list) and len(best) == len(members)):
+                raise ValueError(
+                    f"checkpoint {path} is not one of an ensemble of {len(members)} members"
+                )
+            return {i: (best[i] if ensemble else best) for i in members}
+
         if jax.process_count() == 1:
             if path is None or not path.exists():
-                return state, 0, None
-            state, header = load_checkpoint(path, state)
-            return self._place(state), int(header["step"]), header.get("best_step")
+                return state, 0, none
+            loaded, header = load_checkpoint(path, state)
+            return self._place(loaded, members=ensemble), int(header["step"]), best_steps(header)
         skeleton = jax.tree_util.tree_map(
             lambda x: np.zeros(x.shape, x.dtype) if eqx.is_array(x) else x, state
         )
-        found, step, best = False, 0, -1
+        flags = np.full(2 + len(members), -1, np.int32)
+        flags[:2] = 0
         if self.primary and path is not None and path.exists():
             skeleton, header = load_checkpoint(path, skeleton)
-            found, step = True, int(header["step"])
-            best = -1 if header.get("best_step") is None else int(header["best_step"])
+            flags[0], flags[1] = 1, int(header["step"])
+            for j, (_, step) in enumerate(best_steps(header).items()):
+                flags[2 + j] = -1 if step is None else step
         dynamic, static = eqx.partition(skeleton, eqx.is_array)
-        flags = np.asarray([found, step, best], np.int32)
         dynamic, flags = broadcast_from_primary((dynamic, flags))
         if not flags[0]:
-            return state, 0, None
-        restored = eqx.combine(dynamic, static)
-        return self._place(restored), int(flags[1]), None if flags[2] < 0 else int(flags[2])
+            return state, 0, none
+        restored = self._place(eqx.combine(dynamic, static), members=ensemble)
+        best = {i: None if flags[2 + j] < 0 else int(flags[2 + j]) for j, i in enumerate(members)}
+        return restored, int(flags[1]), best
 
     def _checkpoint(
-        self, writer: BackgroundCheckpointer, state: TrainState, step: int, best_step: int | None
+        self,
+        writer: BackgroundCheckpointer,
+        state: TrainState,
+        step: int,
+        best_steps: dict[int | None, int | None],
     ) -> None:
         # one transfer (an all-gather where data is split across processes, so every process
         # takes part); the checks and the write use this copy
@@ -734,34 +913,48 @@ class Trainer:
         if not all(np.isfinite(leaf).all() for leaf in leaves):
             tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
             return
+        best = best_steps[None] if None in best_steps else list(best_steps.values())
         if self.primary:
-            writer.save(self.checkpoint_path, host, {"step": step, "best_step": best_step})
+            writer.save(self.checkpoint_path, host, {"step": step, "best_step": best})
 
-    def _save_models(self, final: Any, best: Any) -> None:
+    def _save_models(self, final: Any, best: Any, i: int | None) -> None:
         if not self.primary:
             return
+        folder = self.out if i is None else self.out / f"member_{i}"
         for name, m in (("model", final), ("best", best)):
             if isinstance(m, AbstractModel):
-                m.save(self.out / f"{name}.eqx")
+                m.save(folder / f"{name}.eqx")
             else:
-                save_checkpoint(self.out / f"{name}.eqx", m, {"kind": "model-leaves"})
+                save_checkpoint(folder / f"{name}.eqx", m, {"kind": "model-leaves"})
 
-    def _log_histograms(self, params: Any, step: int) -> None:
+    def _log_histograms(self, params: Any, step: int, i: int | None) -> None:
         flat, _ = jax.tree_util.tree_flatten_with_path(params)
         for path, leaf in flat:
             if eqx.is_array(leaf):
-                self.logger.histogram(f"params/{jax.tree_util.keystr(path)}", leaf, step)
+                tag = f"{_prefix(i)}params/{jax.tree_util.keystr(path)}"
+                self.logger.histogram(tag, leaf, step)
 
-    def _log_images(self, model: Any, key: Array, step: int) -> None:
+    def _log_images(self, model: Any, key: Array, step: int, i: int | None) -> None:
         _, vis_key = jax.random.split(jax.random.wrap_key_data(key))
         key = jax.random.fold_in(vis_key, step)
         for tag, image in self.task.visualise(self.task.result(model), key).items():
             image = np.asarray(image)
             if image.ndim == 4:
-                self.logger.video(tag, image, step)
+                self.logger.video(f"{_prefix(i)}{tag}", image, step)
             else:
-                self.logger.image(tag, image, step)
+                self.logger.image(f"{_prefix(i)}{tag}", image, step)
 
 
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
+
+
+def _step_of(state: TrainState) -> int:
+    """The step of a state (of every member of an ensemble: they advance together)."""
+    return int(np.max(np.asarray(state.step)))
+
+
+def _best_member(results: list[TrainResult]) -> int | None:
+    """The member with the lowest best loss (validation or training, as it was selected)."""
+    scores = [r.best_loss if np.isfinite(r.best_loss) else np.inf for r in results]
+    return int(np.argmin(scores)) if np.isfinite(min(scores)) else None
