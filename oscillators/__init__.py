@@ -52,6 +52,9 @@ from ._discovery import (
     fit_system as fit_system,
 )
 from ._discovery import (
+    fit_systems as fit_systems,
+)
+from ._discovery import (
     trajectory_of as trajectory_of,
 )
 from ._experiments import (
@@ -181,6 +184,9 @@ from ._sweep import (
     claim_holds as claim_holds,
 )
 from ._sweep import (
+    discovery_ensemble as discovery_ensemble,
+)
+from ._sweep import (
     discovery_run as discovery_run,
 )
 from ._sweep import (
@@ -293,10 +299,12 @@ __all__ = [
     "discovery_task",
     "evaluate_field",
     "fit_system",
+    "fit_systems",
     "trajectory_of",
     "DiscoverConfig",
     "resolve_discovery",
     "discovery_run",
+    "discovery_ensemble",
     "sweep_runs",
     "discovery_sweep",
     "run_discovery",

@@ -34,6 +34,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from diffdyn.common import (
     AbstractModel,
+    EnsembleResult,
     Homotopy,
     HomotopySchedule,
     MultipleShooting,
@@ -63,6 +64,7 @@ __all__ = [
     "discovery_task",
     "evaluate_field",
     "fit_system",
+    "fit_systems",
     "trajectory_of",
 ]
 
@@ -416,15 +418,51 @@ def fit_system(
         uncoupled training MSE ``best_train_mse`` and ``best_step``, ``steps``, ``seconds``,
         ``steps_per_second``, ``parameters``, ``diverged`` and ``selected_by``.
     """
+    train = _checked_train(train, settings)
+    data = trajectory_of(dataset)
+    trainer = Trainer(
+        discovery_task(settings, data), settings.optim, config=train, logger=logger, out=out
+    )
+    result = trainer.fit(field, data, key, resume=resume)
+    return result, _fit_metrics(result, dataset, settings)
+
+
+def fit_systems(
+    fields: list[Any],
+    dataset: Dataset,
+    settings: DiscoverySettings,
+    keys: list[PRNGKeyArray],
+    *,
+    train: TrainConfig | None = None,
+    logger: Any = None,
+    out: Any = None,
+    resume: bool = False,
+) -> tuple[EnsembleResult, list[dict[str, Any]]]:
+    """`fit_system` of every field of ``fields`` (one structure, e.g. one model with several
+    seeds) with its key of ``keys``, trained together as one ensemble
+    (`Trainer.fit_ensemble`): each member is the run ``fit_system(fields[i], ..., keys[i])``
+    would make. Returns the `EnsembleResult` and each member's metrics."""
+    train = _checked_train(train, settings)
+    data = trajectory_of(dataset)
+    trainer = Trainer(
+        discovery_task(settings, data), settings.optim, config=train, logger=logger, out=out
+    )
+    ensemble = trainer.fit_ensemble(fields, data, keys, resume=resume)
+    return ensemble, [_fit_metrics(r, dataset, settings) for r in ensemble.members]
+
+
+def _checked_train(train: TrainConfig | None, settings: DiscoverySettings) -> TrainConfig:
     train = TrainConfig(steps=settings.steps, progress=False) if train is None else train
     if train.steps != settings.steps:
         raise ValueError(
             f"train.steps is {train.steps} but the settings are for {settings.steps} steps"
         )
-    data = trajectory_of(dataset)
-    task = discovery_task(settings, data)
-    trainer = Trainer(task, settings.optim, config=train, logger=logger, out=out)
-    result = trainer.fit(field, data, key, resume=resume)
+    return train
+
+
+def _fit_metrics(
+    result: TrainResult, dataset: Dataset, settings: DiscoverySettings
+) -> dict[str, Any]:
     metrics: dict[str, Any] = evaluate_field(result.best_model, dataset, settings.solve)
     metrics.update(
         best_train_mse=result.best_loss,
@@ -436,4 +474,4 @@ def fit_system(
         diverged=result.diverged_at is not None,
         selected_by=result.selected_by,
     )
-    return result, metrics
+    return metrics

@@ -140,6 +140,9 @@ class ExperimentConfig:
         eval_window: loss grid points of the long evaluation run.
         size_eval: network sizes of the size-generalisation test.
         size_eval_networks: networks per size in the size-generalisation test.
+        num_seeds: models trained at once from independent initialisations, as one ensemble
+            (one vmapped program); the results are those of the seed with the lowest validation
+            loss, with the mean and standard deviation of every test loss over the seeds.
         optim: the optimiser (KuraNet: SGD or Adam, gradient-norm clipping).
         train: the training run (its length is train.steps; validation every
             train.validate_every steps).
@@ -176,11 +179,12 @@ class ExperimentConfig:
     eval_window: int = 1901
     size_eval: tuple[int, ...] = (1000,)
     size_eval_networks: int = 2
+    num_seeds: int = 1
     optim: OptimConfig = OptimConfig("sgd", 5e-4, clip_norm=1.0)
     train: TrainConfig = TrainConfig(steps=200, log_every=10, validate_every=25)
 
     def __post_init__(self) -> None:
-        positive = ("num_units", "num_samples", "hidden", "networks_per_step")
+        positive = ("num_units", "num_samples", "hidden", "networks_per_step", "num_seeds")
         for name in positive + ("eval_networks", "image_width", "size_eval_networks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -790,9 +794,12 @@ class ExperimentResult:
             ``{run}_loss_{trained,control}`` for the runs ``test`` (training window),
             ``long`` (``eval_burn_in`` + ``eval_window``) and ``size{N}`` (long runs at the
             sizes ``size_eval``).
-        trained: the trained model (the one with the lowest validation loss).
+        trained: the trained model (the one with the lowest validation loss; of the best seed
+            when ``num_seeds > 1``).
         control: the untrained initialisation (same architecture and normalisation).
         training: the `TrainResult` of the run (losses, validation history, ...).
+        seeds: with ``num_seeds > 1``, the metrics of every seed (``metrics`` are the best
+            seed's, with ``best_seed`` and each test loss's ``_mean`` and ``_std`` over seeds).
         evaluations: ``{run: {"trained": ..., "control": ...}}``, each as
             `evaluate_kuranet` returns it.
         phase_map: for the image experiment, the final phases ``[H, W]`` of a small copy of
@@ -807,6 +814,7 @@ class ExperimentResult:
     training: TrainResult
     evaluations: dict[str, dict[str, dict[str, Any]]]
     phase_map: dict[str, np.ndarray] | None = None
+    seeds: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def train_experiment(
@@ -839,11 +847,52 @@ def train_experiment(
     missing = {"train", "validation", "test"} - set(data)
     if missing:
         raise ValueError(f"data needs the splits train, validation and test; missing {missing}")
-    k_model, k_train, k_eval = jax.random.split(key, 3)
-    control = make_kuranet(cfg, k_model)
-    task = KuraNetTask(cfg, validation=data["validation"], key=jax.random.fold_in(k_eval, 0))
+    # seed 0 is the run of ``key`` itself; seed s > 0 the run of fold_in(key, s)
+    keys = [key] + [jax.random.fold_in(key, s) for s in range(1, cfg.num_seeds)]
+    splits = [jax.random.split(k, 3) for k in keys]  # (model, train, evaluation) per seed
+    controls = [make_kuranet(cfg, k_model) for k_model, _, _ in splits]
+    task = KuraNetTask(cfg, validation=data["validation"], key=jax.random.fold_in(splits[0][2], 0))
     trainer = Trainer(task, cfg.optim, config=cfg.train, logger=logger, out=out)
-    fit = trainer.fit(control, data["train"], k_train, resume=resume)
+    if cfg.num_seeds == 1:
+        fits = [trainer.fit(controls[0], data["train"], splits[0][1], resume=resume)]
+        best = 0
+    else:
+        ensemble = trainer.fit_ensemble(
+            controls, data["train"], [k for _, k, _ in splits], resume=resume
+        )
+        fits, best = ensemble.members, ensemble.best_member
+        if best is None:
+            raise ValueError("no seed reached a finite validation loss")
+    seeds = [
+        _evaluate_seed(cfg, data["test"], fit, control, k_eval)
+        for fit, control, (_, _, k_eval) in zip(fits, controls, splits, strict=True)
+    ]
+    metrics, evaluations = seeds[best]
+    if cfg.num_seeds > 1:
+        metrics = {**metrics, "best_seed": best}
+        for name in [k for k in metrics if "_loss_" in k and k.split("_")[0] != "validation"]:
+            values = np.asarray([m[name] for m, _ in seeds], np.float64)
+            metrics[f"{name}_mean"], metrics[f"{name}_std"] = values.mean(), values.std()
+    trained = fits[best].best_model
+    phase_map = None
+    if cfg.features == "image":
+        k_eval = splits[best][2]
+        phases, image = image_phase_map(trained, cfg, key=jax.random.fold_in(k_eval, 1))
+        phase_map = {"phases": phases, "image": image}
+    per_seed = [m for m, _ in seeds] if cfg.num_seeds > 1 else []
+    return ExperimentResult(
+        cfg, metrics, trained, controls[best], fits[best], evaluations, phase_map, per_seed
+    )
+
+
+def _evaluate_seed(
+    cfg: ExperimentConfig,
+    split: dict[str, Array],
+    fit: TrainResult,
+    control: KuraNet,
+    k_eval: PRNGKeyArray,
+) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
+    """The metrics and evaluations of one trained seed and its control on the test split."""
     trained = fit.best_model
     losses = np.asarray(fit.losses)
     metrics: dict[str, Any] = {
@@ -862,7 +911,6 @@ def train_experiment(
     for n in cfg.size_eval:
         runs[f"size{n}"] = (n, cfg.eval_burn_in, cfg.eval_window, cfg.size_eval_networks)
     evaluations: dict[str, dict[str, dict[str, Any]]] = {}
-    split = data["test"]
     for name, (n, burn, window, nets) in runs.items():
         if n > split["x"].shape[0]:
             continue
@@ -874,11 +922,7 @@ def train_experiment(
             )
             metrics[f"{name}_loss_{label}"] = ev["loss"]
             evaluations[name][label] = ev
-    phase_map = None
-    if cfg.features == "image":
-        phases, image = image_phase_map(trained, cfg, key=jax.random.fold_in(k_eval, 1))
-        phase_map = {"phases": phases, "image": image}
-    return ExperimentResult(cfg, metrics, trained, control, fit, evaluations, phase_map)
+    return metrics, evaluations
 
 
 def image_phase_map(

@@ -2,9 +2,10 @@
 
 `DiscoverConfig` is the config of ``diffdyn oscillators discover``. `run_discovery` runs it:
 one fit (`discovery_run`) or, with ``sweep``, every method for every seed and every
-``system:model`` target (`discovery_sweep`), ``workers`` fits at a time in separate processes,
-and the report (`write_results`: ``results.csv``, ``results.md`` and the claim check of
-`claim_holds`).
+``system:model`` target (`discovery_sweep`): the seeds of one method and target train together
+as one ensemble (`discovery_ensemble`, one vmapped program), ``workers`` ensembles at a time in
+separate processes; then the report (`write_results`: ``results.csv``, ``results.md`` and the
+claim check of `claim_holds`).
 
 Settings left unset take the published values of the system, model and method
 (`DISCOVERY_PRESETS`); `resolve_discovery` fills them in once and gives the config of the run
@@ -45,6 +46,7 @@ from ._discovery import (
     build_discovery_model,
     discovery_settings,
     fit_system,
+    fit_systems,
 )
 from ._figures import discovery_fit_plot
 from ._systems import SYSTEMS, make_dataset
@@ -53,6 +55,7 @@ __all__ = [
     "DiscoverConfig",
     "resolve_discovery",
     "discovery_run",
+    "discovery_ensemble",
     "sweep_runs",
     "discovery_sweep",
     "run_discovery",
@@ -80,7 +83,7 @@ _METHOD_SETTINGS = {
     "decrements": "homotopy",
     "ratio": "homotopy",
 }
-_SWEEP_FIELDS = ("methods", "seeds", "targets", "workers")
+_SWEEP_FIELDS = ("methods", "seeds", "targets", "workers", "ensemble")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +121,9 @@ class DiscoverConfig:
         methods: sweep: the methods.
         seeds: sweep: the model seeds (one run takes --seed).
         targets: sweep: the system:model pairs (none: system:model).
-        workers: sweep: fits run at once, each in its own process.
+        workers: sweep: fits (ensembles, with ensemble) run at once, each in its own process.
+        ensemble: sweep: train the seeds of each method and target together, as one ensemble
+            (one vmapped program; each member equals its own run); otherwise one run per seed.
         solve: how the ODEs are solved.
         optim: the optimiser (fields left at these defaults: the published AdamW settings).
         train: the training run (train.steps left at its default: the published length).
@@ -144,6 +149,7 @@ class DiscoverConfig:
     seeds: tuple[int, ...] = (10, 20, 30)
     targets: tuple[Target, ...] = ()
     workers: int = 1
+    ensemble: bool = True
     solve: SolveConfig = PUBLISHED_SOLVE
     optim: OptimConfig = OptimConfig("adamw", 0.05, weight_decay=0.01)
     train: TrainConfig = TrainConfig(steps=600, log_every=100, progress=False)
@@ -302,15 +308,7 @@ def discovery_run(
     try:
         with jax.enable_x64(True):
             dataset = make_dataset(ran.system, seed=ran.data_seed, noise=ran.noise)
-            model_key, train_key = jax.random.split(jax.random.key(seed))
-            field = build_discovery_model(
-                ran.system,
-                ran.model,
-                settings,
-                model_key,
-                learn_rates=ran.learn_rates,
-                inputs=ran.graybox_inputs,
-            )
+            field, train_key = _seeded_field(ran, settings, seed)
             result, metrics = fit_system(
                 field,
                 dataset,
@@ -321,16 +319,89 @@ def discovery_run(
                 out=out,
                 resume=resume,
             )
-            best = result.best_model
-            if out is not None:
-                best.save(out / "best_field.eqx")
-                metrics["figures"] = _figures(out, dataset, best, result, settings.solve)
-            if ran.model == "graybox":
-                a, d = best.physics
-                metrics.update(a=float(a), d=float(d))
+            return _finish_run(ran, settings, dataset, result, metrics, seed, out)
     finally:
         if logger is not None:
             logger.close()
+
+
+def discovery_ensemble(
+    cfg: DiscoverConfig,
+    seeds: list[int],
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    given: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The fits of ``cfg`` (not a sweep) for every model seed of ``seeds``, trained together as
+    one ensemble (`fit_systems`): member ``i`` is ``discovery_run(cfg, seed=seeds[i])``.
+
+    With ``out`` it writes there the ensemble's TensorBoard events (``tb/``, one
+    ``member_<i>/`` group per seed), its checkpoint and the members' pytrees
+    (``member_<i>/``), and per seed what `discovery_run` writes besides (``seed<seed>/``:
+    ``config.yaml``, ``best_field.eqx``, figures). Returns the metrics of each run, in the order
+    of ``seeds`` (``seconds`` is the ensemble's time).
+    """
+    ran, settings = resolve_discovery(cfg, given)
+    out = None if out is None else Path(out)
+    logger = None if out is None else TensorBoardLogger(out / "tb")
+    try:
+        with jax.enable_x64(True):
+            dataset = make_dataset(ran.system, seed=ran.data_seed, noise=ran.noise)
+            fields, keys = zip(*(_seeded_field(ran, settings, seed) for seed in seeds), strict=True)
+            ensemble, metrics = fit_systems(
+                list(fields),
+                dataset,
+                settings,
+                list(keys),
+                train=ran.train,
+                logger=logger,
+                out=out,
+                resume=resume,
+            )
+            runs = []
+            for seed, result, m in zip(seeds, ensemble.members, metrics, strict=True):
+                folder = None if out is None else out / f"seed{seed}"
+                if folder is not None:
+                    write_config(ran, folder / "config.yaml")
+                runs.append(_finish_run(ran, settings, dataset, result, m, seed, folder))
+            return runs
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _seeded_field(ran: DiscoverConfig, settings: DiscoverySettings, seed: int) -> tuple:
+    """The initial vector field of model seed ``seed`` and the key of its training run."""
+    model_key, train_key = jax.random.split(jax.random.key(seed))
+    field = build_discovery_model(
+        ran.system,
+        ran.model,
+        settings,
+        model_key,
+        learn_rates=ran.learn_rates,
+        inputs=ran.graybox_inputs,
+    )
+    return field, train_key
+
+
+def _finish_run(
+    ran: DiscoverConfig,
+    settings: DiscoverySettings,
+    dataset: Any,
+    result: Any,
+    metrics: dict[str, Any],
+    seed: int,
+    out: Path | None,
+) -> dict[str, Any]:
+    """Save the selected field and the figures of one run under ``out``; its metrics."""
+    best = result.best_model
+    if out is not None:
+        best.save(out / "best_field.eqx")
+        metrics["figures"] = _figures(out, dataset, best, result, settings.solve)
+    if ran.model == "graybox":
+        a, d = best.physics
+        metrics.update(a=float(a), d=float(d))
     metrics.update(system=ran.system, model=ran.model, method=ran.method, seed=seed)
     return metrics
 
@@ -383,16 +454,23 @@ def sweep_runs(
 
 def _sweep_job(
     cfg: DiscoverConfig,
-    seed: int,
+    seeds: list[int],
     out: Path,
+    ensemble: bool,
     resume: bool,
     cache: str | None,
     given: Collection[str] | None,
-) -> dict[str, Any]:
-    """One run of a sweep (also the body of a worker process)."""
+) -> list[dict[str, Any]]:
+    """The runs of one method and target of a sweep (also the body of a worker process):
+    one ensemble under ``out``, or one run per seed under ``out/seed<seed>``."""
     if cache is not None:  # runs that differ only in their seed share compiled code
         jax.config.update("jax_compilation_cache_dir", cache)
-    return discovery_run(cfg, seed=seed, out=out, resume=resume, given=given)
+    if ensemble:
+        return discovery_ensemble(cfg, seeds, out=out, resume=resume, given=given)
+    return [
+        discovery_run(cfg, seed=seed, out=out / f"seed{seed}", resume=resume, given=given)
+        for seed in seeds
+    ]
 
 
 def discovery_sweep(
@@ -402,37 +480,55 @@ def discovery_sweep(
     resume: bool = False,
     given: Collection[str] | None = None,
 ) -> dict:
-    """Run every run of `sweep_runs` under ``out/<system>-<model>/<method>/seed<seed>``,
-    ``cfg.workers`` at a time (each in its own process when more than one), and write the report
-    (`write_results`) after every finished run, so that a stopped sweep leaves the table of the
-    runs done so far; its rows are in the order of `sweep_runs` whatever order runs finish in.
-    Returns what `write_results` returns."""
+    """Run every run of `sweep_runs` under ``out/<system>-<model>/<method>/``, the seeds of
+    each method and target as one ensemble (``cfg.ensemble``) or one run each, ``cfg.workers``
+    methods and targets at a time (each in its own process when more than one), and write the
+    report (`write_results`) after every finished job, so that a stopped sweep leaves the table
+    of the runs done so far; its rows are in the order of `sweep_runs` whatever order jobs
+    finish in. Returns what `write_results` returns."""
     out = Path(out)
-    runs = sweep_runs(cfg, given)
-    done: dict[int, dict[str, Any]] = {}
+    jobs: dict[str, tuple[DiscoverConfig, list[int]]] = {}
+    for name, one, seed in sweep_runs(cfg, given):
+        jobs.setdefault(name.rsplit("/", 1)[0], (one, []))[1].append(seed)
+    done: dict[int, list[dict[str, Any]]] = {}
 
-    def record(i: int, metrics: dict[str, Any]) -> None:
+    def record(i: int, metrics: list[dict[str, Any]]) -> None:
         done[i] = metrics
-        write_results([done[j] for j in sorted(done)], out)
+        write_results([m for j in sorted(done) for m in done[j]], out)
 
     if cfg.workers == 1:
-        for i, (name, one, seed) in enumerate(runs):
-            record(i, _sweep_job(one, seed, out / name, resume, None, given))
+        for i, (name, (one, seeds)) in enumerate(jobs.items()):
+            record(i, _sweep_job(one, seeds, out / name, cfg.ensemble, resume, None, given))
     else:
         import concurrent.futures
         import multiprocessing
 
         cache = str(out / ".jax_cache")
         spawn = multiprocessing.get_context("spawn")  # a forked JAX runtime is not safe
-        workers = min(cfg.workers, len(runs))
+        if not cfg.ensemble:  # one job per run
+            jobs = {
+                f"{name}/seed{seed}": (one, [seed])
+                for name, (one, seeds) in jobs.items()
+                for seed in seeds
+            }
+        workers = min(cfg.workers, len(jobs))
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=spawn) as pool:
             futures = {
-                pool.submit(_sweep_job, one, seed, out / name, resume, cache, given): i
-                for i, (name, one, seed) in enumerate(runs)
+                pool.submit(
+                    _sweep_job,
+                    one,
+                    seeds,
+                    out / (name if cfg.ensemble else name.rsplit("/", 1)[0]),
+                    cfg.ensemble,
+                    resume,
+                    cache,
+                    given,
+                ): i
+                for i, (name, (one, seeds)) in enumerate(jobs.items())
             }
             for future in concurrent.futures.as_completed(futures):
                 record(futures[future], future.result())
-    return write_results([done[j] for j in sorted(done)], out)
+    return write_results([m for j in sorted(done) for m in done[j]], out)
 
 
 def run_discovery(

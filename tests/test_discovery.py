@@ -37,7 +37,9 @@ from diffdyn.oscillators import (
     SecondOrderField,
     build_discovery_model,
     claim_holds,
+    discovery_ensemble,
     discovery_fit_plot,
+    discovery_run,
     discovery_settings,
     discovery_task,
     evaluate_field,
@@ -417,6 +419,26 @@ def test_the_best_model_is_scored_by_its_uncoupled_mse_after_the_first_block(lv)
     # best_loss, the uncoupled training MSE of the best model, is its interpolation MSE
     assert metrics["best_train_mse"] == pytest.approx(metrics["interp_mse"], rel=1e-5)
     assert metrics["interp_mse"] == pytest.approx(losses[result.best_step], rel=1e-5)
+
+
+def test_an_ensemble_of_seeds_equals_one_run_per_seed(tmp_path):
+    cfg = DiscoverConfig(
+        method="plain",
+        train=TrainConfig(steps=12, log_every=4, progress=False),
+        solve=SolveConfig(solver="dopri5", rtol=1e-5, atol=1e-7, max_steps=4096),
+    )
+    given = {"train.steps"}
+    runs = discovery_ensemble(cfg, [10, 20], out=tmp_path / "ens", given=given)
+    for seed, run in zip([10, 20], runs, strict=True):
+        one = discovery_run(cfg, seed=seed, given=given)
+        assert run["seed"] == seed and run["best_step"] == one["best_step"]
+        for name in ("interp_mse", "extrap_mse", "best_train_mse"):
+            assert run[name] == pytest.approx(one[name], rel=1e-9), name
+    assert runs[0]["interp_mse"] != runs[1]["interp_mse"]
+    for i, seed in enumerate([10, 20]):
+        assert (tmp_path / "ens" / f"seed{seed}" / "best_field.eqx").exists()
+        assert (tmp_path / "ens" / f"seed{seed}" / "config.yaml").exists()
+        assert (tmp_path / "ens" / f"member_{i}" / "model.eqx").exists()
 
 
 def test_command_rejects_bad_input_before_compiling(tmp_path, capsys):

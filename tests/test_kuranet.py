@@ -274,8 +274,8 @@ def test_validation_scores_the_same_held_out_networks_whatever_the_key():
     assert not KuraNetTask(cfg).validates
 
 
-def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_it_with_control():
-    cfg = osc.configure_experiment(
+def small_experiment(**extra):
+    return osc.configure_experiment(
         "global",
         num_units=12,
         num_samples=64,
@@ -288,7 +288,12 @@ def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_i
         size_eval=(20, 70),  # 70 > the 64 test samples: left out
         optim={"learning_rate": 0.5},
         train={"steps": 16, "log_every": 4, "validate_every": 4, "progress": False},
+        **extra,
     )
+
+
+def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_it_with_control():
+    cfg = small_experiment()
     key = jax.random.key(8)
     result = osc.train_experiment(cfg, key)
     history = result.training.validation
@@ -323,3 +328,22 @@ def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_i
     assert result.metrics["long_loss_control"] == pytest.approx(ev["loss"], rel=1e-6)
     assert result.evaluations["long"]["control"]["order_parameter"].shape == (6,)
     assert len(result.training.losses) == 16 and result.phase_map is None
+
+
+def test_several_seeds_train_as_one_ensemble_whose_first_member_is_the_single_run():
+    key = jax.random.key(8)
+    single = osc.train_experiment(small_experiment(), key)
+    three = osc.train_experiment(small_experiment(num_seeds=3), key)
+    assert len(three.seeds) == 3 and single.seeds == []
+    first = three.seeds[0]
+    for name, value in single.metrics.items():
+        if isinstance(value, float) and name not in ("train_seconds", "steps_per_second"):
+            assert first[name] == pytest.approx(value, rel=1e-5), name
+    # the reported seed is the one with the lowest validation loss, with means over seeds
+    best = int(np.argmin([m["validation_loss_best"] for m in three.seeds]))
+    assert three.metrics["best_seed"] == best
+    assert three.metrics["validation_loss_best"] == three.seeds[best]["validation_loss_best"]
+    losses = [m["long_loss_trained"] for m in three.seeds]
+    assert three.metrics["long_loss_trained_mean"] == pytest.approx(np.mean(losses))
+    assert three.metrics["long_loss_trained_std"] == pytest.approx(np.std(losses))
+    assert len({m["long_loss_control"] for m in three.seeds}) == 3  # independent initialisations
