@@ -330,6 +330,7 @@ def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_i
     assert len(result.training.losses) == 16 and result.phase_map is None
 
 
+@pytest.mark.heavy
 def test_several_seeds_train_as_one_ensemble_whose_first_member_is_the_single_run():
     key = jax.random.key(8)
     single = osc.train_experiment(small_experiment(), key)
