@@ -19,6 +19,9 @@ logging block (the losses of the first steps of a run say little).
 Randomness is reproducible and resumable: the key of step ``s`` is ``fold_in(key, s)``, so a
 run stopped and resumed from a checkpoint takes exactly the steps of an uninterrupted run.
 
+`Trainer.fit_ensemble` trains K models of one structure at once: the step is vmapped over a
+stacked state, and each member takes exactly the steps of its own `Trainer.fit`.
+
 In a multi-process run (see `initialize_distributed`) every process runs the same loop; only
 process 0 logs and writes files. Checkpoints gather data split across processes first, and a
 resumed run reads its checkpoint in process 0 and sends it to the others.
@@ -652,19 +655,10 @@ class Trainer:
         state, static = self.init_state(self.task.init(model, data), data, key)
         return self._fit(state, static, [None], resume)[0]
 
-    def fit_ensemble(
-        self, models: list[Any], data: Any, keys: Any, *, resume: bool = False
-    ) -> EnsembleResult:
-        """Train ``K = len(models)`` models of one structure as one program.
-
-        Member ``i`` is ``models[i]`` trained with ``keys[i]``, on the same ``data``: the
-        steps are ``jax.vmap``-ped over the members and, on a mesh of several devices, the
-        members are split across the devices (``K`` must then be a multiple of the device
-        count). Each member takes exactly the steps of ``fit(models[i], data, keys[i])``
-        (same keys, batches, optimiser and best-model selection), and is logged under
-        ``member_<i>/``; models are written to ``out/member_<i>/``. Training stops for every
-        member when the loss of any member becomes non-finite.
-        """
+    def init_ensemble(self, models: list[Any], data: Any, keys: Any) -> tuple[TrainState, Any]:
+        """The stacked state at step 0 of the ensemble of `fit_ensemble` (every array leaf
+        gains a leading member axis, split across the devices of the mesh) and the static
+        part the members share."""
         models = list(models)
         keys = list(keys) if not hasattr(keys, "shape") else [keys[i] for i in range(len(keys))]
         if not models or len(models) != len(keys):
@@ -698,8 +692,23 @@ class Trainer:
                     "fields; every member must be the same model with other values"
                 )
             states.append(state)
-        state = self._place(_stack(states), members=True)
-        results = self._fit(state, static, list(range(k)), resume)
+        return self._place(_stack(states), members=True), static
+
+    def fit_ensemble(
+        self, models: list[Any], data: Any, keys: Any, *, resume: bool = False
+    ) -> EnsembleResult:
+        """Train ``K = len(models)`` models of one structure as one program.
+
+        Member ``i`` is ``models[i]`` trained with ``keys[i]``, on the same ``data``: the
+        steps are ``jax.vmap``-ped over the members and, on a mesh of several devices, the
+        members are split across the devices (``K`` must then be a multiple of the device
+        count). Each member takes exactly the steps of ``fit(models[i], data, keys[i])``
+        (same keys, batches, optimiser and best-model selection), and is logged under
+        ``member_<i>/``; models are written to ``out/member_<i>/``. Training stops for every
+        member when the loss of any member becomes non-finite.
+        """
+        state, static = self.init_ensemble(models, data, keys)
+        results = self._fit(state, static, list(range(len(models))), resume)
         return EnsembleResult(
             members=results,
             best_member=_best_member(results),

@@ -1,5 +1,11 @@
 """Ensembles: K models trained as one program equal K separate runs, member by member."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -139,3 +145,20 @@ def test_ensembles_are_checked():
         Trainer(noisy_mse, OPTIM, config=sharded).fit_ensemble(models, data(), keys)
     one_device = Trainer(noisy_mse, OPTIM, config=config, mesh=make_mesh(jax.devices()[:1]))
     assert one_device.fit_ensemble(models, data(), keys).best_member in (0, 1)
+
+
+def test_an_ensemble_split_over_two_devices_equals_separate_runs():
+    script = Path(__file__).with_name("ensemble_devices_check.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIFFDYN_")}
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=str(script.parent.parent),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2 and out["members_per_device"] == 2  # 4 members, 2 each
+    assert out["max_difference"] < 1e-5
