@@ -31,6 +31,7 @@ __all__ = ["EventFileWriter", "encode_scalar_event", "masked_crc32c", "read_even
 
 _FILE_VERSION = "brain.Event:2"
 _DOUBLE, _FLOAT = struct.Struct("<d").pack, struct.Struct("<f").pack
+_FLOAT32_MAX = 3.4028234663852886e38
 _U32, _U64 = struct.Struct("<I").pack, struct.Struct("<Q").pack
 
 
@@ -65,6 +66,10 @@ def _scalar_event_encoder(tag: str) -> Callable[[float, int, float], bytes]:
     Field numbers: ``Event.wall_time = 1`` (double), ``Event.step = 2`` (int64),
     ``Event.summary = 5``; ``Summary.value = 1``; ``Value.tag = 1``, ``Value.simple_value = 2``
     (float32). The value is the last field, so everything before it is a fixed prefix.
+
+    A finite value beyond float32's range (a diverging loss, say ``1e40``) does not fit a
+    ``simple_value``; it is written as a float64 tensor of TensorBoard's scalars plugin
+    instead, so that the value shown is the value logged, not ``inf``.
     """
     value_prefix = _length_delimited(1, tag.encode()) + b"\x15"  # tag, then simple_value
     summary_prefix = b"\x0a" + _varint(len(value_prefix) + 4) + value_prefix
@@ -74,9 +79,24 @@ def _scalar_event_encoder(tag: str) -> Callable[[float, int, float], bytes]:
         if step < 0:
             raise ValueError(f"step must be non-negative; got {step}")
         step_field = b"\x10" + _varint(step) if step else b""  # proto3 omits zero defaults
+        if abs(value) > _FLOAT32_MAX and value == value and abs(value) != float("inf"):
+            return _double_scalar_event(tag, value, step, wall_time)
         return b"\x09" + _DOUBLE(wall_time) + step_field + summary_field + _FLOAT(value)
 
     return encode
+
+
+def _double_scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
+    """``Event`` whose value is a scalar float64 tensor marked for the scalars plugin."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboardX.proto.tensor_pb2 import TensorProto
+    from tensorboardX.proto.types_pb2 import DT_DOUBLE
+
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
+    tensor = TensorProto(dtype=DT_DOUBLE, double_val=[value])
+    summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
+    return Event(wall_time=wall_time, step=step, summary=summary).SerializeToString()
 
 
 def encode_scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:

@@ -224,3 +224,20 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
     events = acc.Scalars("train/loss")
     assert [e.step for e in events] == list(range(10))
     np.testing.assert_allclose([e.value for e in events][5:], result.losses, rtol=1e-6)
+
+
+def test_values_beyond_float32_reach_tensorboard_as_logged(tmp_path):
+    """A diverging loss of 1e40 does not fit TensorBoard's float32 ``simple_value``; it is
+    written as a float64 scalar tensor, and TensorBoard's own reader shows 1e40, not inf."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+    from tensorboard.util import tensor_util
+
+    log = TensorBoardLogger(tmp_path)
+    log.scalars("loss", [1.0, 1e40, -3e39, float("inf")], [0, 1, 2, 3])
+    log.scalar("loss", 2e300, 4)
+    log.close()
+    acc = pea.EventAccumulator(str(tmp_path))
+    acc.Reload()
+    values = [tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors("loss")]
+    assert values == [1.0, 1e40, -3e39, float("inf"), 2e300]
+    assert acc.SummaryMetadata("loss").plugin_data.plugin_name == "scalars"
