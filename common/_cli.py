@@ -440,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"diffdyn: error: {message}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a run that diverged with nothing finite to keep
+        print(f"diffdyn: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("diffdyn: interrupted", file=sys.stderr)
         return 130

@@ -103,9 +103,10 @@ def euclidean(
 
 
 def _safe_sqrt(x: Array) -> Array:
-    """``sqrt(x)`` with a finite (zero) gradient at ``x = 0``."""
+    """``sqrt(x)`` with a finite (zero) gradient at ``x = 0``; NaN stays NaN, so that a
+    diverging loss is seen as one."""
     pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1)), 0)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1)), jnp.where(jnp.isnan(x), x, 0))
 
 
 def spectral(

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._helpers import atomic_write
@@ -39,6 +40,7 @@ __all__ = [
     "num_parameters",
     "model_spec",
     "model_from_spec",
+    "all_finite",
 ]
 
 _FORMAT = "diffdyn-model/1"
@@ -105,6 +107,12 @@ def num_parameters(tree: Any) -> int:
     """The number of trainable scalars in ``tree`` (see `trainable_filter`)."""
     params, _ = eqx.partition(tree, trainable_filter(tree))
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def all_finite(tree: Any) -> bool:
+    """True when every floating-point array leaf of ``tree`` holds only finite values."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return all(bool(np.isfinite(np.asarray(leaf)).all()) for leaf in leaves)
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -198,7 +206,15 @@ class AbstractModel(eqx.Module):
         return num_parameters(self)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write hyperparameters and leaves to ``path`` atomically."""
+        """Write hyperparameters and leaves to ``path`` atomically.
+
+        A model with a non-finite parameter (NaN or inf) is refused with a `ValueError`:
+        such a file could only ever reproduce a diverged run.
+        """
+        if not all_finite(self):
+            raise ValueError(
+                f"refusing to save {type(self).__name__} to {path}: it has NaN or inf parameters"
+            )
         header = {"format": _FORMAT, **model_spec(self)}
 
         def write(f: Any) -> None:

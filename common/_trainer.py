@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from ._checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
 from ._distributed import broadcast_from_primary, gather_to_host, is_primary
 from ._logger import Logger, NullLogger
-from ._model import AbstractModel, trainable_filter
+from ._model import AbstractModel, all_finite, trainable_filter
 from ._optim import OptimConfig
 from ._sharding import constrain_batch, make_mesh, replicate, shard_batch
 from ._task import AbstractTask, LossTask
@@ -621,7 +621,7 @@ class Trainer:
             data = augmenter.update(state.data, aux.pop("prediction", None), data_key)
             if track_best:
                 # the first block's losses say little about the model: never select there
-                better = (loss < state.best_loss) & (state.step >= first_block)
+                better = jnp.isfinite(loss) & (loss < state.best_loss) & (state.step >= first_block)
                 best_params = jax.tree_util.tree_map(
                     lambda new, old: jnp.where(better, new, old), state.params, state.best_params
                 )
@@ -827,6 +827,22 @@ class Trainer:
                     best_step = blocks.best_step(step_fn, step_fn.flatten(state), best_steps[i], i)
             else:
                 best, selected_by, best_step = final, "final", _step_of(member)
+            if not all_finite(member.params):
+                # the last update of a block whose losses were finite can still produce
+                # non-finite parameters; no model is ever kept or written from those
+                if not selected:
+                    who = "the" if i is None else f"member {i}'s"
+                    raise FloatingPointError(
+                        f"{who} parameters are non-finite after step "
+                        f"{_step_of(member)} and no finite best state was tracked; nothing saved"
+                    )
+                final = best
+                message = (
+                    f"parameters are non-finite after step {_step_of(member)}; the final "
+                    f"model is the best state (step {best_step})"
+                )
+                self.logger.text(f"{_prefix(i)}train/nonfinite", message, _step_of(member))
+                tqdm.write(f"diffdyn: {_prefix(i)}{message}")
             model_out, best_out = task.result(final), task.result(best)
             if task.draws and diverged_at is None and not isinstance(self.logger, NullLogger):
                 self._log_images(final, member.key, _step_of(member), i)
@@ -918,8 +934,7 @@ class Trainer:
         # one transfer (an all-gather where data is split across processes, so every process
         # takes part); the checks and the write use this copy
         host = gather_to_host(state)
-        leaves = jax.tree_util.tree_leaves(eqx.filter(host.params, eqx.is_inexact_array))
-        if not all(np.isfinite(leaf).all() for leaf in leaves):
+        if not all_finite(host.params):
             tqdm.write(f"diffdyn: parameters are non-finite at step {step}; checkpoint kept")
             return
         best = best_steps[None] if None in best_steps else list(best_steps.values())

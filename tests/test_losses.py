@@ -81,3 +81,15 @@ def test_registry_and_shape_checks():
         l2(P, T[:1])
     with pytest.raises(TypeError, match="prediction"):
         l2([1.0], T)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_no_loss_hides_a_nan(name):
+    """A NaN or inf in the prediction makes every loss non-finite, so that the trainer's
+    divergence guard sees it (a square root that mapped NaN to 0 once hid diverging fits)."""
+    loss = get_loss(name)
+    for bad in (np.nan, np.inf):
+        p = P.copy()
+        p[1, 2] = bad
+        assert not np.isfinite(float(loss(p, T))), (name, bad)
+    assert np.isfinite(float(loss(P, T)))

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from diffdyn.common import (
+    AbstractModel,
     AbstractTask,
     BackgroundCheckpointer,
     OptimConfig,
@@ -242,6 +243,39 @@ def test_nan_guard_with_coarse_logging_returns_the_last_verified_state():
     # losses of steps 0..3 were verified in the first block; the state after step 3 is kept
     assert float(result.model.w) == pytest.approx(1.5)
     assert np.all(np.isfinite(result.losses))
+
+
+class Weight(AbstractModel):
+    w: jax.Array
+
+    def __init__(self, w=0.0):
+        self.w = jnp.asarray(w)
+
+
+def test_non_finite_parameters_after_a_finite_block_are_never_kept(tmp_path):
+    """At w = 2.5 the loss is finite but its gradient is infinite, so the update of the last
+    step of a finite block makes w = -inf; the final model falls back to the best state,
+    and no model file holds a non-finite parameter."""
+
+    def loss(model, batch, key):
+        return model.w + 1e-30 * jnp.sqrt(jnp.maximum(model.w - 2.5, 0.0))
+
+    log = Recorder()
+    cfg = TrainConfig(steps=50, log_every=2, progress=False)
+    trainer = Trainer(loss, optax.sgd(1.0), config=cfg, logger=log, out=tmp_path)
+    result = trainer.fit(Weight(5.5), None, jax.random.key(0))
+    assert result.diverged_at == 4
+    np.testing.assert_allclose(result.losses, [5.5, 4.5, 3.5, 2.5])
+    assert float(result.model.w) == float(result.best_model.w) == 2.5
+    assert float(Weight.load(tmp_path / "model.eqx").w) == 2.5
+    assert any("best state (step 3)" in text for _, text, _ in log.texts)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        Weight(float("nan")).save(tmp_path / "bad.eqx")
+    assert not (tmp_path / "bad.eqx").exists()
+    # without a tracked best state there is nothing finite to keep: a clear error
+    cfg = TrainConfig(steps=50, log_every=2, progress=False, track_best=False)
+    with pytest.raises(FloatingPointError, match="non-finite after step 4"):
+        Trainer(loss, optax.sgd(1.0), config=cfg).fit(Weight(5.5), None, jax.random.key(0))
 
 
 def test_fixed_leaves_are_not_trained():
