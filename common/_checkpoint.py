@@ -1,4 +1,4 @@
-"""Atomic checkpoints of arbitrary pytrees: a JSON header line, then equinox-serialised leaves.
+"""Atomic, checksummed checkpoints of arbitrary pytrees (the layout of `_container`).
 
 Loading needs a *skeleton*: a pytree of the same structure (the trainer builds one from the
 model and data it was given), so nothing is ever unpickled.
@@ -6,61 +6,46 @@ model and data it was given), so nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 
-from ._helpers import atomic_write
+from ._container import read_container, read_container_header, write_container
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_header", "BackgroundCheckpointer"]
 
-_FORMAT = "diffdyn-checkpoint/1"
+_KIND, _VERSIONS = "diffdyn-checkpoint", (1, 2)
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict[str, Any]) -> Path:
-    """Write ``tree`` and JSON ``metadata`` to ``path`` atomically (old file kept on failure)."""
-    header = {"format": _FORMAT, **metadata}
-    line = json.dumps(header).encode() + b"\n"
-
-    def write(f: Any) -> None:
-        f.write(line)
-        eqx.tree_serialise_leaves(f, tree)
-
-    return atomic_write(path, write)
+    """Write ``tree`` and JSON ``metadata`` to ``path`` atomically (old file kept on failure),
+    with a checksum of the whole file that `load_checkpoint` verifies."""
+    header = {"format": f"{_KIND}/{_VERSIONS[-1]}", **metadata}
+    return write_container(path, header, tree)
 
 
 def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, without reading its arrays."""
-    with Path(path).open("rb") as f:
-        return _parse_header(f.readline(), path)
+    return read_container_header(path, _KIND, _VERSIONS)
 
 
 def load_checkpoint(path: str | os.PathLike, skeleton: Any) -> tuple[Any, dict[str, Any]]:
-    """Read a checkpoint into a pytree shaped like ``skeleton``; returns ``(tree, metadata)``."""
-    with Path(path).open("rb") as f:
-        header = _parse_header(f.readline(), path)
-        try:
-            tree = eqx.tree_deserialise_leaves(f, skeleton)
-        except (RuntimeError, ValueError) as e:
-            raise ValueError(
-                f"checkpoint {path} does not match the current model/optimiser structure: {e}"
-            ) from None
-    return tree, header
+    """Read a checkpoint into a pytree shaped like ``skeleton``; returns ``(tree, metadata)``.
 
-
-def _parse_header(line: bytes, path: Any) -> dict[str, Any]:
+    A file whose checksum does not match (a flipped byte, a truncated write) is refused.
+    """
     try:
-        header = json.loads(line)
-    except json.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a diffdyn checkpoint (format {_FORMAT!r})")
-    return header
+        return read_container(path, _KIND, _VERSIONS, lambda header: skeleton)
+    except ValueError as e:
+        if "does not hold the arrays" not in str(e):
+            raise
+        raise ValueError(
+            f"checkpoint {path} does not match the current model/optimiser structure: "
+            f"{str(e).split(': ', 1)[-1]}"
+        ) from None
 
 
 class BackgroundCheckpointer:

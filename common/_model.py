@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 import os
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from ._helpers import atomic_write
+from ._container import read_container, write_container
 
 __all__ = [
     "AbstractModel",
@@ -43,7 +42,7 @@ __all__ = [
     "all_finite",
 ]
 
-_FORMAT = "diffdyn-model/1"
+_KIND, _VERSIONS = "diffdyn-model", (1, 2)
 _FIXED = "diffdyn_fixed"
 M = TypeVar("M", bound="AbstractModel")
 
@@ -215,31 +214,28 @@ class AbstractModel(eqx.Module):
             raise ValueError(
                 f"refusing to save {type(self).__name__} to {path}: it has NaN or inf parameters"
             )
-        header = {"format": _FORMAT, **model_spec(self)}
-
-        def write(f: Any) -> None:
-            f.write(json.dumps(header).encode() + b"\n")
-            eqx.tree_serialise_leaves(f, self)
-
-        return atomic_write(path, write)
+        header = {"format": f"{_KIND}/{_VERSIONS[-1]}", **model_spec(self)}
+        return write_container(path, header, self)
 
     @classmethod
     def load(cls: type[M], path: str | os.PathLike) -> M:
         """Read a model written by `save`; the class is taken from the file.
 
-        Called on a subclass, the stored class must be that subclass or derive from it.
+        The file's checksum is verified and the array sizes its hyperparameters describe are
+        checked against the file before anything is allocated. Called on a subclass, the
+        stored class must be that subclass or derive from it.
         """
-        path = Path(path)
-        with path.open("rb") as f:
-            line = f.readline()
-            try:
-                header = json.loads(line)
-            except json.JSONDecodeError:
-                raise ValueError(f"{path} is not a diffdyn model file (no JSON header)") from None
-            if not isinstance(header, dict) or header.get("format") != _FORMAT:
-                raise ValueError(f"{path} is not a diffdyn model file (format {_FORMAT!r})")
-            skeleton = model_from_spec(header, key=jax.random.key(0), base=cls, source=str(path))
-            return eqx.tree_deserialise_leaves(f, skeleton)
+
+        def skeleton(header: dict[str, Any]) -> Any:
+            # built abstractly: the arrays the hyperparameters describe are compared with the
+            # bytes the file holds before any of them is allocated
+            build = lambda: model_from_spec(  # noqa: E731
+                header, key=jax.random.key(0), base=cls, source=str(path)
+            )
+            return eqx.filter_eval_shape(build)
+
+        model, _ = read_container(path, _KIND, _VERSIONS, skeleton)
+        return model
 
 
 #: Every ``AbstractModel`` subclass defined in this process, by ``(module, qualname)``.

@@ -279,3 +279,66 @@ def test_a_discovery_mlp_file_of_0_1_0_loads_as_the_one_mlp_field(tmp_path):
     assert isinstance(back, MLPField) and back.activation == "gelu"
     y = jnp.asarray([0.3, -0.2])
     np.testing.assert_array_equal(back(0.0, y), field(0.0, y))
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_or_missing_byte_anywhere_is_refused(tmp_path):
+    """Model files and checkpoints carry a SHA-256 of header and leaves: one flipped bit in
+    the header's numbers or in the arrays, or a truncated file, is found before loading."""
+    from diffdyn.common import load_checkpoint, save_checkpoint
+
+    model = Tiny(4, key=jax.random.key(0))
+    good = model.save(tmp_path / "m.eqx").read_bytes()
+    header_len = good.index(b"\n")
+    for name, offset in (
+        ("header", good.index(b'"width": 4') + len(b'"width": ')),
+        ("leaves", len(good) - 3),
+    ):
+        path = tmp_path / f"{name}.eqx"
+        path.write_bytes(good)
+        _flip(path, offset)
+        with pytest.raises(ValueError, match="corrupt: its checksum"):
+            Tiny.load(path)
+    truncated = tmp_path / "short.eqx"
+    truncated.write_bytes(good[: header_len + 40])
+    with pytest.raises(ValueError, match="corrupt"):
+        Tiny.load(truncated)
+    # checkpoints alike
+    tree = {"w": jnp.arange(6.0), "step": jnp.asarray(3)}
+    ckpt = save_checkpoint(tmp_path / "c.ckpt", tree, {"step": 3})
+    loaded, header = load_checkpoint(ckpt, tree)
+    np.testing.assert_array_equal(loaded["w"], tree["w"])
+    assert header["step"] == 3 and len(header["sha256"]) == 64
+    _flip(ckpt, len(ckpt.read_bytes()) - 2)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(ckpt, tree)
+
+
+def test_hyperparameters_are_checked_against_the_file_before_allocating(tmp_path):
+    """A crafted file naming a RateRNN of 20,000 neurons (a 1.6 GB weight matrix) with a
+    valid checksum is refused from its size alone, without allocating the matrix."""
+    import hashlib
+    import json
+    import resource
+
+    from diffdyn.rnn import RateRNN
+
+    path = RateRNN(8, key=jax.random.key(0)).save(tmp_path / "rnn.eqx")
+    line, data = path.read_bytes().split(b"\n", 1)
+    header = json.loads(line)
+    del header["sha256"]
+    header["hyperparameters"]["n"] = 20000
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    header["sha256"] = hashlib.sha256(canonical + data).hexdigest()
+    crafted = tmp_path / "crafted.eqx"
+    crafted.write_bytes(json.dumps(header).encode() + b"\n" + data)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=r"describes \d+ bytes of arrays but the file holds"):
+        RateRNN.load(crafted)
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 400_000  # the weight matrix alone would be 1,600,000 kB
