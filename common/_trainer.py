@@ -378,7 +378,8 @@ class _MetricBlocks:
         if not np.isfinite(best):
             return None
         start = self._first
-        losses = np.asarray(self.losses[i], np.float32)
+        with np.errstate(over="ignore"):  # float64 losses beyond float32 (x64 runs)
+            losses = np.asarray(self.losses[i], np.float32)
         hits = np.nonzero(losses == best)[0]
         hits = hits[hits + start >= self._block]
         return int(hits[-1] + start) if len(hits) else known
