@@ -107,6 +107,15 @@ from ._config import (
 from ._config import (
     write_config as write_config,
 )
+from ._container import (
+    read_container as read_container,
+)
+from ._container import (
+    read_container_header as read_container_header,
+)
+from ._container import (
+    write_container as write_container,
+)
 from ._distributed import (
     broadcast_from_primary as broadcast_from_primary,
 )
@@ -175,6 +184,9 @@ from ._losses import (
 )
 from ._model import (
     AbstractModel as AbstractModel,
+)
+from ._model import (
+    all_finite as all_finite,
 )
 from ._model import (
     fixed_field as fixed_field,
@@ -277,6 +289,12 @@ from ._plotting import (
 )
 from ._plotting import (
     upscale as upscale,
+)
+from ._run_folder import (
+    RunFolder as RunFolder,
+)
+from ._run_folder import (
+    recorded_run as recorded_run,
 )
 from ._sharding import (
     BATCH_AXIS as BATCH_AXIS,
@@ -406,6 +424,7 @@ __all__ = [
     "num_parameters",
     "model_spec",
     "model_from_spec",
+    "all_finite",
     "PADDING_MODES",
     "PERCEPTION_FILTERS",
     "LAPLACIAN_STENCILS",
@@ -530,4 +549,9 @@ __all__ = [
     "write_config",
     "leaf_fields",
     "parse_value",
+    "RunFolder",
+    "recorded_run",
+    "write_container",
+    "read_container_header",
+    "read_container",
 ]

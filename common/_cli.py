@@ -4,14 +4,17 @@ Packages register workflows with `command`; each workflow is a function
 ``run(cfg, ctx) -> metrics`` taking its typed dataclass config and a `RunContext`.
 The command line of every workflow is generated from its config::
 
-    diffdyn <group> <verb> [--config FILE] [--out DIR] [--seed N] [--resume] [--json]
-                           [--quick] [--train.steps 200 ...] [train.steps=200 ...]
+    diffdyn <group> <verb> [--config FILE] [--out DIR] [--seed N] [--resume] [--overwrite]
+                           [--allow-change KEY,...] [--json] [--quick]
+                           [--train.steps 200 ...] [train.steps=200 ...]
 
 Every option shows its type, its choices and its help (from the ``Attributes:`` section of
 the config's docstring); booleans are flags (``--train.progress`` / ``--no-train.progress``).
 Dotted overrides beat the config file, which beats the defaults. ``--quick`` exists where the
 workflow registered a reduced config; the config written to ``DIR/config.yaml`` is exactly the
-one that ran (``--quick`` included), and the final metrics go to ``DIR/metrics.json``. Every
+one that ran (``--quick`` included), ``DIR/run.json`` records the command and the seed, and
+the final metrics go to ``DIR/metrics.json``. ``DIR`` holds one run: see `RunFolder` for the
+rules of ``--resume``, ``--overwrite`` and ``--allow-change``. Every
 run prints a short summary; with ``--json`` the metrics follow as one JSON line, last on
 stdout. The resolved config and the final metrics are also logged as TensorBoard hparams (the
 ``hparams`` sub-run of ``DIR``). Bad input (a ``ValueError`` or ``TypeError``) is reported as
@@ -48,9 +51,9 @@ from ._config import (
     config_to_dict,
     leaf_fields,
     load_config_file,
-    write_config,
 )
 from ._helpers import atomic_write
+from ._run_folder import RunFolder, recorded_run
 
 __all__ = ["command", "quickstart_part", "RunContext", "main", "COMMANDS", "QUICKSTART"]
 
@@ -181,7 +184,12 @@ def is_quick() -> bool:
 
 # ---------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit code 2."""
+    """An argument parser whose errors are one line on stderr and exit code 2, and which
+    takes no abbreviations (``--n`` never silently means ``--network.n``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"diffdyn: error: {message} (see {self.prog} --help)\n")
@@ -217,10 +225,25 @@ def _add_run_options(
     p.add_argument(
         "--out", default=default_out, metavar="DIR", help=f"output folder (default: {default_out})"
     )
-    p.add_argument("--seed", type=int, default=0, metavar="INT", help="PRNG seed (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="INT",
+        help="PRNG seed (default: 0, or the recorded one with --resume)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run in --out first and start afresh"
+    )
     if resume:
         p.add_argument(
             "--resume", action="store_true", help="continue from the checkpoint in --out"
+        )
+        p.add_argument(
+            "--allow-change",
+            default="",
+            metavar="KEY,...",
+            help="config keys (or seed) that --resume may change, e.g. train.steps",
         )
     p.add_argument(
         "--json",
@@ -341,6 +364,34 @@ def _jsonable(v: Any) -> Any:
     return f if math.isfinite(f) else None
 
 
+def _claim(
+    args: argparse.Namespace, ctx: RunContext, cfg: Any, record: dict[str, Any]
+) -> RunFolder | None:
+    """Claim ``--out`` for this run (process 0 only; see `RunFolder`) and write its record."""
+    if not ctx.primary:
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        return None
+    from diffdyn import __version__
+
+    allow = frozenset(k.strip() for k in getattr(args, "allow_change", "").split(",") if k.strip())
+    inputs = ()
+    if cfg is not None:
+        values = _flatten(config_to_dict(cfg)).values()
+        inputs = tuple(Path(v) for v in values if isinstance(v, str) and v and Path(v).exists())
+    folder = RunFolder(
+        ctx.out, resume=ctx.resume, overwrite=args.overwrite, allow_change=allow, inputs=inputs
+    )
+    folder.claim()
+    try:
+        folder.check_resume(cfg, record)
+        folder.write_record(cfg, {**record, "diffdyn": __version__})
+    except BaseException:
+        folder.rollback()
+        folder.release()
+        raise
+    return folder
+
+
 def run_quickstart(ctx: RunContext, only: str = "") -> dict[str, Any]:
     """Run every registered quickstart part in order; metrics are prefixed by part name."""
     wanted = {w.strip() for w in only.split(",") if w.strip()}
@@ -381,9 +432,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     quick = bool(getattr(args, "quick", False)) or (is_quick() and hasattr(args, "quick"))
-    ctx = RunContext(out=Path(args.out), seed=args.seed, resume=getattr(args, "resume", False))
+    resume = getattr(args, "resume", False)
+    recorded: tuple[dict, dict] = ({}, {})
+    try:
+        if resume and Path(args.out).is_dir():
+            recorded = recorded_run(Path(args.out))  # --resume continues the recorded run
+    except ValueError as e:
+        print(f"diffdyn: error: {e}", file=sys.stderr)
+        return 2
+    quick = quick or bool(recorded[1].get("quick", False))
+    seed = args.seed if args.seed is not None else int(recorded[1].get("seed", 0))
+    if not 0 <= seed < 2**32:
+        print(f"diffdyn: error: --seed must be in [0, 2**32); got {seed}", file=sys.stderr)
+        return 2
+    ctx = RunContext(out=Path(args.out), seed=seed, resume=resume)
     start = time.perf_counter()
-    scratch = None
+    scratch, folder = None, None
     try:
         from ._distributed import initialize_distributed, is_primary
 
@@ -396,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             if scratch is not None:
                 ctx = dataclasses.replace(ctx, out=scratch, primary=False)
             hparams = {"seed": ctx.seed, "quick": quick, "only": args.only or "all"}
+            folder = _claim(args, ctx, None, {"command": "quickstart", **hparams})
             metrics = run_quickstart(ctx, args.only)
             title = "diffdyn quickstart" + (" --quick" if quick else "")
         else:
@@ -412,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             defaults = None
             if cmd.presets is not None:
                 field, lookup = cmd.presets
-                chosen = overrides.get(field, values.get(field))
+                chosen = overrides.get(field, values.get(field, recorded[0].get(field)))
                 if chosen is None:
                     chosen = getattr(cmd.config(), field)
                 defaults = lookup(str(chosen))
+            if recorded[0]:
+                defaults = build_config(cmd.config, recorded[0], defaults=defaults)
             cfg = build_config(cmd.config, values, overrides, defaults=defaults)
             ctx = dataclasses.replace(ctx, given=frozenset(_flatten(values)) | set(overrides))
             if quick:
@@ -429,8 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd.check(cfg, ctx)
             if scratch is not None:
                 ctx = dataclasses.replace(ctx, out=scratch, primary=False)
-            ctx.out.mkdir(parents=True, exist_ok=True)
-            write_config(cfg, ctx.path("config.yaml"))
+            record = {"command": f"{cmd.group} {cmd.name}", "seed": ctx.seed, "quick": quick}
+            folder = _claim(args, ctx, cfg, record)
             hparams = {**_flatten(config_to_dict(cfg)), "seed": ctx.seed, "quick": quick}
             metrics = cmd.run(cfg, ctx)
             title = f"diffdyn {cmd.group} {cmd.name}" + (" --quick" if quick else "")
@@ -439,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"diffdyn: error: {message}", file=sys.stderr)
+        if folder is not None:
+            folder.rollback()
         return 2
     except FloatingPointError as e:  # a run that diverged with nothing finite to keep
         print(f"diffdyn: error: {str(e).splitlines()[0]}", file=sys.stderr)
@@ -447,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         print("diffdyn: interrupted", file=sys.stderr)
         return 130
     finally:
+        if folder is not None:
+            folder.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -115,7 +115,8 @@ def test_the_preset_gives_the_defaults_and_options_win(tmp_path, monkeypatch):
     )
     assert ran[1] == ran[0]
     # clipping can be switched off although the preset clips
-    assert main(args[:-2] + ["--name", "global-delay", "--optim.clip_norm", "none"]) == 0
+    again = args[:-2] + ["--name", "global-delay", "--optim.clip_norm", "none", "--overwrite"]
+    assert main(again) == 0
     assert ran[2].optim.clip_norm is None and get_experiment("global-delay").optim.clip_norm == 5.0
 
 
