@@ -68,6 +68,9 @@ class TrainConfig:
         histogram_every: log parameter histograms every this many steps (0: never).
         checkpoint_every: write ``checkpoints/latest.ckpt`` every this many steps (0: only
             at the end). A checkpoint is only written from a state whose losses were finite.
+        checkpoint_seconds: also write one at the first logging boundary after this much
+            wall-clock time since the last (0: never by time), so that a killed run loses at
+            most about this much work whatever ``checkpoint_every`` is.
         validate_every: score the model on the task's held-out data every this many steps
             and at the end (``None``: every ``log_every`` steps; 0: never; a task without
             held-out data refuses a positive value).
@@ -91,6 +94,7 @@ class TrainConfig:
     image_every: int = 0
     histogram_every: int = 0
     checkpoint_every: int = 0
+    checkpoint_seconds: float = 60.0
     validate_every: int | None = None
     track_best: bool = True
     shard_data: bool = False
@@ -100,8 +104,8 @@ class TrainConfig:
     call_seconds: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("max_seconds", "call_seconds"):
-            if getattr(self, name) < 0:
+        for name in ("max_seconds", "call_seconds", "checkpoint_seconds"):
+            if not getattr(self, name) >= 0:  # NaN is refused too
                 raise ValueError(f"TrainConfig.{name} must be >= 0; got {getattr(self, name)}")
         if self.steps_per_call is not None and self.steps_per_call < 1:
             raise ValueError(
@@ -325,8 +329,8 @@ class _MetricBlocks:
     any member is not finite.
 
     Attributes:
-        losses: the logged training losses of each member (key ``None`` for a single run),
-            one per step from the first.
+        losses: the training losses of each member (key ``None`` for a single run), one per
+            step from step 0 (a resumed run's earlier losses come from its checkpoint).
         good_leaves: the leaves of the newest state whose losses were all finite.
     """
 
@@ -338,12 +342,15 @@ class _MetricBlocks:
         start: int,
         leaves: list,
         members: list[int | None],
+        history: dict[int | None, list[float]],
     ):
         self._step_fn, self._logger, self._block = step_fn, logger, block
         self._members = members
-        self._logged = self._first = start
+        self._logged = start
         self._queue: list[tuple[int, int, dict, list]] = []
-        self.losses: dict[int | None, list[float]] = {i: [] for i in members}
+        # the losses of the steps before ``start`` (from a checkpoint), then this run's
+        self.losses: dict[int | None, list[float]] = {i: list(history[i]) for i in members}
+        self._first = start - len(self.losses[members[0]])
         self.good_leaves = leaves
         self.bad_member: int | None = None
 
@@ -724,8 +731,13 @@ class Trainer:
         ensemble."""
         cfg, task = self.config, self.task
         start, best_steps = 0, {i: None for i in members}
+        history: dict[int | None, list[float]] = {i: [] for i in members}
         if resume:
-            state, start, best_steps = self._restore(state, members)
+            if self.out is None:
+                raise ValueError("resume=True needs a trainer with out= (where checkpoints are)")
+            state, start, best_steps, history = self._restore(state, members)
+            if start == 0 and self.primary:
+                tqdm.write(f"diffdyn: no checkpoint in {self.out} yet; training starts at step 0")
         self.logger.start(start)
         step_fn = self.make_step(static, ensemble=members != [None])
         diverged_at = None
@@ -736,7 +748,7 @@ class Trainer:
             desc="train",
             leave=False,
         )
-        t_start = t_warm = time.perf_counter()
+        t_start = t_warm = t_checkpoint = time.perf_counter()
         warm_step = start
         validation = _Validation(self, static, members)
         if self.validate_every:  # a resumed run's best so far is the checkpoint's
@@ -745,7 +757,9 @@ class Trainer:
         checkpointer = BackgroundCheckpointer()
         try:
             leaves = step_fn.flatten(state)
-            blocks = _MetricBlocks(step_fn, self.logger, cfg.log_every, start, leaves, members)
+            blocks = _MetricBlocks(
+                step_fn, self.logger, cfg.log_every, start, leaves, members, history
+            )
             done, per_call = start, cfg.steps_per_call
             while done < cfg.steps:
                 # the first call compiles; with steps_per_call=None the second, one step
@@ -767,7 +781,16 @@ class Trainer:
                     cfg.max_seconds > 0 and time.perf_counter() - t_start > cfg.max_seconds
                 )
                 last = done == cfg.steps or out_of_time
-                checkpoint_due = _due(done, cfg.checkpoint_every) or last
+                checkpoint_due = (
+                    _due(done, cfg.checkpoint_every)
+                    or last
+                    or (
+                        cfg.checkpoint_seconds > 0
+                        and self.out is not None
+                        and done % cfg.log_every == 0
+                        and time.perf_counter() - t_checkpoint > cfg.checkpoint_seconds
+                    )
+                )
                 if done % cfg.log_every == 0 or checkpoint_due:
                     # checkpoints and the end wait for every value; other blocks are logged
                     # one block later, so that the device never idles waiting for the host
@@ -792,7 +815,10 @@ class Trainer:
                             best_steps[i] = blocks.best_step(step_fn, leaves, best_steps[i], i)
                         else:
                             best_steps[i] = validation.best_steps[i]
-                    self._checkpoint(checkpointer, step_fn.unflatten(leaves), done, best_steps)
+                    self._checkpoint(
+                        checkpointer, step_fn.unflatten(leaves), done, best_steps, blocks.losses
+                    )
+                    t_checkpoint = time.perf_counter()
                 if out_of_time:
                     tqdm.write(f"diffdyn: max_seconds={cfg.max_seconds} reached after {done} steps")
                     break
@@ -887,12 +913,29 @@ class Trainer:
     # ------------------------------------------------------------------ side effects
     def _restore(
         self, state: TrainState, members: list[int | None]
-    ) -> tuple[TrainState, int, dict[int | None, int | None]]:
-        """``(state, start step, best step of each member)`` from the checkpoint under
-        ``out`` if there is one (read by process 0, sent to the others), else the state as
-        it is, step 0 and no best steps."""
+    ) -> tuple[TrainState, int, dict[int | None, int | None], dict[int | None, list[float]]]:
+        """``(state, start step, best step of each member, losses of each member before the
+        start)`` from the checkpoint under ``out`` if there is one (read by process 0, sent to
+        the others), else the state as it is, step 0, no best steps and no losses."""
         path, ensemble = self.checkpoint_path, members != [None]
         none: dict[int | None, int | None] = {i: None for i in members}
+        empty: dict[int | None, list[float]] = {i: [] for i in members}
+
+        def losses_of(header: dict, step: int) -> np.ndarray:
+            """The recorded losses ``[members, step]`` (NaN where a checkpoint written
+            before losses were recorded has none)."""
+            recorded = header.get("losses")
+            table = np.full((len(members), step), np.nan)
+            if recorded is not None:
+                rows = recorded if ensemble else [recorded]
+                for j, row in enumerate(rows):
+                    table[j, : len(row)] = np.asarray(row, float)[:step]
+            return table
+
+        def history(table: np.ndarray) -> dict[int | None, list[float]]:
+            if np.isnan(table).all():
+                return empty
+            return {i: table[j].tolist() for j, i in enumerate(members)}
 
         def best_steps(header: dict) -> dict[int | None, int | None]:
             best = header.get("best_step")
@@ -904,14 +947,17 @@ class Trainer:
 
         if jax.process_count() == 1:
             if path is None or not path.exists():
-                return state, 0, none
+                return state, 0, none, empty
             loaded, header = load_checkpoint(path, state)
-            return self._place(loaded, members=ensemble), int(header["step"]), best_steps(header)
+            step = int(header["step"])
+            restored = self._place(loaded, members=ensemble)
+            return restored, step, best_steps(header), history(losses_of(header, step))
         skeleton = jax.tree_util.tree_map(
             lambda x: np.zeros(x.shape, x.dtype) if eqx.is_array(x) else x, state
         )
         flags = np.full(2 + len(members), -1, np.int32)
         flags[:2] = 0
+        header = None
         if self.primary and path is not None and path.exists():
             skeleton, header = load_checkpoint(path, skeleton)
             flags[0], flags[1] = 1, int(header["step"])
@@ -920,10 +966,14 @@ class Trainer:
         dynamic, static = eqx.partition(skeleton, eqx.is_array)
         dynamic, flags = broadcast_from_primary((dynamic, flags))
         if not flags[0]:
-            return state, 0, none
+            return state, 0, none, empty
+        table = np.zeros((len(members), int(flags[1])))
+        if header is not None:
+            table = losses_of(header, int(flags[1]))
+        table = np.asarray(broadcast_from_primary(table))
         restored = self._place(eqx.combine(dynamic, static), members=ensemble)
         best = {i: None if flags[2 + j] < 0 else int(flags[2 + j]) for j, i in enumerate(members)}
-        return restored, int(flags[1]), best
+        return restored, int(flags[1]), best, history(table)
 
     def _checkpoint(
         self,
@@ -931,6 +981,7 @@ class Trainer:
         state: TrainState,
         step: int,
         best_steps: dict[int | None, int | None],
+        losses: dict[int | None, list[float]],
     ) -> None:
         # one transfer (an all-gather where data is split across processes, so every process
         # takes part); the checks and the write use this copy
@@ -940,7 +991,10 @@ class Trainer:
             return
         best = best_steps[None] if None in best_steps else list(best_steps.values())
         if self.primary:
-            writer.save(self.checkpoint_path, host, {"step": step, "best_step": best})
+            # copies: the loop appends to the lists while the writer thread serialises
+            recorded = list(losses[None]) if None in losses else [list(v) for v in losses.values()]
+            metadata = {"step": step, "best_step": best, "losses": recorded}
+            writer.save(self.checkpoint_path, host, metadata)
 
     def _save_models(self, final: Any, best: Any, i: int | None) -> None:
         if not self.primary:

@@ -203,9 +203,10 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     assert read_checkpoint_header(tmp_path / "split/checkpoints/latest.ckpt")["step"] == 10
     second = trainer(20, tmp_path / "split").fit(small_mlp(), regression_data(), key, resume=True)
     assert first.steps == 10 and second.steps == 20
-    assert len(second.losses) == 10  # only the resumed steps were run
     np.testing.assert_array_equal(params_of(second.model), params_of(full.model))
-    np.testing.assert_array_equal(second.losses, full.losses[10:])
+    # every loss from step 0: the first ten come from the checkpoint
+    np.testing.assert_array_equal(second.losses, full.losses)
+    assert second.best_step == full.best_step
     assert not np.array_equal(params_of(first.model), params_of(full.model))
 
 
@@ -435,3 +436,27 @@ def test_call_length_is_validated():
         TrainConfig(steps_per_call=0)
     with pytest.raises(ValueError, match="call_seconds"):
         TrainConfig(call_seconds=-1.0)
+
+
+def test_checkpoints_by_wall_clock_whatever_checkpoint_every_is(tmp_path, monkeypatch):
+    written = []
+    original = Trainer._checkpoint
+
+    def record(self, writer, state, step, *args):
+        written.append(step)
+        return original(self, writer, state, step, *args)
+
+    monkeypatch.setattr(Trainer, "_checkpoint", record)
+    cfg = TrainConfig(steps=20, log_every=5, checkpoint_seconds=1e-9, progress=False)
+    Trainer(mse, optax.adam(1e-2), config=cfg, out=tmp_path).fit(
+        small_mlp(), regression_data(), jax.random.key(0)
+    )
+    assert written == [5, 10, 15, 20]  # at every logging boundary once the time has passed
+    written.clear()
+    cfg = TrainConfig(steps=20, log_every=5, checkpoint_seconds=0, progress=False)
+    Trainer(mse, optax.adam(1e-2), config=cfg, out=tmp_path / "b").fit(
+        small_mlp(), regression_data(), jax.random.key(0)
+    )
+    assert written == [20]
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        TrainConfig(checkpoint_seconds=float("nan"))
