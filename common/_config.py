@@ -202,9 +202,12 @@ def parse_value(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"config key {key!r} must be a number; got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"config key {key!r} must be a number; got {value!r}") from None
+        if number != number:  # no option means anything with NaN
+            raise ValueError(f"config key {key!r} must be a number, not NaN")
+        return number
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError(f"config key {key!r} must be a string; got {value!r}")

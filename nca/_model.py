@@ -321,7 +321,8 @@ class AbstractNCA(AbstractModel):
             x = jax.lax.scan(body, x, ks)[0]
             return x, x
 
-        _, frames = jax.lax.scan(frame, x0, keys.reshape(steps // every, every))
+        # raw uint32 keys (jax.random.PRNGKey) carry a trailing axis of 2
+        _, frames = jax.lax.scan(frame, x0, keys.reshape(steps // every, every, *keys.shape[1:]))
         return jnp.concatenate([x0[None], frames])
 
 

@@ -68,7 +68,8 @@ class DelayedEuler(diffrax.AbstractSolver):
     r"""Explicit Euler for delays in whole steps, carrying the phase history in its state.
 
     ``max_delay`` (static) sets the buffer length $L = \tau_{\max} + 1$; every delay
-    of the vector field must lie in ``[0, max_delay]`` (they are clipped to it). ``past``
+    of the vector field must lie in ``[0, max_delay]`` (`simulate` refuses concrete delays
+    outside it; traced ones, which cannot be checked, are clipped to it). ``past``
     (``[max_delay, N]``, oldest first, the state one step before $y^0$ last) gives the
     pre-history; ``None`` repeats $y^0$. Requires a ``diffrax.ODETerm`` whose vector
     field is an `AbstractDelayedVectorField`, a constant step size and an adjoint that

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -136,6 +137,12 @@ class Kuramoto(AbstractDelayedVectorField):
             if not jnp.issubdtype(d.dtype, jnp.integer):
                 raise TypeError(f"delays must be integers (solver steps); got dtype {d.dtype}")
         self.delays = vec(delays, "delays", jnp.int32)
+        if _concrete(self.coupling, self.omega, self.field, self.delays):
+            for name in ("coupling", "omega", "field"):
+                if not bool(jnp.all(jnp.isfinite(getattr(self, name)))):
+                    raise ValueError(f"{name} must be finite; it holds NaN or inf")
+            if bool(jnp.any(self.delays < 0)):
+                raise ValueError(f"delays must be >= 0 solver steps; got {int(self.delays.min())}")
 
     def delayed(
         self,
@@ -230,6 +237,11 @@ def splay_state(n: int, dtype: jax.typing.DTypeLike = float) -> Float[Array, " n
     return 2 * jnp.pi * jnp.arange(n, dtype=dtype) / n
 
 
+def _concrete(*arrays: Any) -> bool:
+    """True when no array is a tracer (values can be checked), e.g. outside ``jax.jit``."""
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
 def simulate(
     field: Callable[..., Array],
     theta0: Float[ArrayLike, " n"],
@@ -294,7 +306,22 @@ def simulate(
             )
         if solve.adjoint == "backsolve":
             raise ValueError("DelayedEuler needs an adjoint through the solver; got 'backsolve'")
+        longest = getattr(field, "delays", None)
+        if _concrete(longest) and longest is not None and int(jnp.max(longest)) > max_delay:
+            raise ValueError(
+                f"the field's longest delay is {int(jnp.max(longest))} steps, more than "
+                f"max_delay = {max_delay}; raise max_delay (delays are never clipped)"
+            )
         solver = DelayedEuler(int(max_delay), past)
+    elif (
+        _concrete(getattr(field, "delays", None))
+        and getattr(field, "delays", None) is not None
+        and bool(jnp.any(field.delays > 0))
+    ):
+        raise ValueError(
+            "the field has delays > 0 but max_delay = 0 would run it undelayed; pass "
+            f"max_delay >= {int(jnp.max(field.delays))}"
+        )
     elif past is not None:
         raise ValueError("past is the pre-history of a delayed solve: it needs max_delay > 0")
     ts = t0 + dt * np.arange(0, steps + 1, save_every)

@@ -273,3 +273,21 @@ def test_files_a_run_writes_are_readable_by_group_and_others_under_umask_022(tmp
     for path in files:
         mode = path.stat().st_mode & 0o777
         assert mode & 0o044 == 0o044, (path.name, oct(mode))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--inner.rate", "nan"], "'inner.rate' must be a number, not NaN"),
+        (["inner.rate=NaN"], "'inner.rate' must be a number, not NaN"),
+        (["--seed", str(2**64)], "--seed must be in [0, 2**32)"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32)"),
+        (["--inner.r", "1"], "unrecognized arguments: --inner.r"),  # no abbreviations
+    ],
+)
+def test_nan_values_bad_seeds_and_abbreviations_are_refused(tmp_path, capsys, extra, message):
+    assert cli.main(["testing", "echo", "--out", str(tmp_path / "run")] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffdyn: error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -242,9 +242,28 @@ def test_simulate_refuses_settings_that_do_not_apply():
         simulate(f, jnp.zeros(3), dt=0.1, steps=4, past=jnp.zeros((2, 3)))
     with pytest.raises(ValueError, match="max_steps"):
         simulate(
-            f,
+            Kuramoto(jnp.eye(3)),
             jnp.zeros(3),
             dt=0.1,
             steps=40,
             solve=SolveConfig("euler", adaptive=False, max_steps=10),
         )
+
+
+def test_bad_couplings_and_delays_are_refused_not_clipped():
+    from diffdyn.oscillators import Kuramoto, simulate
+
+    k = np.ones((3, 3), np.float32)
+    with pytest.raises(ValueError, match="coupling must be finite"):
+        Kuramoto(np.where(np.eye(3) > 0, np.nan, k))
+    with pytest.raises(ValueError, match="field must be finite"):
+        Kuramoto(k, field=np.array([0.0, np.inf, 0.0]))
+    with pytest.raises(ValueError, match="delays must be >= 0"):
+        Kuramoto(k, delays=np.array([0, -1, 2]))
+    delayed = Kuramoto(k, delays=np.array([0, 1, 4]))
+    theta0 = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="longest delay is 4 steps, more than max_delay = 2"):
+        simulate(delayed, theta0, dt=0.1, steps=4, max_delay=2)
+    with pytest.raises(ValueError, match="would run it undelayed; pass max_delay >= 4"):
+        simulate(delayed, theta0, dt=0.1, steps=4)
+    assert simulate(delayed, theta0, dt=0.1, steps=4, max_delay=4).shape == (5, 3)

@@ -377,3 +377,15 @@ def test_the_grow_target_gets_no_gradient():
     batch = jnp.stack([task.seed(C)] * 2)
     grads = eqx.filter_grad(lambda t: t.loss(model, batch, KEY)[0])(task)
     assert grads.target.shape == (4, H, W) and not np.any(np.asarray(grads.target))
+
+
+def test_rollout_frames_take_raw_and_typed_keys_alike():
+    from diffdyn.nca import NCA, Cells
+
+    model = NCA(Cells(8), hidden=16, key=jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (8, 12, 12))
+    raw = model.rollout(x, 32, jax.random.PRNGKey(4), every=8)
+    typed = model.rollout(x, 32, jax.random.wrap_key_data(jax.random.PRNGKey(4)), every=8)
+    assert raw.shape == (5, 8, 12, 12)
+    np.testing.assert_array_equal(raw, typed)
+    np.testing.assert_array_equal(raw[-1], model.rollout(x, 32, jax.random.PRNGKey(4)))
