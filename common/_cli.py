@@ -509,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         if folder is not None:
             folder.rollback()
         return 2
+    except OSError as e:  # the disk, not the input: a full disk, a vanished folder
+        print(f"diffdyn: error: {e}", file=sys.stderr)
+        return 1
     except FloatingPointError as e:  # a run that diverged with nothing finite to keep
         print(f"diffdyn: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1

@@ -94,10 +94,12 @@ def read_container(
         else:
             size = os.fstat(f.fileno()).st_size - len(line)
         like = skeleton(header)
+        # a lower bound (numbers at their narrowest width: the file may hold narrower ones than
+        # this process builds), enough to refuse a header that describes far more than is there
         needed = sum(
-            int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+            int(np.prod(x.shape)) * _narrowest(x.dtype)
             for x in jax.tree_util.tree_leaves(like)
-            if isinstance(x, (jax.Array, jax.ShapeDtypeStruct, np.ndarray))
+            if _is_array(x)
         )
         if needed > size:
             raise ValueError(
@@ -106,12 +108,57 @@ def read_container(
             )
         f.seek(len(line))
         try:
-            tree = eqx.tree_deserialise_leaves(f, like)
+            # equinox's leaf order, with our own per-leaf reader (which, unlike equinox's,
+            # lets a floating leaf keep the precision it was saved in)
+            leaves, treedef = jax.tree_util.tree_flatten(like)
+            tree = jax.tree_util.tree_unflatten(treedef, [_read_leaf(f, x) for x in leaves])
+            if f.read(1):
+                raise ValueError("the file holds more arrays than its header describes")
+        except _PrecisionError as e:
+            raise ValueError(f"{path}: {e}") from None
         except (RuntimeError, ValueError, OSError, EOFError) as e:
             raise ValueError(f"{path} does not hold the arrays its header describes: {e}") from None
     if stated is not None:
         header["sha256"] = stated
     return tree, header
+
+
+class _PrecisionError(ValueError):
+    pass
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, jax.ShapeDtypeStruct, np.ndarray))
+
+
+def _narrowest(dtype: Any) -> int:
+    """Bytes per element of the narrowest dtype a leaf of ``dtype`` may be stored in."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # an extended dtype (PRNG keys): stored as its raw data
+        return 1
+    return {"f": 2, "c": 8, "i": 1, "u": 1}.get(dtype.kind, dtype.itemsize)
+
+
+def _read_leaf(f: BinaryIO, like: Any) -> Any:
+    """One leaf as stored: its shape and kind (float, int, ...) must be the skeleton's; it
+    keeps the width it was saved in (a float32 model loads as float32 where 64-bit types are
+    on), and a 64-bit leaf needs them enabled (it is never narrowed without a word)."""
+    if not _is_array(like):
+        return eqx.default_deserialise_filter_spec(f, like)
+    stored = np.load(f, allow_pickle=False)
+    if stored.shape != tuple(like.shape):
+        raise ValueError(f"a leaf of shape {tuple(like.shape)} is stored as {stored.shape}")
+    kind = stored.dtype.kind
+    if kind != np.dtype(like.dtype).kind:
+        raise ValueError(f"a leaf of dtype {like.dtype} is stored as {stored.dtype}")
+    wide = kind in "fiuc" and stored.dtype.itemsize == (16 if kind == "c" else 8)
+    if wide and not jax.config.jax_enable_x64 and not isinstance(like, np.ndarray):
+        raise _PrecisionError(
+            f"it holds {stored.dtype} arrays; enable 64-bit types to load it exactly "
+            "(jax.config.update('jax_enable_x64', True))"
+        )
+    return stored if isinstance(like, np.ndarray) else jax.numpy.asarray(stored)
 
 
 def _open(path: str | os.PathLike) -> BinaryIO:

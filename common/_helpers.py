@@ -1,4 +1,5 @@
-"""Helpers shared by every package: argument checks, name lookups and atomic writes.
+"""Helpers shared by every package: argument checks, name lookups, atomic writes and the
+reading of users' array and image files (one clear error for every way a file can be bad).
 
 The one private module of `diffdyn.common` that the other packages import.
 """
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["check_int", "check_number", "unknown_name", "atomic_write"]
+__all__ = ["check_int", "check_number", "unknown_name", "atomic_write", "read_array", "read_image"]
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -67,3 +68,58 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
             os.unlink(tmp)
         raise
     return path
+
+
+def read_array(path: str | os.PathLike, what: str, *, finite: bool = True) -> Any:
+    """The numeric array in ``path``: a ``.npy`` file, or a ``.npz`` file holding exactly one
+    array. Missing, empty, corrupt, pickled or non-numeric files and (with ``finite``) NaN or
+    inf values are a `ValueError` naming ``what`` and the file; nothing is unpickled."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what}: {str(path)!r} is empty")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = list(loaded.files)
+                if len(names) != 1:
+                    raise ValueError(
+                        f"a .npz file must hold exactly one array; it holds {len(names)} "
+                        f"({', '.join(names[:5])})"
+                    )
+                loaded = loaded[names[0]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"{what}: cannot read {str(path)!r} as a .npy/.npz array: {first}"
+        ) from None
+    array = np.asarray(loaded)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{what}: {str(path)!r} holds {array.dtype} values, not numbers")
+    if finite and np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: {str(path)!r} contains NaN or inf")
+    return array
+
+
+def read_image(path: str | os.PathLike, what: str, mode: str | None = "RGB") -> Any:
+    """The image in ``path`` as a PIL image converted to ``mode`` (``None``: as stored, e.g.
+    palette indices); a missing file or one that is not an image PIL can read is a
+    `ValueError` naming ``what`` and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: {str(path)!r} does not exist or is not a file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy() if mode is None else img.convert(mode)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{what}: {str(path)!r} is not a readable image ({first})") from None

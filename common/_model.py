@@ -232,7 +232,12 @@ class AbstractModel(eqx.Module):
             build = lambda: model_from_spec(  # noqa: E731
                 header, key=jax.random.key(0), base=cls, source=str(path)
             )
-            return eqx.filter_eval_shape(build)
+            try:
+                return eqx.filter_eval_shape(build)
+            except (KeyError, AttributeError, IndexError) as e:  # a malformed header
+                raise ValueError(
+                    f"{path}: its header does not describe a model diffdyn can build ({e!r})"
+                ) from None
 
         model, _ = read_container(path, _KIND, _VERSIONS, skeleton)
         return model

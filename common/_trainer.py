@@ -145,7 +145,7 @@ class TrainResult:
     model: Any
     best_model: Any
     best_loss: float
-    losses: np.ndarray
+    losses: np.ndarray  # the training loss of every step from 0 (a resumed run's too)
     steps: int
     diverged_at: int | None = None
     seconds: float = 0.0

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
+from diffdyn.common._helpers import read_image
+
 __all__ = ["BUILTIN_TARGETS", "builtin_target", "load_png", "make_target", "to_rgb"]
 
 BUILTIN_TARGETS = ("smiley", "heart", "ring", "glyph:A")
@@ -121,16 +123,15 @@ def load_png(path: str | os.PathLike, size: int | None = None) -> Float[np.ndarr
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"target file {str(path)!r} does not exist")
-    with Image.open(path) as img:
-        img = img.convert("RGBA")
-        if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValueError(f"size must be a positive int or None; got {size!r}")
-            img.thumbnail((size, size), Image.Resampling.LANCZOS)
-            canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-            canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
-            img = canvas
-        rgba = np.moveaxis(np.asarray(img, dtype=np.float64) / 255.0, -1, 0)
+    img = read_image(path, "target", "RGBA")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int or None; got {size!r}")
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+        img = canvas
+    rgba = np.moveaxis(np.asarray(img, dtype=np.float64) / 255.0, -1, 0)
     return _premultiply(rgba)
 
 

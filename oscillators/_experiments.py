@@ -67,6 +67,7 @@ from diffdyn.common import (
     Trainer,
     TrainResult,
 )
+from diffdyn.common._helpers import read_array, read_image
 
 from ._kuramoto import (
     Kuramoto,
@@ -399,7 +400,7 @@ def load_kuranet_image(cfg: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
         import matplotlib.cbook
 
         path = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    img = Image.open(path).convert("RGB")
+    img = read_image(path, "image")
     w = cfg.image_width
     h = max(1, round(img.height * w / img.width))
     rgb = np.asarray(img.resize((w, h), Image.BILINEAR), np.float32).transpose(2, 0, 1) / 255
@@ -407,7 +408,7 @@ def load_kuranet_image(cfg: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
         lpath = Path(cfg.labels)
         if not lpath.is_file():
             raise ValueError(f"label file {cfg.labels!r} does not exist")
-        lab = np.asarray(Image.open(lpath).resize((w, h), Image.NEAREST))
+        lab = np.asarray(read_image(lpath, "labels", None).resize((w, h), Image.NEAREST))
         if lab.ndim == 3:
             lab = lab[..., 0]
         labels = lab.astype(np.int32)
@@ -1016,11 +1017,8 @@ def simulate_network(cfg: KuramotoConfig, key: PRNGKeyArray) -> dict[str, Any]:
         "metrics": {"final_R", "mean_R_second_half", "n"}}``.
     """
     if cfg.coupling_file:
-        path = Path(cfg.coupling_file)
-        if not path.is_file():
-            raise ValueError(f"coupling_file {cfg.coupling_file!r} does not exist")
-        k = jnp.asarray(np.load(path), jnp.float32)
-        if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        k = jnp.asarray(read_array(cfg.coupling_file, "coupling_file"), jnp.float32)
+        if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] == 0:
             raise ValueError(f"coupling_file must hold a square matrix; got shape {k.shape}")
         n = k.shape[0]
         if cfg.n is not None and cfg.n != n:

@@ -31,7 +31,7 @@ from diffdyn.common import (
     TrainResult,
     Trajectory,
 )
-from diffdyn.common._helpers import check_int
+from diffdyn.common._helpers import check_int, read_array
 
 from ._base import AbstractPDE
 from ._grid import Grid
@@ -291,16 +291,13 @@ class PDEFit:
 
 
 def _load_data(path: str) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"data: cannot read {path!r} as a .npy array: {e}") from None
+    x = read_array(path, "data")
     if x.ndim == 4:
         x = x[None]
-    if x.ndim != 5:
-        raise ValueError(f"data must have shape [B, T, C, H, W] or [T, C, H, W]; got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("data contains NaN or inf")
+    if x.ndim != 5 or 0 in x.shape:
+        raise ValueError(
+            f"data must have shape [B, T, C, H, W] or [T, C, H, W], none of them 0; got {x.shape}"
+        )
     return x
 
 

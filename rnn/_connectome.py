@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from diffdyn.common import SolveConfig
-from diffdyn.common._helpers import atomic_write
+from diffdyn.common._helpers import atomic_write, read_array
 
 from ._model import STEP_SOLVE, RateRNN
 
@@ -214,7 +214,7 @@ def _read_names(path: Path) -> tuple[str, ...]:
 
 
 def _read_index(path: Path, n: int, n_names: int) -> np.ndarray:
-    index = np.load(path, allow_pickle=False)
+    index = read_array(path, path.name, finite=False)
     if index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
         raise ValueError(
             f"{path} must hold an integer array of shape ({n},); got {index.dtype} {index.shape}"
@@ -238,7 +238,7 @@ def load_connectome(folder: str | os.PathLike) -> Connectome:
         raise ValueError(
             f"{manifest_path}: 'orientation' must be 'pre-post' or 'post-pre'; got {orientation!r}"
         )
-    adjacency = np.load(folder / "adjacency.npy", allow_pickle=False)
+    adjacency = read_array(folder / "adjacency.npy", "connectome", finite=False)
     if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
         raise ValueError(f"adjacency.npy must be square [N, N]; got {adjacency.shape}")
     if not np.all(np.isfinite(adjacency)) or np.any(adjacency < 0):

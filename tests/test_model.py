@@ -342,3 +342,56 @@ def test_hyperparameters_are_checked_against_the_file_before_allocating(tmp_path
         RateRNN.load(crafted)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 400_000  # the weight matrix alone would be 1,600,000 kB
+
+
+def test_crafted_headers_are_one_clear_error(tmp_path):
+    """Whatever a (checksummed) header says, loading fails with a ValueError or TypeError
+    naming the file, never a KeyError, AttributeError or an import of foreign code."""
+    import hashlib
+
+    good = Tiny(4, key=jax.random.key(0)).save(tmp_path / "m.eqx")
+    line, data = good.read_bytes().split(b"\n", 1)
+    base = json.loads(line)
+    del base["sha256"]
+
+    def crafted(**changes):
+        header = {**base, **changes}
+        canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        header["sha256"] = hashlib.sha256(canonical + data).hexdigest()
+        path = tmp_path / "crafted.eqx"
+        path.write_bytes(json.dumps(header).encode() + b"\n" + data)
+        return path
+
+    cases = [
+        ({"hyperparameters": {"width": {"__config__": {"module": "diffdyn.common"}}}}, ValueError),
+        ({"module": "os", "class": "system"}, ValueError),
+        ({"module": "diffdyn.pde", "class": "nothing"}, TypeError),
+        ({"module": "diffdyn.pde", "class": "__init__"}, ValueError),
+        ({"hyperparameters": {"width": "four"}}, TypeError),
+        ({"hyperparameters": {"width": 5}}, ValueError),  # the arrays no longer match
+        ({"format": "diffdyn-model/9"}, ValueError),
+    ]
+    for changes, error in cases:
+        with pytest.raises(error, match="crafted.eqx|not a|must be|width"):
+            AbstractModel.load(crafted(**changes))
+
+
+def test_a_model_loads_in_the_precision_it_was_saved_in(tmp_path):
+    """A float32 file loads as float32 where float64 is on; a float64 file where float64 is
+    off is refused with the one line that says how to load it, never narrowed silently."""
+    with jax.enable_x64(False):
+        single = Tiny(4, key=jax.random.key(0))
+        single.save(tmp_path / "single.eqx")
+    with jax.enable_x64(True):
+        loaded = Tiny.load(tmp_path / "single.eqx")
+        assert loaded.kernel.dtype == jnp.float32
+        np.testing.assert_array_equal(loaded.kernel, single.kernel)
+        double = Tiny(4, key=jax.random.key(0))
+        assert double.kernel.dtype == jnp.float64
+        double.save(tmp_path / "double.eqx")
+        assert Tiny.load(tmp_path / "double.eqx").kernel.dtype == jnp.float64
+    with (
+        jax.enable_x64(False),
+        pytest.raises(ValueError, match="holds (float|int)64 arrays; enable"),
+    ):
+        Tiny.load(tmp_path / "double.eqx")
