@@ -425,9 +425,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_plugins(tuple(g for g in groups if g in GROUP_MODULES))
         parser = _build_parser(groups)
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if unknown:  # named with the help of the verb they were given to, not the top level
+        where = " ".join(str(p) for p in ("diffdyn", args.group, getattr(args, "verb", None)) if p)
+        print(
+            f"diffdyn: error: unrecognized arguments: {' '.join(unknown)} (see {where} --help)",
+            file=sys.stderr,
+        )
+        return 2
     if args.group is None:
         parser.print_help()
         return 0

@@ -623,7 +623,18 @@ class Trainer:
             (loss, aux), grads = eqx.filter_value_and_grad(objective, has_aux=True)(
                 state.params, batch, loss_key
             )
-            updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
+            if isinstance(optimiser, optax.GradientTransformationExtraArgs):
+                # what line-search optimisers (optax.lbfgs) need; the others ignore them
+                updates, opt_state = optimiser.update(
+                    grads,
+                    state.opt_state,
+                    state.params,
+                    value=loss,
+                    grad=grads,
+                    value_fn=lambda p: objective(p, batch, loss_key)[0],
+                )
+            else:
+                updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
             params = eqx.apply_updates(state.params, updates)
             aux = dict(aux)
             data = augmenter.update(state.data, aux.pop("prediction", None), data_key)

@@ -282,7 +282,8 @@ def test_files_a_run_writes_are_readable_by_group_and_others_under_umask_022(tmp
         (["inner.rate=NaN"], "'inner.rate' must be a number, not NaN"),
         (["--seed", str(2**64)], "--seed must be in [0, 2**32)"),
         (["--seed", "-1"], "--seed must be in [0, 2**32)"),
-        (["--inner.r", "1"], "unrecognized arguments: --inner.r"),  # no abbreviations
+        # no abbreviations; the error names the verb's help, not the top level's
+        (["--inner.r", "1"], "unrecognized arguments: --inner.r (see diffdyn testing echo --help)"),
     ],
 )
 def test_nan_values_bad_seeds_and_abbreviations_are_refused(tmp_path, capsys, extra, message):

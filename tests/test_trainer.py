@@ -460,3 +460,20 @@ def test_checkpoints_by_wall_clock_whatever_checkpoint_every_is(tmp_path, monkey
     assert written == [20]
     with pytest.raises(ValueError, match="checkpoint_seconds"):
         TrainConfig(checkpoint_seconds=float("nan"))
+
+
+def test_line_search_optimisers_get_value_grad_and_value_fn():
+    """optax.lbfgs needs the loss, the gradient and the loss function at each update; on
+    the quadratic 0.5 x'Ax - b'x it reaches the exact minimiser A^-1 b in a few steps."""
+    a = jnp.asarray([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])
+    b = jnp.asarray([1.0, -2.0, 0.5])
+
+    def loss(x, batch, key):
+        return 0.5 * x @ a @ x - b @ x
+
+    cfg = TrainConfig(steps=20, log_every=5, progress=False)
+    result = Trainer(loss, optax.lbfgs(), config=cfg).fit(jnp.zeros(3), None, jax.random.key(0))
+    np.testing.assert_allclose(result.model, np.linalg.solve(a, b), rtol=1e-5, atol=1e-6)
+    # an optimiser without extra arguments still works as before
+    plain = Trainer(loss, optax.sgd(0.1), config=cfg).fit(jnp.zeros(3), None, jax.random.key(0))
+    assert float(loss(plain.model, None, None)) < 0
