@@ -370,6 +370,24 @@ def _build(
     return solver_obj, controller, adjoint_obj
 
 
+def _check_field_output(vector_field: Callable, t0: Any, y0: Any, args: Any) -> None:
+    """Refuse a field whose ``f(t0, y0, args)`` is not shaped like ``y0`` (traced abstractly,
+    before anything is compiled), instead of an error from deep inside the solver."""
+    out = eqx.filter_eval_shape(vector_field, t0, y0, args)
+    want, got = jtu.tree_structure(y0), jtu.tree_structure(out)
+    if want != got:
+        raise ValueError(
+            f"vector_field(t, y, args) must return dy/dt with the structure of y0 ({want}); "
+            f"got {got}"
+        )
+    for y, dy in zip(jtu.tree_leaves(y0), jtu.tree_leaves(out), strict=True):
+        if tuple(jnp.shape(dy)) != tuple(jnp.shape(y)):
+            raise ValueError(
+                f"vector_field(t, y, args) must return dy/dt of y0's shape {tuple(jnp.shape(y))}; "
+                f"got shape {tuple(jnp.shape(dy))}"
+            )
+
+
 def _diffeqsolve(
     vector_field: Callable[..., PyTree[Array]],
     y0: PyTree[ArrayLike],
@@ -401,6 +419,7 @@ def _diffeqsolve(
         t0 = jnp.asarray(t0, time_dtype)
         t1 = ts[-1]
         y0 = jtu.tree_map(lambda y: y.astype(jnp.result_type(y, time_dtype)), y0)
+    _check_field_output(vector_field, t0, y0, args)
     if isinstance(adjoint_obj, diffrax.BacksolveAdjoint):
         # BacksolveAdjoint differentiates only the explicit pytree leaves of the term; turn
         # arrays closed over by a plain function (e.g. `lambda t, y, a: model(y)`) into

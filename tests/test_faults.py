@@ -15,6 +15,17 @@ import pytest
 from diffdyn.__main__ import main
 
 
+@pytest.fixture(autouse=True)
+def _keep_precision():
+    """Commands such as rnn lyapunov turn float64 on for their process: put it back, so that
+    the tests after these in-process runs see the precision they started with."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
 def _refused(capsys, argv, *parts):
     out = argv[argv.index("--out") + 1]
     assert main(argv) == 2

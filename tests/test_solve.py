@@ -377,3 +377,16 @@ def test_a_fixed_step_run_that_fits_max_steps_exactly_is_not_refused_in_float32(
             dt0=0.1,
             max_steps=6,
         )
+
+
+def test_a_field_shaped_unlike_y0_is_refused_before_compiling():
+    from diffdyn.common import solve
+
+    ts = jnp.linspace(0.0, 1.0, 5)
+    with pytest.raises(ValueError, match=r"y0's shape \(3,\); got shape \(2,\)"):
+        solve(lambda t, y, a: y[:2], jnp.ones(3), ts)
+    with pytest.raises(ValueError, match="structure of y0"):
+        solve(lambda t, y, a: y["x"], {"x": jnp.ones(2)}, ts)
+    np.testing.assert_allclose(
+        solve(lambda t, y, a: -y, jnp.ones(2), ts)[-1], np.exp(-1.0) * np.ones(2), rtol=1e-5
+    )
