@@ -12,7 +12,7 @@ Every option shows its type, its choices and its help (from the ``Attributes:`` 
 the config's docstring); booleans are flags (``--train.progress`` / ``--no-train.progress``).
 Dotted overrides beat the config file, which beats the defaults. ``--quick`` exists where the
 workflow registered a reduced config; the config written to ``DIR/config.yaml`` is exactly the
-one that ran (``--quick`` included), ``DIR/run.json`` records the command and the seed, and
+one that ran (``--quick`` included), ``DIR/run.json`` records the command and its PRNG seed, and
 the final metrics go to ``DIR/metrics.json``. ``DIR`` holds one run: see `RunFolder` for the
 rules of ``--resume``, ``--overwrite`` and ``--allow-change``. Every
 run prints a short summary; with ``--json`` the metrics follow as one JSON line, last on

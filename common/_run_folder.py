@@ -128,11 +128,11 @@ class RunFolder:
         the recorded run, except in the keys of ``allow_change``."""
         if not self.resume:
             return
-        old = _flatten(_read_yaml(self.out / _CONFIG)) if cfg is not None else {}
+        old = _flatten(_read_mapping(self.out / _CONFIG, "config file")) if cfg is not None else {}
         new = (
             _flatten(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))) if cfg is not None else {}
         )
-        previous = _read_json(self.out / _RECORD)
+        previous = _read_mapping(self.out / _RECORD, "run record")
         for key in ("command", "seed", "quick"):
             if key in previous:
                 old[key], new[key] = previous[key], record[key]
@@ -193,24 +193,18 @@ def recorded_run(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config, record)`` of the run recorded in ``out`` (empty dicts for what is missing):
     what ``--resume`` continues, options on the command line changing it."""
     out = Path(out)
-    return _read_yaml(out / _CONFIG), _read_json(out / _RECORD)
+    return _read_mapping(out / _CONFIG, "config file"), _read_mapping(out / _RECORD, "run record")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping in ``config.yaml`` (YAML) or ``run.json`` (JSON, parsed strictly) that this
+    module wrote (``{}`` if the file is missing)."""
+    yaml_file = path.suffix == ".yaml"
+    parse, error = (yaml.safe_load, yaml.YAMLError) if yaml_file else (json.loads, ValueError)
     try:
-        data = yaml.safe_load(path.read_text()) if path.exists() else {}
-    except yaml.YAMLError:
+        data = parse(path.read_text()) if path.exists() else {}
+    except error:
         data = None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a config file diffdyn wrote; cannot resume")
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a run record diffdyn wrote; cannot resume")
+        raise ValueError(f"{path} is not a {what} diffdyn wrote; cannot resume")
     return data
