@@ -602,7 +602,7 @@ class KuraNetTask(AbstractTask):
         theta = jax.lax.stop_gradient(theta0)
         delay, past = self._delay, None
         if delay:
-            pre = simulate(frozen, theta, dt=self.cfg.alpha, steps=delay)
+            pre = simulate(frozen.undelayed(), theta, dt=self.cfg.alpha, steps=delay)
             past, theta = pre[:-1], pre[-1]
         if self.burn_in > 1:
             traj = self._run(frozen, theta, self.burn_in - 1, past)

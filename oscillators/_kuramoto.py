@@ -144,6 +144,10 @@ class Kuramoto(AbstractDelayedVectorField):
             if bool(jnp.any(self.delays < 0)):
                 raise ValueError(f"delays must be >= 0 solver steps; got {int(self.delays.min())}")
 
+    def undelayed(self) -> "Kuramoto":
+        """The same oscillators with every delay 0 (what a pre-history runs with)."""
+        return eqx.tree_at(lambda f: f.delays, self, jnp.zeros_like(self.delays))
+
     def delayed(
         self,
         t: Float[ArrayLike, ""],
