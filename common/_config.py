@@ -207,6 +207,8 @@ def parse_value(tp: Any, value: Any, key: str) -> Any:
             raise ValueError(f"config key {key!r} must be a number; got {value!r}") from None
         if number != number:  # no option means anything with NaN
             raise ValueError(f"config key {key!r} must be a number, not NaN")
+        if number in (float("inf"), float("-inf")):  # nor with inf: limits are finite
+            raise ValueError(f"config key {key!r} must be a finite number; got {value!r}")
         return number
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -282,9 +284,14 @@ def _instantiate(cls: type[C], chosen: dict[str, Any], prefix: str) -> C:
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A plain nested dict (tuples as lists, paths as strings) of a dataclass config."""
+    """A plain nested dict (tuples as lists, paths as strings) of a dataclass config.
+
+    An equinox module in a config (a diffrax solver instance in a `SolveConfig`) is
+    recorded as its ``repr``: what ran, though not something a file can rebuild."""
 
     def plain(v: Any) -> Any:
+        if any(c.__module__.split(".")[0] == "equinox" for c in type(v).__mro__):
+            return repr(v)
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, (list, tuple)):

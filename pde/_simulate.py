@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from typing import Any
 
@@ -72,8 +73,8 @@ class SimulateConfig:
             raise ValueError(f"model must be one of {sorted(FIXED_MODELS)}; got {self.model!r}")
         check_int(self.size, "size", 3)
         check_int(self.frames, "frames", 2)
-        if not self.t1 > 0:
-            raise ValueError(f"t1 must be > 0; got {self.t1}")
+        if not (isinstance(self.t1, (int, float)) and math.isfinite(self.t1) and self.t1 > 0):
+            raise ValueError(f"t1 must be a finite number > 0; got {self.t1!r}")
         parse_params(self.params)
 
 

@@ -16,6 +16,7 @@ it afterwards.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,8 +120,8 @@ class NodeFitConfig:
             )
         if self.noise is not None and not self.noise >= 0:
             raise ValueError(f"noise must be >= 0 or None; got {self.noise}")
-        if not self.t1 > 0:
-            raise ValueError(f"t1 must be > 0; got {self.t1}")
+        if not (isinstance(self.t1, (int, float)) and math.isfinite(self.t1) and self.t1 > 0):
+            raise ValueError(f"t1 must be a finite number > 0; got {self.t1!r}")
 
 
 @dataclasses.dataclass
