@@ -102,6 +102,88 @@ def test_a_connectome_folder_missing_a_file(tmp_path, capsys):
     _refused(capsys, [*argv, "--out", str(tmp_path / "run")], "adjacency.npy", "does not exist")
 
 
+# One case of each kind of bad input for every command: a wrong type, a value out of range,
+# an unknown name and a malformed config file; each is one line, exit 2, and no --out.
+BAD_INPUT = {
+    ("pde", "simulate"): [
+        (["--size", "abc"], "'size' must be an integer"),
+        (["--t1", "inf"], "'t1' must be a finite number"),
+        (["--channel", "99"], "channel must be in [-2, 1]"),
+        (["--model", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("pde", "fit"): [
+        (["--fit.window", "many"], "'fit.window' must be an integer"),
+        (["--data_dt", "-1"], "data_dt must be > 0"),
+        (["--fit.loss", "nope"], "invalid choice: 'nope'"),
+        (["--solve.dt0", "0"], "dt0 must be a finite number > 0"),
+    ],
+    ("nca", "train"): [
+        (["--grow.size", "abc"], "'grow.size' must be an integer"),
+        (["--grow.batch_size", "0"], "grow.batch_size must be an int >= 1"),
+        (["--model.variant", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("nca", "run"): [
+        (["--model", "m.eqx", "--every", "x"], "'every' must be an integer"),
+        (["--model", "m.eqx", "--every", "0"], "every must be an int >= 1"),
+        (["--model", "/nonexistent/m.eqx", "--target", "x.png"], "does not exist"),
+    ],
+    ("oscillators", "kuramoto"): [
+        (["--steps", "x"], "'steps' must be an integer"),
+        (["--delay", "-1"], "delay must be >= 0"),
+        (["--field", "nan"], "'field' must be a number, not NaN"),
+        (["--omega", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("oscillators", "kuranet"): [
+        (["--alpha", "abc"], "'alpha' must be a number"),
+        (["--num_units", "0"], "num_units must be >= 1"),
+        (["--name", "nope"], "unknown experiment 'nope'"),
+    ],
+    ("oscillators", "discover"): [
+        (["--width", "abc"], "'width': 'abc' is not a valid int"),
+        (["--train.steps", "0"], "steps must be >= 1"),
+        (["--system", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("rnn", "lyapunov"): [
+        (["--network.g", "abc"], "'network.g' must be a number"),
+        (["--spectrum.t_sim", "-1"], "'t_sim' must be a finite number > 0"),
+        (["--network.activation", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("rnn", "chaos-sweep"): [
+        (["--n_g", "x"], "'n_g' must be an integer"),
+        (["--gmin", "2", "--gmax", "1"], "need 0 <= gmin <= gmax"),
+        (["--activation", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("rnn", "train"): [
+        (["--target", "nan"], "'target' must be a number, not NaN"),
+        (["--target_vector", "1,2"], "target_vector has 2 values"),
+        (["--trainable", "nope"], "invalid choice: 'nope'"),
+    ],
+    ("node", "fit"): [
+        (["--n_samples", "abc"], "'n_samples' must be an integer"),
+        (["--t1", "inf"], "'t1' must be a finite number"),
+        (["--batch_size", "0"], "batch_size must be >= 1"),
+        (["--dataset", "nope"], "invalid choice: 'nope'"),
+    ],
+}
+CASES = [(cmd, extra, msg) for cmd, cases in BAD_INPUT.items() for extra, msg in cases]
+
+
+@pytest.mark.parametrize("command, extra, message", CASES, ids=lambda v: str(v)[:40])
+def test_bad_input_to_every_command(tmp_path, capsys, command, extra, message):
+    _refused(capsys, [*command, *extra, "--out", str(tmp_path / "run")], message)
+
+
+def test_every_command_has_bad_input_cases_and_refuses_a_malformed_config(tmp_path, capsys):
+    from diffdyn.common import cli
+
+    assert set(BAD_INPUT) == {k for k in cli.COMMANDS if k[0] != "testing"}
+    broken = tmp_path / "broken.toml"
+    broken.write_text("steps = [\n")
+    for command in BAD_INPUT:
+        argv = [*command, "--config", str(broken), "--out", str(tmp_path / "run")]
+        _refused(capsys, argv, "broken.toml' is not valid")
+
+
 NODE = [
     "node", "fit", "--model", "node", "--dataset", "moons", "--n_samples", "256",
     "--validation_samples", "64", "--test_samples", "64", "--width", "8", "--batch_size", "64",
@@ -115,7 +197,7 @@ def _diffdyn(*argv):
 
 
 @pytest.mark.heavy
-def test_sigkill_during_training_then_resume_equals_an_uninterrupted_run(tmp_path):
+def test_sigkill_during_training_or_a_checkpoint_write_then_resume_is_uninterrupted(tmp_path):
     from diffdyn.common import AbstractModel, read_checkpoint_header
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -132,10 +214,15 @@ def test_sigkill_during_training_then_resume_equals_an_uninterrupted_run(tmp_pat
     proc.wait()
     killed_at = read_checkpoint_header(checkpoint)["step"]
     assert 100 <= killed_at < 400 and not (killed / "metrics.json").exists()
+    # what a kill during a checkpoint write leaves: the next checkpoint half written to its
+    # temporary file beside the last complete one (which the rename has not yet replaced)
+    partial = checkpoint.with_name(".latest.ckpt.k1ll3d.tmp")
+    partial.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
     resumed = subprocess.run(
         _diffdyn(*NODE, "--out", str(killed), "--resume"), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert "removed 1 partial file(s)" in resumed.stderr and not partial.exists()
     a, b = AbstractModel.load(whole / "model.eqx"), AbstractModel.load(killed / "model.eqx")
     import jax
 
@@ -149,3 +236,53 @@ def test_sigkill_during_training_then_resume_equals_an_uninterrupted_run(tmp_pat
         text=True,
     )
     assert refused.returncode == 2 and "width (8 -> 9)" in refused.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (root only; skipped with the reason where it cannot be mounted)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip() or made.returncode}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.heavy
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_run_resumes(tmp_path, small_disk):
+    from diffdyn.common import AbstractModel, read_checkpoint_header
+
+    argv = [
+        *NODE[: NODE.index("--width")], "--width", "256", "--batch_size", "64",
+        "--train.steps", "60", "--train.checkpoint_every", "20", "--no-train.progress",
+    ]  # fmt: skip
+    whole, run = tmp_path / "whole", small_disk / "run"
+    subprocess.run(_diffdyn(*argv, "--out", str(whole)), check=True, capture_output=True)
+    size = (whole / "checkpoints" / "latest.ckpt").stat().st_size
+    # leave room for the run's small files and one checkpoint, not for the next one beside it
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - int(1.5 * size) - 96 * 1024))
+    full = subprocess.run(_diffdyn(*argv, "--out", str(run)), capture_output=True, text=True)
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 1 and len(lines) == 1, full.stderr
+    assert lines[0].startswith("diffdyn: error: [Errno 28] No space left on device"), lines[0]
+    assert lines[0].endswith("latest.ckpt'"), lines[0]
+    checkpoint = run / "checkpoints" / "latest.ckpt"
+    assert read_checkpoint_header(checkpoint)["step"] == 20  # verified by its checksum
+    assert not list(run.rglob("*.tmp")) and not (run / "metrics.json").exists()
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run(
+        _diffdyn(*argv, "--out", str(run), "--resume"), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    import jax
+
+    a, b = AbstractModel.load(whole / "model.eqx"), AbstractModel.load(run / "model.eqx")
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
