@@ -156,6 +156,9 @@ from ._logger import (
     NullLogger as NullLogger,
 )
 from ._logger import (
+    ShiftedLogger as ShiftedLogger,
+)
+from ._logger import (
     TensorBoardLogger as TensorBoardLogger,
 )
 from ._logger import (
@@ -512,6 +515,7 @@ __all__ = [
     "Logger",
     "TensorBoardLogger",
     "NullLogger",
+    "ShiftedLogger",
     "write_hparams",
     "read_events",
     "BATCH_AXIS",

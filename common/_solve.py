@@ -262,6 +262,14 @@ def _check_tolerances(rtol: Any, atol: Any, adaptive: bool) -> None:
         raise ValueError("rtol and atol are both 0; adaptive stepping needs one of them > 0")
 
 
+def _hash_key(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__qualname__, repr(value))
+    return value
+
+
 def _check_static(solver: Any, adaptive: bool, dt0: Any, rtol: Any, atol: Any, max_steps: Any):
     if isinstance(solver, str):
         _normalise(solver, "solver", SOLVERS)
@@ -373,7 +381,17 @@ def _build(
 def _check_field_output(vector_field: Callable, t0: Any, y0: Any, args: Any) -> None:
     """Refuse a field whose ``f(t0, y0, args)`` is not shaped like ``y0`` (traced abstractly,
     before anything is compiled), instead of an error from deep inside the solver."""
-    out = eqx.filter_eval_shape(vector_field, t0, y0, args)
+    try:
+        out = eqx.filter_eval_shape(vector_field, t0, y0, args)
+    except (TypeError, ValueError, IndexError) as e:
+        shapes = [tuple(jnp.shape(y)) for y in jtu.tree_leaves(y0)]
+        shape = shapes[0] if len(shapes) == 1 else shapes
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"vector_field(t, y, args) fails on y0 of shape {shape}: {first}."
+            f" One solve takes one state; for a batch [B, ...] of initial states "
+            "use jax.vmap (or NeuralODE.batch)"
+        ) from e
     want, got = jtu.tree_structure(y0), jtu.tree_structure(out)
     if want != got:
         raise ValueError(
@@ -480,7 +498,8 @@ class SolveConfig:
     that happens.
 
     Attributes:
-        solver: the diffrax solver.
+        solver: the diffrax solver: a name (`SOLVERS`), or a ``diffrax.AbstractSolver``
+            instance for library use (the command line and saved files take names).
         dt0: the initial step (adaptive) or the step (fixed). None: adaptive solves let
             diffrax pick it from an error estimate of the first step; fixed-step solves take
             ``(ts[-1] - t0) / max(100, len(ts) - 1)``, at least 100 steps and at least one per
@@ -493,7 +512,8 @@ class SolveConfig:
         atol: absolute tolerance of the step-size control.
         adjoint: how gradients are computed: recursive-checkpoint (exact gradient of the
             discrete solve), backsolve (continuous adjoint; with an adaptive step it uses the
-            adjoint seminorm) or direct.
+            adjoint seminorm) or direct; or a ``diffrax.AbstractAdjoint`` instance, used as
+            given (library use, as for ``solver``).
         max_steps: the most steps one solve may take (a runtime error past it, or a
             ValueError up front when a concrete fixed step would need more).
     """
@@ -507,9 +527,16 @@ class SolveConfig:
     max_steps: int = 4096
 
     def __post_init__(self):
-        object.__setattr__(self, "solver", _normalise(self.solver, "solver", SOLVERS))
-        object.__setattr__(self, "adjoint", _normalise(self.adjoint, "adjoint", ADJOINTS))
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            object.__setattr__(self, "solver", _normalise(self.solver, "solver", SOLVERS))
+        if not isinstance(self.adjoint, diffrax.AbstractAdjoint):
+            object.__setattr__(self, "adjoint", _normalise(self.adjoint, "adjoint", ADJOINTS))
         _check_static(self.solver, self.adaptive, self.dt0, self.rtol, self.atol, self.max_steps)
+
+    def __hash__(self) -> int:
+        # a static field must hash; a diffrax instance holding a dict (BacksolveAdjoint's
+        # solver options) does not, so such a part hashes by its repr, which equal ones share
+        return hash(tuple(_hash_key(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
     def solve_full(
         self,

@@ -437,3 +437,34 @@ def test_a_density_cnf_file_of_0_1_0_loads(tmp_path):
     leaves = zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(model), strict=True)
     for a, b in leaves:
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_neural_ode_saves_loads_and_solves_as_solve_does(tmp_path):
+    import diffrax
+
+    from diffdyn.common import solve
+
+    field = MLPField(2, 8, 2, key=jax.random.key(0))
+    node = NeuralODE(field)
+    assert node.solve == SolveConfig()  # the defaults of solve, not a tolerance of its own
+    y0, ts = jnp.array([0.5, -0.2]), jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(node(y0, ts), solve(field, y0, ts), rtol=1e-6)
+    node.save(tmp_path / "node.eqx")
+    back = NeuralODE.load(tmp_path / "node.eqx")
+    assert back.solve == node.solve and isinstance(back.vector_field, MLPField)
+    np.testing.assert_array_equal(back(y0, ts), node(y0, ts))
+    # diffrax instances, as solve accepts them; such a node runs but names no file format
+    custom = SolveConfig(solver=diffrax.Tsit5(), adjoint=diffrax.BacksolveAdjoint())
+    run = eqx.filter_jit(lambda n: n(y0, ts))  # the config is a static field: it must hash
+    np.testing.assert_array_equal(run(NeuralODE(field, solve=custom)), run(node))
+    with pytest.raises(TypeError, match="hyperparameter 'solve.solver' must be JSON"):
+        NeuralODE(field, solve=custom).save(tmp_path / "custom.eqx")
+    with pytest.raises(TypeError, match="cannot be saved|must be JSON"):
+        NeuralODE(lambda t, y, a: -y).save(tmp_path / "lambda.eqx")
+
+
+def test_a_batch_given_to_a_single_solve_points_at_batch():
+    node = NeuralODE(MLPField(2, 8, 2, key=jax.random.key(0)))
+    with pytest.raises(ValueError, match=r"fails on y0 of shape \(6, 2\).*NeuralODE.batch"):
+        node(jnp.ones((6, 2)), jnp.linspace(0.0, 1.0, 3))
+    assert node.batch(jnp.ones((6, 2)), jnp.linspace(0.0, 1.0, 3)).shape == (6, 3, 2)

@@ -139,9 +139,6 @@ from ._node import (
     ACTIVATIONS as ACTIVATIONS,
 )
 from ._node import (
-    DEFAULT_SOLVE as DEFAULT_SOLVE,
-)
-from ._node import (
     LinearField as LinearField,
 )
 from ._node import (
@@ -189,7 +186,6 @@ from ._tasks import (
 
 __all__ = [
     "NeuralODE",
-    "DEFAULT_SOLVE",
     "MLPField",
     "LinearField",
     "ACTIVATIONS",

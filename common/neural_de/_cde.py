@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._helpers import check_int
 from .._solve import SolveConfig
-from ._node import DEFAULT_SOLVE, _check_solve, get_activation
+from ._node import _check_solve, get_activation
 
 __all__ = ["INTERPOLATIONS", "interpolate", "cde_solve", "CDEField", "NeuralCDE"]
 
@@ -67,12 +67,12 @@ def cde_solve(
     z0: Float[Array, " h"],
     control: diffrax.AbstractPath,
     ts: Real[ArrayLike, " T"],
-    solve: SolveConfig = DEFAULT_SOLVE,
+    solve: SolveConfig = SolveConfig(),  # noqa: B008 (frozen, hashable)
     args: Any = None,
 ) -> Float[Array, "T h"]:
     r"""Solve $dz = f(t, z, \mathrm{args})\,dX(t)$ from ``z(ts[0]) = z0`` and return
     $z$ at ``ts`` (which must lie in the control's time range), with the settings ``solve``
-    (default `DEFAULT_SOLVE`)."""
+    (default ``SolveConfig()``)."""
     return _check_solve(solve).solve(_Controlled(field), z0, ts, (control, args))
 
 
@@ -121,7 +121,7 @@ class NeuralCDE(eqx.Module):
         width: hidden width of the `CDEField` MLP.
         depth: hidden layers of the `CDEField` MLP.
         interpolation: the control path through the observations (`INTERPOLATIONS`).
-        solve: how the CDE is solved (default `DEFAULT_SOLVE`).
+        solve: how the CDE is solved (default ``SolveConfig()``).
         key: initialises the three layers.
     """
 
@@ -140,7 +140,7 @@ class NeuralCDE(eqx.Module):
         depth: int = 2,
         *,
         interpolation: str = "cubic",
-        solve: SolveConfig = DEFAULT_SOLVE,
+        solve: SolveConfig = SolveConfig(),  # noqa: B008 (frozen, hashable)
         key: PRNGKeyArray,
     ):
         if interpolation not in INTERPOLATIONS:

@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._helpers import check_int
 from .._solve import SolveConfig
-from ._node import DEFAULT_SOLVE, _check_solve
+from ._node import _check_solve
 
 __all__ = ["CNF", "TRACE_ESTIMATORS", "standard_normal_log_prob"]
 
@@ -81,7 +81,7 @@ class CNF(eqx.Module):
         trace: ``exact`` or ``hutchinson`` (see the module docstring).
         noise: the Hutchinson probe: ``rademacher`` or ``gaussian``.
         t1: the end of the flow's time span $[0, t_1]$.
-        solve: how the augmented ODE on $(z, \Delta)$ is solved (default `DEFAULT_SOLVE`).
+        solve: how the augmented ODE on $(z, \Delta)$ is solved (default ``SolveConfig()``).
 
     ``log_prob(x, key)`` is $\log p_x(x)$ (``key`` draws the Hutchinson noise; unused
     with the exact trace); ``sample(key)`` returns ``(x, log p_x(x))``.
@@ -102,7 +102,7 @@ class CNF(eqx.Module):
         trace: str = "exact",
         noise: str = "rademacher",
         t1: float = 1.0,
-        solve: SolveConfig = DEFAULT_SOLVE,
+        solve: SolveConfig = SolveConfig(),  # noqa: B008 (frozen, hashable)
     ):
         if not callable(vector_field):
             raise TypeError(f"argument 'vector_field' must be callable; got {vector_field!r}")

@@ -38,7 +38,6 @@ from .._solve import SolveConfig
 
 __all__ = [
     "NeuralODE",
-    "DEFAULT_SOLVE",
     "MLPField",
     "LinearField",
     "ACTIVATIONS",
@@ -142,13 +141,7 @@ class LinearField(AbstractModel):
         return self.matrix @ y
 
 
-DEFAULT_SOLVE = SolveConfig(rtol=1e-3, atol=1e-6)
-"""The solve settings of a `NeuralODE`, `CNF` and `NeuralCDE` unless given: tsit5, adaptive
-steps with ``rtol=1e-3``, ``atol=1e-6``, the recursive-checkpoint adjoint, at most 4096 steps
-(tolerances for training, not for reference solutions)."""
-
-
-class NeuralODE(eqx.Module):
+class NeuralODE(AbstractModel):
     r"""A vector field ``f(t, y, args)`` and the settings to solve
     $\dot y = f(t, y, \mathrm{args})$.
 
@@ -156,11 +149,14 @@ class NeuralODE(eqx.Module):
         vector_field: any callable ``f(t, y, args) -> dy/dt`` (usually an ``eqx.Module``,
             whose array leaves are the trained parameters). ``y`` may be a pytree.
         solve: the solver, step-size control, tolerances, adjoint and step bound, as one
-            `SolveConfig` (default `DEFAULT_SOLVE`). Adjoints: ``recursive-checkpoint``,
-            ``backsolve`` (with the adjoint seminorm) or ``direct``.
+            `SolveConfig` (default ``SolveConfig()``, the defaults of `solve`). Adjoints:
+            ``recursive-checkpoint``, ``backsolve`` (with the adjoint seminorm), ``direct``,
+            or a diffrax adjoint instance.
 
     ``node(y0, ts)`` returns the trajectory ``[T, ...]`` at the increasing times ``ts``;
     ``node.final(y0, t0, t1)`` the end state; ``node.batch(y0, ts)`` a batch ``[B, T, ...]``.
+    It saves and loads like every model (`AbstractModel.save`) when its vector field is an
+    `AbstractModel` and its solve names its solver and adjoint.
     """
 
     vector_field: Callable[..., PyTree[Array]]
@@ -170,7 +166,7 @@ class NeuralODE(eqx.Module):
         self,
         vector_field: Callable[..., PyTree[Array]],
         *,
-        solve: SolveConfig = DEFAULT_SOLVE,
+        solve: SolveConfig = SolveConfig(),  # noqa: B008 (frozen, hashable)
     ):
         if not callable(vector_field):
             raise TypeError(
