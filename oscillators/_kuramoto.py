@@ -284,6 +284,12 @@ def simulate(
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 1:
         raise ValueError(f"theta0 must have shape [N]; got {theta0.shape}")
+    coupling = getattr(field, "coupling", None)
+    if coupling is not None and jnp.ndim(coupling) == 2 and coupling.shape[0] != len(theta0):
+        raise ValueError(
+            f"theta0 has {len(theta0)} phases but the field couples N = {coupling.shape[0]} "
+            "oscillators"
+        )
     if solve is None:
         # a cap, not a count: in float32 the end time t0 + steps * dt may round up, and the
         # up-front step count of the solve then reads steps + 1

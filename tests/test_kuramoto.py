@@ -267,3 +267,8 @@ def test_bad_couplings_and_delays_are_refused_not_clipped():
     with pytest.raises(ValueError, match="would run it undelayed; pass max_delay >= 4"):
         simulate(delayed, theta0, dt=0.1, steps=4)
     assert simulate(delayed, theta0, dt=0.1, steps=4, max_delay=4).shape == (5, 3)
+
+
+def test_theta0_of_the_wrong_length_is_named():
+    with pytest.raises(ValueError, match="theta0 has 5 phases but the field couples N = 3"):
+        simulate(Kuramoto(jnp.eye(3)), jnp.zeros(5), dt=0.1, steps=4)
