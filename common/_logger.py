@@ -20,6 +20,7 @@ __all__ = [
     "Logger",
     "TensorBoardLogger",
     "NullLogger",
+    "ShiftedLogger",
     "write_hparams",
     "to_uint8_hwc",
     "encode_gif",
@@ -79,6 +80,46 @@ class NullLogger:
 
     def close(self) -> None:
         pass
+
+
+class ShiftedLogger:
+    """``logger`` with every step moved on by ``offset``: a second training stage logs after
+    the first (``Trainer(..., first_step=n)`` wraps its logger in one) instead of over it."""
+
+    def __init__(self, logger: Logger, offset: int):
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError(f"offset must be an int >= 0; got {offset!r}")
+        self.logger, self.offset = logger, offset
+
+    def start(self, step: int) -> None:
+        self.logger.start(step + self.offset)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.logger.scalar(tag, value, step + self.offset)
+
+    def scalars(self, tag: str, values: Any, steps: Any) -> None:
+        self.logger.scalars(tag, values, np.asarray(steps) + self.offset)
+
+    def histogram(self, tag: str, values: Any, step: int) -> None:
+        self.logger.histogram(tag, values, step + self.offset)
+
+    def image(self, tag: str, image: Any, step: int) -> None:
+        self.logger.image(tag, image, step + self.offset)
+
+    def video(self, tag: str, frames: Any, step: int, fps: int = 10) -> None:
+        self.logger.video(tag, frames, step + self.offset, fps)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.logger.text(tag, text, step + self.offset)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        self.logger.hparams(hparams, metrics)
+
+    def flush(self) -> None:
+        self.logger.flush()
+
+    def close(self) -> None:
+        self.logger.close()
 
 
 def to_uint8_hwc(image: Any) -> np.ndarray:

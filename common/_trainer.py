@@ -45,8 +45,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from ._checkpoint import BackgroundCheckpointer, load_checkpoint, save_checkpoint
+from ._config import _flatten, config_to_dict
 from ._distributed import broadcast_from_primary, gather_to_host, is_primary
-from ._logger import Logger, NullLogger
+from ._logger import Logger, NullLogger, ShiftedLogger
 from ._model import AbstractModel, all_finite, trainable_filter
 from ._optim import OptimConfig
 from ._sharding import constrain_batch, make_mesh, replicate, shard_batch
@@ -469,6 +470,10 @@ class Trainer:
         logger: where scalars, histograms and images go (default: none); used by process 0
             only. A run begins by marking its first step (`Logger.start`), so that
             TensorBoard hides what an interrupted earlier run logged after its checkpoint.
+        first_step: the global step at which this trainer's step 0 is logged: a second
+            training stage on the same logger passes the first stage's step count, so that
+            its steps follow the first stage's instead of overwriting them. Checkpoints and
+            `TrainResult` count the stage's own steps from 0.
         out: a folder for checkpoints and the final/best model (default: none written);
             written by process 0 only.
         mesh: the device mesh; default all devices, with the batch axis split across them.
@@ -485,6 +490,7 @@ class Trainer:
         *,
         config: TrainConfig = TrainConfig(),
         logger: Logger | None = None,
+        first_step: int = 0,
         out: str | Path | None = None,
         mesh: jax.sharding.Mesh | None = None,
         filter_spec: Any = None,
@@ -524,7 +530,13 @@ class Trainer:
         self.augmenter = task.augmenter()
         self.config = config
         self.primary = is_primary()
-        self.logger = NullLogger() if logger is None or not self.primary else logger
+        if not isinstance(first_step, int) or isinstance(first_step, bool) or first_step < 0:
+            raise ValueError(f"first_step must be an int >= 0; got {first_step!r}")
+        if logger is None or not self.primary:
+            self.logger: Logger = NullLogger()
+        else:
+            self.logger = ShiftedLogger(logger, first_step) if first_step else logger
+        self.first_step = first_step
         self.out = None if out is None else Path(out)
         self.mesh = mesh if mesh is not None else make_mesh()
         self.filter_spec = filter_spec
@@ -563,7 +575,8 @@ class Trainer:
             key=key,
             recent_metrics={},
         )
-        _, metrics = eqx.filter_eval_shape(self._advance(static), state)  # names only
+        # the metric names; an ensemble member (place=False) is not batch-split
+        _, metrics = eqx.filter_eval_shape(self._advance(static, ensemble=not place), state)
         block = self.config.log_every
         recent = {name: jnp.zeros(block, jnp.result_type(float)) for name in metrics}
         state = dataclasses.replace(state, recent_metrics=recent)
@@ -591,7 +604,7 @@ class Trainer:
     def make_step(self, static: Any, *, ensemble: bool = False) -> CompiledStep:
         """The jitted training step ``state -> (state, metrics)`` for this model structure
         (``jax.vmap``-ped over the members of a stacked ``ensemble`` state)."""
-        advance, block = self._advance(static), self.config.log_every
+        advance, block = self._advance(static, ensemble=ensemble), self.config.log_every
 
         def step(state: TrainState) -> tuple[TrainState, dict]:
             new_state, metrics = advance(state)
@@ -604,12 +617,15 @@ class Trainer:
 
         return CompiledStep(jax.vmap(step) if ensemble else step)
 
-    def _advance(self, static: Any) -> Callable[[TrainState], tuple[TrainState, dict]]:
-        """One optimisation step as a pure function (``recent_metrics`` left as it was)."""
+    def _advance(
+        self, static: Any, *, ensemble: bool = False
+    ) -> Callable[[TrainState], tuple[TrainState, dict]]:
+        """One optimisation step as a pure function (``recent_metrics`` left as it was). An
+        ensemble's members, not its batches, are split across the devices."""
         loss_fn, optimiser, augmenter = self.loss_fn, self._optax, self.augmenter
         if optimiser is None:
             raise RuntimeError("build the state with init_state before the step")
-        mesh, first_block = self.mesh, self.config.log_every
+        mesh, first_block = (None if ensemble else self.mesh), self.config.log_every
         track_best = self.config.track_best and not self.validate_every
 
         def objective(params: Any, batch: Any, key: PRNGKeyArray) -> tuple[Array, dict]:
@@ -960,6 +976,7 @@ class Trainer:
             if path is None or not path.exists():
                 return state, 0, none, empty
             loaded, header = load_checkpoint(path, state)
+            self._report_changes(header)
             step = int(header["step"])
             restored = self._place(loaded, members=ensemble)
             return restored, step, best_steps(header), history(losses_of(header, step))
@@ -971,6 +988,7 @@ class Trainer:
         header = None
         if self.primary and path is not None and path.exists():
             skeleton, header = load_checkpoint(path, skeleton)
+            self._report_changes(header)
             flags[0], flags[1] = 1, int(header["step"])
             for j, (_, step) in enumerate(best_steps(header).items()):
                 flags[2 + j] = -1 if step is None else step
@@ -1004,8 +1022,40 @@ class Trainer:
         if self.primary:
             # copies: the loop appends to the lists while the writer thread serialises
             recorded = list(losses[None]) if None in losses else [list(v) for v in losses.values()]
-            metadata = {"step": step, "best_step": best, "losses": recorded}
+            metadata = {
+                "step": step,
+                "best_step": best,
+                "losses": recorded,
+                "settings": self._settings(),
+            }
             writer.save(self.checkpoint_path, host, metadata)
+
+    def _settings(self) -> dict[str, Any]:
+        """The training settings a checkpoint records: the `TrainConfig` and the `OptimConfig`
+        (an optax transformation given as it is records nothing)."""
+        optim = self.optimiser
+        return {
+            "train": config_to_dict(self.config),
+            "optim": config_to_dict(optim) if isinstance(optim, OptimConfig) else None,
+        }
+
+    def _report_changes(self, header: dict[str, Any]) -> None:
+        """Say which recorded settings a resume changes (a command refuses such a resume
+        unless told to allow it; a library call is told here)."""
+        recorded = header.get("settings")
+        if not self.primary or not isinstance(recorded, dict):
+            return
+        before, now = _flatten(recorded), _flatten(self._settings())
+        changed = [
+            f"{k} ({before.get(k)!r} -> {now.get(k)!r})"
+            for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k) and k != "train.progress"
+        ]
+        if changed:
+            tqdm.write(
+                f"diffdyn: resuming {self.checkpoint_path} with changed settings: "
+                + ", ".join(changed)
+            )
 
     def _save_models(self, final: Any, best: Any, i: int | None) -> None:
         if not self.primary:

@@ -477,3 +477,37 @@ def test_line_search_optimisers_get_value_grad_and_value_fn():
     # an optimiser without extra arguments still works as before
     plain = Trainer(loss, optax.sgd(0.1), config=cfg).fit(jnp.zeros(3), None, jax.random.key(0))
     assert float(loss(plain.model, None, None)) < 0
+
+
+def test_a_second_stage_logs_after_the_first_with_first_step():
+    recorder, config = Recorder(), TrainConfig(steps=12, log_every=4, progress=False)
+    first = Trainer(mse, optax.adam(1e-2), config=config, logger=recorder)
+    stage1 = first.fit(small_mlp(), regression_data(), jax.random.key(0))
+    second = Trainer(mse, optax.sgd(1e-3), config=config, logger=recorder, first_step=12)
+    stage2 = second.fit(stage1.model, regression_data(), jax.random.key(1))
+    assert recorder.starts == [0, 12]
+    assert sorted(recorder.logged["train/loss"]) == list(range(24))  # no step logged twice
+    np.testing.assert_allclose(
+        [recorder.logged["train/loss"][12 + s] for s in range(12)], stage2.losses, rtol=1e-6
+    )
+    assert len(stage2.losses) == 12  # the result counts the stage's own steps
+    with pytest.raises(ValueError, match="first_step must be an int >= 0"):
+        Trainer(mse, optax.sgd(1e-3), config=config, first_step=-1)
+
+
+def test_a_resume_names_the_settings_it_changes(tmp_path, capsys):
+    def trainer(steps, rate):
+        cfg = TrainConfig(steps=steps, log_every=4, progress=False)
+        return Trainer(mse, OptimConfig(learning_rate=rate), config=cfg, out=tmp_path)
+
+    trainer(8, 1e-2).fit(small_mlp(), regression_data(), jax.random.key(0))
+    settings = read_checkpoint_header(tmp_path / "checkpoints/latest.ckpt")["settings"]
+    assert settings["train"]["steps"] == 8 and settings["optim"]["learning_rate"] == 1e-2
+    capsys.readouterr()
+    trainer(8, 1e-2).fit(small_mlp(), regression_data(), jax.random.key(0), resume=True)
+    assert "changed settings" not in capsys.readouterr().out
+    trainer(12, 2e-2).fit(small_mlp(), regression_data(), jax.random.key(0), resume=True)
+    assert (
+        "with changed settings: optim.learning_rate (0.01 -> 0.02), train.steps (8 -> 12)"
+        in capsys.readouterr().out
+    )
