@@ -11,6 +11,7 @@ devices of every process.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -80,14 +81,30 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
     """Inside ``jit``: ask XLA to keep axis 0 of every array leaf split across the mesh.
 
-    Leaves whose axis 0 does not divide by the device count are left unconstrained.
+    A batch in which no leaf's axis 0 divides by the device count is a ``ValueError`` (every
+    device would compute the whole batch); leaves that do not divide while others do (a shared
+    time grid, say) are replicated, with a warning naming their shapes.
     """
     if mesh is None or mesh.size == 1:
         return tree
-    sharding = batch_sharding(mesh)
+    n, sharding = mesh.size, batch_sharding(mesh)
+    arrays = [x for x in jax.tree_util.tree_leaves(tree) if eqx.is_array(x) and x.ndim > 0]
+    whole = [tuple(x.shape) for x in arrays if x.shape[0] % n]
+    if arrays and len(whole) == len(arrays):
+        raise ValueError(
+            f"no array of the batch has an axis 0 that divides by the {n} devices of the mesh "
+            f"(shapes {whole}): nothing could be split; use a batch size that is a multiple of "
+            f"{n}, or a mesh of fewer devices (make_mesh(devices))"
+        )
+    if whole:
+        warnings.warn(
+            f"batch arrays of shapes {whole} do not divide by the {n} devices of the mesh along "
+            "axis 0; they are replicated on every device, the rest is split",
+            stacklevel=2,
+        )
 
     def constrain(x: Any) -> Any:
-        if eqx.is_array(x) and x.ndim > 0 and x.shape[0] % mesh.size == 0:
+        if eqx.is_array(x) and x.ndim > 0 and x.shape[0] % n == 0:
             return jax.lax.with_sharding_constraint(x, sharding)
         return x
 

@@ -207,3 +207,37 @@ def test_initialize_distributed_detects_clusters(monkeypatch, env, joins, expect
     monkeypatch.setattr(jax.config, "update", lambda *args: None)
     assert initialize_distributed(env) is joins
     assert calls == ([] if expected is None else [expected])
+
+
+CONSTRAIN = """
+import warnings
+import jax, jax.numpy as jnp
+from diffdyn.common import make_mesh
+from diffdyn.common._sharding import constrain_batch
+mesh = make_mesh()
+assert mesh.size == 2
+try:
+    jax.jit(lambda b: constrain_batch(b, mesh))({"x": jnp.ones((3, 2)), "y": jnp.ones(3)})
+except ValueError as e:
+    print("refused:", e)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out = jax.jit(lambda b: constrain_batch(b, mesh))({"x": jnp.ones((4, 2)), "ts": jnp.ones(5)})
+print("warned:", caught[0].message)
+print("split:", out["x"].sharding.shard_shape((4, 2)))
+"""
+
+
+def test_a_batch_that_does_not_split_is_refused_or_said():
+    proc = subprocess.run(
+        [sys.executable, "-c", CONSTRAIN],
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "refused: no array of the batch has an axis 0 that divides by the 2 devices" in out
+    assert "warned: batch arrays of shapes [(5,)] do not divide" in out
+    assert "split: (2, 2)" in out
