@@ -39,9 +39,9 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
     "rnn": (
         "rate RNNs and Lyapunov spectra",
         {
-            "lyapunov": "Lyapunov spectrum of one rate network",
-            "chaos-sweep": "largest exponent and dimension versus the coupling scale",
-            "train": "train a network towards a target spectrum",
+            "lyapunov": "Lyapunov spectrum of one rate network (in float64)",
+            "chaos-sweep": "largest exponent and dimension versus the coupling scale (in float64)",
+            "train": "train a network towards a target spectrum (in float64)",
         },
     ),
     "node": (

@@ -40,7 +40,7 @@ def quick_lyapunov(cfg: LyapunovConfig) -> LyapunovConfig:
     "rnn",
     "lyapunov",
     LyapunovConfig,
-    help="Lyapunov spectrum of one rate network",
+    help="Lyapunov spectrum of one rate network (in float64)",
     quick=quick_lyapunov,
 )
 def run_lyapunov(cfg: LyapunovConfig, ctx: RunContext) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def _sweep(cfg: ChaosSweepConfig, ctx: RunContext) -> dict[str, Any]:
     "rnn",
     "chaos-sweep",
     ChaosSweepConfig,
-    help="largest exponent and dimension versus the coupling scale",
+    help="largest exponent and dimension versus the coupling scale (in float64)",
     quick=quick_chaos_sweep,
 )
 def run_chaos_sweep(cfg: ChaosSweepConfig, ctx: RunContext) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def quick_train(cfg: SpectrumTrainConfig) -> SpectrumTrainConfig:
     "rnn",
     "train",
     SpectrumTrainConfig,
-    help="train a network towards a target spectrum",
+    help="train a network towards a target spectrum (in float64)",
     quick=quick_train,
     trains=True,
 )

@@ -37,6 +37,17 @@ def test_kuramoto_command_synchronises_above_kc(tmp_path, capsys):
     assert yaml.safe_load((out / "config.yaml").read_text())["solve"]["solver"] == "euler"
 
 
+@pytest.mark.parametrize("steps", [2, 7, 999])
+def test_kuramoto_runs_any_step_count_at_dt_one_tenth(tmp_path, capsys, steps):
+    """float32 time grids of n * 0.1 do not land on the step count exactly; the run still
+    takes exactly ``steps`` steps."""
+    out = tmp_path / "run"
+    args = ["oscillators", "kuramoto", "--out", str(out), "--n", "8", "--json"]
+    assert main(args + ["--steps", str(steps), "--solve.dt0", "0.1"]) == 0
+    assert _last_json(capsys)["final_R"] >= 0.0
+    assert np.load(out / "phases.npy").shape == (steps + 1, 8)
+
+
 def test_kuramoto_command_rk4_matches_the_two_oscillator_closed_form(tmp_path, capsys):
     """K_12 = K_21 = k, omega = 0: tan(phi/2) = tan(phi0/2) exp(-2kt) for phi = theta_2 -
     theta_1; rk4 with dt = 0.1 is accurate to float32 round-off."""
