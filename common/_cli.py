@@ -499,11 +499,18 @@ def main(argv: list[str] | None = None) -> int:
                     k for k, v in _flatten(config_to_dict(reduced)).items() if before[k] != v
                 }
                 cfg, ctx = reduced, dataclasses.replace(ctx, given=ctx.given | changed)
+            if recorded[1].get("given"):  # a resume takes as given what the run took as given
+                ctx = dataclasses.replace(ctx, given=ctx.given | set(recorded[1]["given"]))
             if cmd.check is not None:
                 cmd.check(cfg, ctx)
             if scratch is not None:
                 ctx = dataclasses.replace(ctx, out=scratch, primary=False)
-            record = {"command": f"{cmd.group} {cmd.name}", "seed": ctx.seed, "quick": quick}
+            record = {
+                "command": f"{cmd.group} {cmd.name}",
+                "seed": ctx.seed,
+                "quick": quick,
+                "given": sorted(ctx.given),
+            }
             folder = _claim(args, ctx, cfg, record)
             hparams = {**_flatten(config_to_dict(cfg)), "seed": ctx.seed, "quick": quick}
             metrics = cmd.run(cfg, ctx)

@@ -90,6 +90,26 @@ def test_a_file_that_is_not_an_image(tmp_path, capsys, files):
     _refused(capsys, [*argv, "--out", str(tmp_path / "run")], "is not a readable image")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "random"])
+def test_a_damaged_model_file_is_refused_by_nca_run(tmp_path, capsys, damage):
+    import jax
+
+    from diffdyn.nca import NCA, Cells
+
+    path = tmp_path / "model.eqx"
+    NCA(Cells(8), hidden=16, key=jax.random.key(0)).save(path)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) - 7]
+    elif damage == "flipped":
+        data[-3] ^= 0x10
+    else:
+        data = bytearray(np.random.default_rng(0).bytes(len(data)))
+    path.write_bytes(bytes(data))
+    argv = ["nca", "run", "--model", str(path), "--target", "smiley"]
+    _refused(capsys, [*argv, "--out", str(tmp_path / "run")], str(path))
+
+
 def test_a_connectome_folder_missing_a_file(tmp_path, capsys):
     from diffdyn.rnn import load_connectome, save_connectome
 
