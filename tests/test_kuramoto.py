@@ -267,6 +267,11 @@ def test_bad_couplings_and_delays_are_refused_not_clipped():
     with pytest.raises(ValueError, match="would run it undelayed; pass max_delay >= 4"):
         simulate(delayed, theta0, dt=0.1, steps=4)
     assert simulate(delayed, theta0, dt=0.1, steps=4, max_delay=4).shape == (5, 3)
+    # undelayed dynamics are asked for by name
+    np.testing.assert_array_equal(
+        simulate(delayed.undelayed(), theta0 + 0.3, dt=0.1, steps=4),
+        simulate(Kuramoto(k), theta0 + 0.3, dt=0.1, steps=4),
+    )
 
 
 def test_theta0_of_the_wrong_length_is_named():
