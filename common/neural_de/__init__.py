@@ -174,6 +174,9 @@ from ._sde import (
 from ._sde import (
     get_sde_solver as get_sde_solver,
 )
+from ._shooting import (
+    MultipleShootingLayer as MultipleShootingLayer,
+)
 from ._tasks import (
     ClassificationTask as ClassificationTask,
 )
@@ -241,6 +244,7 @@ __all__ = [
     "NodeFitConfig",
     "NodeFitResult",
     "fit_node",
+    "MultipleShootingLayer",
     "ClassificationTask",
     "RegressionTask",
     "DensityTask",
