@@ -111,6 +111,15 @@ from ._graph import (
 from ._graph import (
     normalised_adjacency as normalised_adjacency,
 )
+from ._graph_data import (
+    GraphData as GraphData,
+)
+from ._graph_data import (
+    GraphODEClassifier as GraphODEClassifier,
+)
+from ._graph_data import (
+    block_model as block_model,
+)
 from ._integral import (
     RunningCost as RunningCost,
 )
@@ -244,6 +253,9 @@ __all__ = [
     "NodeFitConfig",
     "NodeFitResult",
     "fit_node",
+    "GraphData",
+    "block_model",
+    "GraphODEClassifier",
     "MultipleShootingLayer",
     "ClassificationTask",
     "RegressionTask",
