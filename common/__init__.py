@@ -395,6 +395,15 @@ from ._strategies import (
 from ._strategies import (
     trajectory_mse as trajectory_mse,
 )
+from ._symplectic import (
+    Leapfrog as Leapfrog,
+)
+from ._symplectic import (
+    PartitionedField as PartitionedField,
+)
+from ._symplectic import (
+    SymplecticEuler as SymplecticEuler,
+)
 from ._task import (
     AbstractTask as AbstractTask,
 )
@@ -558,4 +567,7 @@ __all__ = [
     "write_container",
     "read_container_header",
     "read_container",
+    "Leapfrog",
+    "SymplecticEuler",
+    "PartitionedField",
 ]

@@ -10,8 +10,9 @@ $$
 saved at increasing times ``ts``:
 
 - `get_solver` maps names (`SOLVERS`) to diffrax solvers. Only the solvers with an
-  embedded error estimate (`ADAPTIVE_SOLVERS`) can step adaptively; ``euler`` and ``rk4``
-  need a fixed step.
+  embedded error estimate (`ADAPTIVE_SOLVERS`) can step adaptively; ``euler``, ``rk4``
+  and the symplectic ``leapfrog`` and ``symplectic-euler`` (for separable Hamiltonian
+  systems on a state ``(q, p)``, see `Leapfrog`) need a fixed step.
 - `get_adjoint` maps names (`ADJOINTS`) to diffrax adjoints, i.e. to the way
   reverse-mode gradients are taken through the solve.
 - `SolveConfig` is a frozen, hashable dataclass of those choices for configs (and for
@@ -38,6 +39,8 @@ import jax.tree_util as jtu
 import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, PyTree, Real
+
+from ._symplectic import Leapfrog, SymplecticEuler
 
 __all__ = [
     "RK4",
@@ -162,6 +165,8 @@ _SOLVER_CLASSES: dict[str, type[diffrax.AbstractSolver]] = {
     "kvaerno3": diffrax.Kvaerno3,  # order 3, L-stable ESDIRK
     "kvaerno4": diffrax.Kvaerno4,  # order 4, L-stable ESDIRK
     "kvaerno5": diffrax.Kvaerno5,  # order 5, L-stable ESDIRK
+    "leapfrog": Leapfrog,  # order 2, symplectic, y = (q, p), fixed step only
+    "symplectic-euler": SymplecticEuler,  # order 1, symplectic, y = (q, p), fixed step only
 }
 
 SOLVERS: tuple[str, ...] = tuple(_SOLVER_CLASSES)
@@ -485,6 +490,8 @@ SolverName = Literal[
     "kvaerno3",
     "kvaerno4",
     "kvaerno5",
+    "leapfrog",
+    "symplectic-euler",
 ]
 AdjointName = Literal["recursive-checkpoint", "backsolve", "direct"]
 
