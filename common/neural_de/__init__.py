@@ -78,6 +78,24 @@ from ._depth import (
 from ._depth import (
     basis as basis,
 )
+from ._events import (
+    EVENT_DIRECTIONS as EVENT_DIRECTIONS,
+)
+from ._events import (
+    BouncingBall as BouncingBall,
+)
+from ._events import (
+    EventSolution as EventSolution,
+)
+from ._events import (
+    HybridODE as HybridODE,
+)
+from ._events import (
+    HybridSolution as HybridSolution,
+)
+from ._events import (
+    solve_to_event as solve_to_event,
+)
 from ._figures import (
     decision_boundary_figure as decision_boundary_figure,
 )
@@ -245,6 +263,12 @@ __all__ = [
     "AUGMENTS",
     "FIELDS",
     "READOUTS",
+    "EVENT_DIRECTIONS",
+    "EventSolution",
+    "solve_to_event",
+    "HybridSolution",
+    "HybridODE",
+    "BouncingBall",
     "decision_boundary_figure",
     "flow_figure",
     "density_figure",
