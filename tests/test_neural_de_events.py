@@ -136,6 +136,7 @@ def test_event_located_in_float32_with_default_settings():
 # ------------------------------------------------------------------ hybrid systems
 
 
+@pytest.mark.heavy
 def test_bouncing_ball_impacts_and_trajectory_match_closed_form():
     e, k = 0.8, 4
     with jax.enable_x64(True):

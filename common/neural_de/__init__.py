@@ -144,6 +144,15 @@ from ._integral import (
 from ._integral import (
     with_cost as with_cost,
 )
+from ._irregular import (
+    irregular_oscillators as irregular_oscillators,
+)
+from ._latent import (
+    LatentODE as LatentODE,
+)
+from ._latent_sde import (
+    LatentSDE as LatentSDE,
+)
 from ._models import (
     AUGMENTS as AUGMENTS,
 )
@@ -188,6 +197,12 @@ from ._physics import (
 )
 from ._physics import (
     ScalarMLP as ScalarMLP,
+)
+from ._recurrent import (
+    ODERNN as ODERNN,
+)
+from ._recurrent import (
+    GRUODEBayes as GRUODEBayes,
 )
 from ._sde import (
     SDE_SOLVERS as SDE_SOLVERS,
@@ -280,6 +295,11 @@ __all__ = [
     "GraphData",
     "block_model",
     "GraphODEClassifier",
+    "irregular_oscillators",
+    "LatentODE",
+    "LatentSDE",
+    "ODERNN",
+    "GRUODEBayes",
     "MultipleShootingLayer",
     "ClassificationTask",
     "RegressionTask",
