@@ -138,6 +138,18 @@ from ._graph_data import (
 from ._graph_data import (
     block_model as block_model,
 )
+from ._images import (
+    ConvODEClassifier as ConvODEClassifier,
+)
+from ._images import (
+    ConvODEField as ConvODEField,
+)
+from ._images import (
+    ImageSplits as ImageSplits,
+)
+from ._images import (
+    digits as digits,
+)
 from ._integral import (
     RunningCost as RunningCost,
 )
@@ -295,6 +307,10 @@ __all__ = [
     "GraphData",
     "block_model",
     "GraphODEClassifier",
+    "ConvODEField",
+    "ConvODEClassifier",
+    "ImageSplits",
+    "digits",
     "irregular_oscillators",
     "LatentODE",
     "LatentSDE",
