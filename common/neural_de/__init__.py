@@ -3,7 +3,10 @@ r"""Neural differential equations over diffrax: torchdyn's feature set, in JAX, 
 Neural ODEs with any solver and adjoint (`NeuralODE`, `MLPField`, `LinearField`), augmented
 and higher-order systems (ANODE), depth-variant and Galerkin fields, integral losses,
 Hamiltonian, Lagrangian and gradient-flow fields, continuous normalising flows, neural SDEs and
-CDEs, graph neural ODEs, toy datasets, and saveable classifier and density models.
+CDEs, graph and convolutional neural ODEs, multiple-shooting layers, events and hybrid
+systems, ODE-RNN, GRU-ODE-Bayes and latent ODEs and SDEs for irregular time series, datasets
+(toy 2-D sets, a block-model graph, scikit-learn's digits, irregular oscillators), and
+saveable classifier and density models.
 """
 
 from ._augment import (
