@@ -14,7 +14,9 @@ HEAVY = {
     "kuranet_global",
     "kuranet_image",
     "nca",
+    "neural_de_irregular",
     "neural_de_quickstart",
+    "neural_de_tutorials",
     "neural_de_zoo",
     "pde",
 }
