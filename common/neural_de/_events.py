@@ -353,7 +353,8 @@ def solve_to_event(
         vector_field: $f$, any callable ``f(t, y, args) -> dy/dt`` (an ``eqx.Module`` for
             trained parameters); ``y`` may be a pytree.
         y0: the initial state.
-        t0, t1: the search interval, ``t1 > t0`` (both finite).
+        t0: the start of the search interval (finite).
+        t1: its end, ``t1 > t0`` (finite).
         condition: $c$, a callable ``c(t, y, args) -> scalar`` returning a real number (a
             boolean has no root to locate or differentiate, and is refused).
         direction: which crossings count (`EVENT_DIRECTIONS`): ``any``, ``up`` ($c$ from
