@@ -14,11 +14,11 @@ row.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
 import numpy as np
+from _bench import check_jax, emit, torch_setup
 
 jax.config.update("jax_enable_x64", True)
 
@@ -52,6 +52,7 @@ def run_torch(field: MLPField, data, spline, k: float, optim, lambdas, solve) ->
     import torch
     from torchdiffeq import odeint
 
+    dev = torch_setup()
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)  # tiny ops: more threads only add synchronisation
     layers = field.mlp.layers
@@ -62,13 +63,13 @@ def run_torch(field: MLPField, data, spline, k: float, optim, lambdas, solve) ->
     )
     with torch.no_grad():
         for tl, jl in zip((net[0], net[2]), layers, strict=True):
-            tl.weight.copy_(torch.from_numpy(np.array(jl.weight)))
-            tl.bias.copy_(torch.from_numpy(np.array(jl.bias)))
-    ts = torch.from_numpy(np.array(data.ts))
-    ys = torch.from_numpy(np.array(data.ys))
-    y0 = torch.from_numpy(np.array(data.y0))
-    knots = torch.from_numpy(np.array(spline.knots))
-    second = torch.from_numpy(np.array(spline.second))
+            tl.weight.copy_(torch.from_numpy(np.array(jl.weight)).to(dev))
+            tl.bias.copy_(torch.from_numpy(np.array(jl.bias)).to(dev))
+    ts = torch.from_numpy(np.array(data.ts)).to(dev)
+    ys = torch.from_numpy(np.array(data.ys)).to(dev)
+    y0 = torch.from_numpy(np.array(data.y0)).to(dev)
+    knots = torch.from_numpy(np.array(spline.knots)).to(dev)
+    second = torch.from_numpy(np.array(spline.second)).to(dev)
     n = ts.shape[0]
 
     def spline_at(t):
@@ -130,35 +131,25 @@ def main() -> None:
     row = {"benchmark": "discovery_homotopy", "impl": "diffdyn-jax", **sizes}
     row.update({k: jx[k] for k in ("steps", "steps_per_second", "seconds_with_compile")})
     row["final_mse"] = jx["final_mse"]
-    print(json.dumps(row), flush=True)
+    emit(**row, device_kind=check_jax())
     if args.skip_torch:
         return
     th = run_torch(
         field, data, jx["spline"], float(settings.k), settings.optim, jx["lambdas"], solve
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "discovery_homotopy",
-                "impl": "torch-torchdiffeq",
-                **sizes,
-                "steps": len(jx["lambdas"]),
-                **th,
-            }
-        ),
-        flush=True,
+    emit(
+        benchmark="discovery_homotopy",
+        impl="torch-torchdiffeq",
+        **sizes,
+        steps=len(jx["lambdas"]),
+        **th,
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "discovery_homotopy",
-                "impl": "ratio",
-                **sizes,
-                "ratio": jx["steps_per_second"] / th["steps_per_second"],
-                "what": "steps/s diffdyn-jax / steps/s torch-torchdiffeq (CPU)",
-            }
-        ),
-        flush=True,
+    emit(
+        benchmark="discovery_homotopy",
+        impl="ratio",
+        **sizes,
+        ratio=jx["steps_per_second"] / th["steps_per_second"],
+        what="steps/s diffdyn-jax / steps/s torch-torchdiffeq",
     )
 
 

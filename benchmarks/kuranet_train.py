@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
+from _bench import check_jax, emit, torch_setup, torch_sync
 
 from diffdyn import oscillators as osc
 from diffdyn.common import TrainConfig, Trainer
@@ -102,6 +102,7 @@ def _torch_coupling(net, x, n: int, f: int, avg_deg: float):
 def bench_torch_coupling(cfg: osc.ExperimentConfig, steps: int) -> float:
     import torch
 
+    torch_setup()
     n, f = cfg.num_units, 3
     torch.manual_seed(0)
     net = _torch_coupling_net(f, cfg.hidden)
@@ -111,6 +112,7 @@ def bench_torch_coupling(cfg: osc.ExperimentConfig, steps: int) -> float:
     def one():
         net.zero_grad()
         (_torch_coupling(net, x, n, f, cfg.avg_deg) * weight).sum().backward()
+        torch_sync()
 
     return _rate(one, steps)
 
@@ -120,6 +122,7 @@ def bench_torch(cfg: osc.ExperimentConfig, steps: int) -> float:
     from torch import nn
     from torchdiffeq import odeint
 
+    torch_setup()
     n, f = cfg.num_units, 3
     torch.manual_seed(0)
     net = _torch_coupling_net(f, cfg.hidden)
@@ -170,13 +173,11 @@ def main() -> None:
     cfg = dataclasses.replace(
         osc.get_experiment("global"), num_units=a.n, hidden=a.hidden, num_samples=max(2 * a.n, 1000)
     )
+    emit(benchmark="device", impl="diffdyn", device_kind=check_jax())
     sizes = {"n": a.n, "hidden": a.hidden, "burn_in": cfg.burn_in, "gd": cfg.gd}
 
     def row(impl: str, **values: float) -> None:
-        print(
-            json.dumps({"benchmark": "kuranet_train_global", "impl": impl, **sizes, **values}),
-            flush=True,
-        )
+        emit(benchmark="kuranet_train_global", impl=impl, **sizes, **values)
 
     rate = bench_jax(cfg, a.steps)
     row("diffdyn-jax", steps_per_s=rate)

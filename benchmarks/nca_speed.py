@@ -17,17 +17,17 @@ masking by 3x3 max-pool), timed side by side in this run. Each JSON line has ``b
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _bench import check_jax, emit, torch_setup, torch_sync
 
 
 def _print(row: dict) -> None:
-    print(json.dumps(row), flush=True)
+    emit(**row)
 
 
 def _time(fn, repeats: int) -> float:
@@ -86,6 +86,7 @@ def torch_rates(args: argparse.Namespace) -> tuple[float, float] | None:
         import torch.nn.functional as F
     except ImportError:
         return None
+    torch_setup()
     torch.manual_seed(0)
     c, s, hid = args.channels, args.size, args.hidden
     sob = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]) / 8
@@ -127,6 +128,7 @@ def torch_rates(args: argparse.Namespace) -> tuple[float, float] | None:
             for p in params:
                 p.grad /= p.grad.norm() + 1e-8
         opt.step()
+        torch_sync()
 
     t_train = _time(train_once, args.repeats)
     n = args.infer_size
@@ -138,6 +140,7 @@ def torch_rates(args: argparse.Namespace) -> tuple[float, float] | None:
             x = xi
             for _ in range(args.infer_steps):
                 x = step(x)
+        torch_sync()
 
     t_inf = _time(infer, args.repeats)
     return 1.0 / t_train, n * n * args.infer_steps / t_inf
@@ -164,13 +167,13 @@ def main() -> None:
         "steps": args.steps,
     }
     infer = {"size": args.infer_size, "channels": args.channels, "steps": args.infer_steps}
-    device = jax.devices()[0].platform
+    device = check_jax()
     j_train, j_inf = jax_rates(args)
     _print(
         {
             "benchmark": "nca_train",
             "impl": "diffdyn",
-            "device": device,
+            "device_kind": device,
             **sizes,
             "seconds": 1 / j_train,
             "steps_per_s": j_train,
@@ -180,7 +183,7 @@ def main() -> None:
         {
             "benchmark": "nca_inference",
             "impl": "diffdyn",
-            "device": device,
+            "device_kind": device,
             **infer,
             "cell_updates_per_s": j_inf,
         }
@@ -193,7 +196,6 @@ def main() -> None:
         {
             "benchmark": "nca_train",
             "impl": "torch",
-            "device": "cpu",
             **sizes,
             "seconds": 1 / t_train,
             "steps_per_s": t_train,
@@ -203,7 +205,6 @@ def main() -> None:
         {
             "benchmark": "nca_inference",
             "impl": "torch",
-            "device": "cpu",
             **infer,
             "cell_updates_per_s": t_inf,
         }

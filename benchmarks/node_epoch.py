@@ -17,12 +17,12 @@ Prints one JSON object per line. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import equinox as eqx
 import jax
 import numpy as np
+from _bench import check_jax, emit, torch_setup, torch_sync
 
 from diffdyn.common import OptimConfig, SolveConfig, TrainConfig, Trainer
 from diffdyn.common.neural_de import (
@@ -35,10 +35,6 @@ from diffdyn.common.neural_de import (
     gaussian_mixture,
     moons,
 )
-
-
-def emit(**row):
-    print(json.dumps(row), flush=True)
 
 
 # ---------------------------------------------------------------------- JAX side
@@ -71,10 +67,11 @@ def jax_epoch(model, task, data, n):
 
 
 # ---------------------------------------------------------------------- torch side
-def torch_setup():
+def torch_modules():
     import torch
     import torchdiffeq
 
+    torch_setup()
     return torch, torchdiffeq
 
 
@@ -86,7 +83,7 @@ def torch_mlp(torch, sizes, act):
 
 
 def torch_node_epoch(x, y, args):
-    torch, tdq = torch_setup()
+    torch, tdq = torch_modules()
     torch.manual_seed(0)
     field = torch_mlp(torch, [2, args.width, args.width, 2], torch.nn.Tanh)
     readout = torch.nn.Linear(2, 2)
@@ -111,16 +108,17 @@ def torch_node_epoch(x, y, args):
         opt.step()
         return loss
 
-    step(torch.randperm(len(xs), generator=gen)[: args.batch])  # warm-up
+    step(torch.randperm(len(xs), generator=gen, device="cpu")[: args.batch])  # warm-up
     t = time.perf_counter()
-    perm = torch.randperm(len(xs), generator=gen)
+    perm = torch.randperm(len(xs), generator=gen, device="cpu")
     for i in range(args.n // args.batch):
         loss = step(perm[i * args.batch : (i + 1) * args.batch])
+    torch_sync()
     return time.perf_counter() - t, loss.item()
 
 
 def torch_cnf_epoch(x, args):
-    torch, tdq = torch_setup()
+    torch, tdq = torch_modules()
     torch.manual_seed(0)
     net = torch_mlp(torch, [3, args.cnf_width, args.cnf_width, 2], torch.nn.Tanh)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -157,11 +155,12 @@ def torch_cnf_epoch(x, args):
         opt.step()
         return loss
 
-    step(torch.randperm(len(xs), generator=gen)[: args.batch])
+    step(torch.randperm(len(xs), generator=gen, device="cpu")[: args.batch])
     t = time.perf_counter()
-    perm = torch.randperm(len(xs), generator=gen)
+    perm = torch.randperm(len(xs), generator=gen, device="cpu")
     for i in range(args.n // args.batch):
         loss = step(perm[i * args.batch : (i + 1) * args.batch])
+    torch_sync()
     return time.perf_counter() - t, loss.item()
 
 
@@ -176,6 +175,7 @@ def main():
     p.add_argument("--only", choices=["node", "cnf"], default=None)
     p.add_argument("--no-torch", action="store_true")
     args = p.parse_args()
+    emit(benchmark="device", impl="diffdyn", device_kind=check_jax())
     sizes = dict(n=args.n, batch=args.batch, rtol=args.rtol, atol=args.atol)
 
     def solve(solver):

@@ -16,13 +16,13 @@ Usage: ``python benchmarks/pde_gray_scott.py [--sizes 128 256] [--t1 200] [--gra
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _bench import check_jax, emit
 from scipy.integrate import solve_ivp
 
 from diffdyn.common import SolveConfig
@@ -51,10 +51,6 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def emit(**row) -> None:
-    print(json.dumps(row), flush=True)
 
 
 def bench_simulate(n: int, t1: float, rtol: float, atol: float, repeats: int) -> None:
@@ -180,7 +176,7 @@ def main() -> None:
     emit(
         benchmark="device",
         impl="diffdyn",
-        device=str(jax.devices()[0]),
+        device_kind=check_jax(),
         x64=bool(jax.config.jax_enable_x64),
     )
     for n in args.sizes:

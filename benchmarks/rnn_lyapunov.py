@@ -12,7 +12,8 @@ Implementations:
 - ``numpy-jacobian``: the loop of the Engelken, Wolf & Abbott demo (RNN-LyapunovSpectra),
   forming the Jacobian D = (1 - dt) I + dt J diag(phi'(h_n)) every step and multiplying D @ Q;
 - ``numpy-matfree``: the same without forming D: Q <- (1 - dt) Q + dt J (phi'(h_n) * Q);
-- ``torch``: numpy-matfree in PyTorch (CPU), if torch is installed.
+- ``torch``: numpy-matfree in PyTorch (on ``cuda`` under ``DIFFDYN_BENCH_DEVICE=gpu``), if
+  torch is installed.
 
 Achieved FLOP/s count 2 N^2 k + 2 N^2 per step and 4 N k^2 - 4 k^3 / 3 per QR, and are
 compared with this machine's measured float64 matmul peak (jnp.dot of 2000 x 2000).
@@ -23,7 +24,6 @@ One JSON object per line.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
@@ -33,15 +33,12 @@ jax.config.update("jax_enable_x64", True)
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from _bench import check_jax, emit, torch_setup
 
 from diffdyn.rnn import (
     RateRNN,
     lyapunov_spectrum,
 )
-
-
-def emit(**row):
-    print(json.dumps(row), flush=True)
 
 
 def best_of(fn, repeats):
@@ -164,12 +161,14 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
         except ImportError:
             torch = None
         if torch is not None:
-            tj, th, tq = (torch.from_numpy(np.array(x)) for x in (j, np.asarray(h0), q0))
+            dev = torch_setup()
+            tj, th, tq = (torch.from_numpy(np.array(x)).to(dev) for x in (j, np.asarray(h0), q0))
             torch_benettin(torch, tj, th, tq, dt, steps_per_ons, 1)  # warm-up
             out = {}
 
             def run_torch(out=out):
-                out["lam"] = torch_benettin(torch, tj, th, tq, dt, steps_per_ons, n_ons).numpy()
+                lam = torch_benettin(torch, tj, th, tq, dt, steps_per_ons, n_ons)
+                out["lam"] = lam.cpu().numpy()
 
             sec = best_of(run_torch, repeats)
             rows["torch"] = sec
@@ -199,7 +198,7 @@ def main():
         benchmark="rnn_lyapunov",
         impl="jnp.dot float64 2000^3",
         gflops=peak / 1e9,
-        devices=str(jax.devices()),
+        device_kind=check_jax(),
     )
     for pair in args.cases.split(","):
         n, k = (int(x) for x in pair.split(":"))
