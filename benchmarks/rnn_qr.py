@@ -17,10 +17,7 @@ XLA's own CPU QR is not among them: JAX lowers ``jnp.linalg.qr`` on CPU to LAPAC
 calls (the ``hlo`` row lists the custom-call targets of each variant's compiled program),
 and offers no XLA-only QR to choose instead.
 
-`lyapunov_spectrum` has no option choosing the QR, and this script must not change the
-library: it swaps the QR by **monkeypatching** the module attribute
-``diffdyn.rnn._lyapunov._thin_qr`` (the name the Benettin loop calls) before tracing each
-variant's freshly jitted function, and restores it afterwards.
+Each variant passes its QR to `lyapunov_spectrum` through its ``qr`` argument.
 
 Setting (as ``benchmarks/rnn_lyapunov.py``): float64, a tanh `RateRNN` with g = 2, Euler
 dt = 0.1, one QR per time unit over ``--t-sim`` time units, no transients, tangents pushed by
@@ -59,11 +56,10 @@ import numpy as np
 from _bench import check_jax, device, emit
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import diffdyn.rnn._lyapunov as lyap_module
 from diffdyn.rnn import RateRNN, lyapunov_spectrum
+from diffdyn.rnn import qr as shipped_qr
 
 BENCH = "rnn_qr"
-SHIPPED_QR = lyap_module._thin_qr
 
 
 def lapack_qr(a, phases=None):
@@ -73,7 +69,7 @@ def lapack_qr(a, phases=None):
 
 
 VARIANTS = {
-    "xla-householder": (SHIPPED_QR, False),
+    "xla-householder": (shipped_qr, False),
     "lapack": (lapack_qr, False),
     "lapack-1thread": (lapack_qr, True),
 }
@@ -88,7 +84,7 @@ def limit(one_thread):
 
 
 def build(qr, model, h0, k, t_sim, one_thread):
-    """The variant's jitted spectrum, traced and compiled with ``qr`` patched in: (fn,
+    """The variant's jitted spectrum, traced and compiled with ``qr`` as its QR: (fn,
     compile + first call seconds, exponents, custom-call targets of the compiled HLO)."""
 
     def spectrum(m, h):
@@ -103,17 +99,14 @@ def build(qr, model, h0, k, t_sim, one_thread):
             t_ons_transient=0.0,
             checkpoint=False,
             fused=True,
+            qr=qr,
         ).exponents
 
-    lyap_module._thin_qr = qr
-    try:
-        with limit(one_thread):
-            t0 = time.perf_counter()
-            fn = jax.jit(spectrum).lower(model, h0).compile()
-            lam = np.asarray(fn(model, h0))
-            first = time.perf_counter() - t0
-    finally:
-        lyap_module._thin_qr = SHIPPED_QR
+    with limit(one_thread):
+        t0 = time.perf_counter()
+        fn = jax.jit(spectrum).lower(model, h0).compile()
+        lam = np.asarray(fn(model, h0))
+        first = time.perf_counter() - t0
     targets = sorted(set(re.findall(r'custom_call_target="([^"]+)"', fn.as_text())))
     return fn, first, lam, targets
 

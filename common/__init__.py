@@ -4,8 +4,9 @@ Models (`AbstractModel`: save and load in one file), spatial operators and bound
 ODE solving over diffrax (`solve`, `SolveConfig`), the optax `Trainer` with checkpoints,
 resume, TensorBoard logging and data parallelism, trajectory-fitting strategies (plain,
 multiple shooting, homotopy), augmentation, losses, optimisers, smoothing splines, loss
-landscapes and plotting. Neural differential equations live in `diffdyn.common.neural_de`;
-the command line's plugin interface in `diffdyn.common.cli`.
+landscapes, Lyapunov spectra of any vector field or step map, and plotting. Neural
+differential equations live in `diffdyn.common.neural_de`; the command line's plugin
+interface in `diffdyn.common.cli`.
 """
 
 from ._augment import (
@@ -184,6 +185,48 @@ from ._losses import (
 )
 from ._losses import (
     spectral as spectral,
+)
+from ._lyapunov import (
+    AbstractTangentPropagator as AbstractTangentPropagator,
+)
+from ._lyapunov import (
+    FlowPropagator as FlowPropagator,
+)
+from ._lyapunov import (
+    LyapunovSpectrum as LyapunovSpectrum,
+)
+from ._lyapunov import (
+    StepMapPropagator as StepMapPropagator,
+)
+from ._lyapunov import (
+    benettin as benettin,
+)
+from ._lyapunov import (
+    convergence_diagnostics as convergence_diagnostics,
+)
+from ._lyapunov import (
+    entropy_rate as entropy_rate,
+)
+from ._lyapunov import (
+    kaplan_yorke_dimension as kaplan_yorke_dimension,
+)
+from ._lyapunov import (
+    lyapunov_exponents as lyapunov_exponents,
+)
+from ._lyapunov import (
+    lyapunov_penalty as lyapunov_penalty,
+)
+from ._lyapunov import (
+    max_exponent as max_exponent,
+)
+from ._lyapunov import (
+    random_basis as random_basis,
+)
+from ._lyapunov import (
+    running_exponents as running_exponents,
+)
+from ._lyapunov import (
+    spectrum_summary as spectrum_summary,
 )
 from ._model import (
     AbstractModel as AbstractModel,
@@ -546,6 +589,20 @@ __all__ = [
     "hutchinson_trace",
     "loss_surface",
     "pca_path",
+    "LyapunovSpectrum",
+    "AbstractTangentPropagator",
+    "StepMapPropagator",
+    "FlowPropagator",
+    "random_basis",
+    "benettin",
+    "lyapunov_exponents",
+    "lyapunov_penalty",
+    "max_exponent",
+    "kaplan_yorke_dimension",
+    "entropy_rate",
+    "running_exponents",
+    "convergence_diagnostics",
+    "spectrum_summary",
     "figure",
     "save_figure",
     "save_png",

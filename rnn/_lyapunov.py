@@ -34,23 +34,42 @@ Derived quantities: `max_exponent`, `kaplan_yorke_dimension`,
 entropy), `convergence_diagnostics`, and all of them at once as `spectrum_summary`.
 
 The measurement settings of configs and commands are one `SpectrumConfig`.
+
+The model-agnostic machinery (the result type, the propagators of step maps and flows, the
+Benettin loop, the derived quantities, `diffdyn.common.lyapunov_exponents` for any vector
+field or step map) lives in `diffdyn.common` and is re-exported here; this module adds what
+is particular to `RateRNN`: the fused `VariationalStepPropagator`, the CPU-friendly QR
+`qr` in `benettin` and `random_basis`, `lyapunov_spectrum` and `SpectrumConfig`.
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from diffdyn.common import SolveConfig
+from diffdyn.common import (
+    AbstractTangentPropagator,
+    FlowPropagator,
+    LyapunovSpectrum,
+    SolveConfig,
+    StepMapPropagator,
+    convergence_diagnostics,
+    entropy_rate,
+    kaplan_yorke_dimension,
+    max_exponent,
+    running_exponents,
+    spectrum_summary,
+)
+from diffdyn.common import benettin as _benettin
+from diffdyn.common import random_basis as _random_basis
 
 from ._qr import qr as _thin_qr
 
@@ -135,76 +154,6 @@ class SpectrumConfig:
         )
 
 
-class LyapunovSpectrum(eqx.Module):
-    """The result of `benettin`.
-
-    Attributes:
-        exponents: ``[k]`` exponents in QR order (asymptotically decreasing).
-        local: ``[B, k]`` local exponents ``log|R_ii| / t_ons`` of the measured blocks.
-        t_ons: time between re-orthonormalisations.
-        state: the final state ``h``.
-        basis: the final orthonormal basis ``Q`` (``[N, k]``).
-    """
-
-    exponents: Float[Array, " k"]
-    local: Float[Array, "blocks k"]
-    state: Float[Array, " n"]
-    basis: Float[Array, "n k"]
-    t_ons: float = eqx.field(static=True)
-
-
-class AbstractTangentPropagator(eqx.Module):
-    """Advances a state and its tangent vectors over one orthonormalisation interval."""
-
-    t_ons: eqx.AbstractVar[float]
-
-    @abc.abstractmethod
-    def __call__(
-        self, h: Float[Array, " n"], q: Float[Array, "n k"]
-    ) -> tuple[Float[Array, " n"], Float[Array, "n k"]]:
-        """``(h, Q) -> (Φ(h), DΦ(h) Q)`` for the map Φ over ``t_ons``."""
-
-    @abc.abstractmethod
-    def advance(self, h: Float[Array, " n"], time: float) -> Float[Array, " n"]:
-        """The state alone advanced by ``time`` (used for the state transient)."""
-
-
-def _advance_map(step: Callable[..., Any], dt: float, h: Array, time: float) -> Array:
-    """``h`` iterated by ``step`` for ``time`` (a multiple of ``dt``)."""
-    n = _n_steps(time, dt, "t_transient", allow_zero=True)
-    if n == 0:
-        return h
-    h, _ = jax.lax.scan(lambda h, _: (step(h), None), h, length=n)
-    return h
-
-
-class StepMapPropagator(AbstractTangentPropagator):
-    r"""``n_steps`` iterations of a step map ``step(h) -> h`` of duration ``dt`` each; the
-    tangent map is $DF(h_n)$ from ``jax.linearize`` at the pre-step state, applied to
-    all columns of $Q$ at once (``vmap``, i.e. one matrix product per step)."""
-
-    step: Callable[[Float[Array, " n"]], Float[Array, " n"]]
-    n_steps: int = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    t_ons: float = eqx.field(static=True)
-
-    def __init__(self, step: Callable[..., Any], n_steps: int, dt: float):
-        self.step, self.n_steps, self.dt = step, int(n_steps), float(dt)
-        self.t_ons = self.n_steps * self.dt
-
-    def __call__(self, h, q):
-        def one(carry, _):
-            h, q = carry
-            h1, tangent = jax.linearize(self.step, h)
-            return (h1, jax.vmap(tangent, in_axes=1, out_axes=1)(q)), None
-
-        (h, q), _ = jax.lax.scan(one, (h, q), length=self.n_steps)
-        return h, q
-
-    def advance(self, h, time):
-        return _advance_map(self.step, self.dt, h, time)
-
-
 class VariationalStepPropagator(AbstractTangentPropagator):
     r"""The same iteration as `StepMapPropagator`, for a model that advances its state
     and tangent columns together: ``variational_step(h, Q) -> (F(h), DF(h) Q)``.
@@ -242,33 +191,7 @@ class VariationalStepPropagator(AbstractTangentPropagator):
         return h, q
 
     def advance(self, h, time):
-        return _advance_map(self.step, self.dt, h, time)
-
-
-class FlowPropagator(AbstractTangentPropagator):
-    r"""The continuous-time variational system $\dot h = f(h)$, $\dot Q = Df(h) Q$
-    solved by diffrax (``solve``) over each interval ``t_ons``."""
-
-    vector_field: Callable[..., Float[Array, " n"]]
-    t_ons: float = eqx.field(static=True)
-    solve: SolveConfig = eqx.field(static=True)
-
-    def _rhs(self, t, y, args):
-        h, q = y
-        f = lambda x: self.vector_field(t, x, args)
-        fh, tangent = jax.linearize(f, h)
-        return fh, jax.vmap(tangent, in_axes=1, out_axes=1)(q)
-
-    def __call__(self, h, q):
-        ts = jnp.asarray([self.t_ons], h.dtype)
-        h1, q1 = self.solve.solve(self._rhs, (h, q), ts, t0=jnp.zeros((), h.dtype))
-        return h1[-1], q1[-1]
-
-    def advance(self, h, time):
-        if time <= 0:
-            return h
-        ts = jnp.asarray([time], h.dtype)
-        return self.solve.solve(self.vector_field, h, ts, t0=jnp.zeros((), h.dtype))[-1]
+        return StepMapPropagator(self.step, self.n_steps, self.dt).advance(h, time)
 
 
 def _n_steps(time: float, dt: float, name: str, *, allow_zero: bool = False) -> int:
@@ -283,10 +206,9 @@ def _n_steps(time: float, dt: float, name: str, *, allow_zero: bool = False) -> 
 
 
 def random_basis(key: PRNGKeyArray, n: int, k: int, dtype: Any = None) -> Float[Array, "n k"]:
-    """A random orthonormal ``[n, k]`` basis (QR of a Gaussian matrix)."""
+    """A random orthonormal ``[n, k]`` basis (QR of a Gaussian matrix, by `qr`)."""
     # one QR: the version that compiles fastest (see rnn.qr)
-    q, _ = _thin_qr(jax.random.normal(key, (n, k), dtype or jnp.result_type(float)), phases=1)
-    return q
+    return _random_basis(key, n, k, dtype, qr=partial(_thin_qr, phases=1))
 
 
 def benettin(
@@ -297,28 +219,25 @@ def benettin(
     n_blocks: int,
     n_transient_blocks: int = 0,
     checkpoint: bool = True,
+    qr: Callable[[Array], tuple[Array, Array]] | None = None,
 ) -> LyapunovSpectrum:
-    """The Benettin / QR iteration from state ``h`` and orthonormal basis ``q``.
+    """The Benettin / QR iteration from state ``h`` and orthonormal basis ``q``:
+    `diffdyn.common.benettin` with the thin QR ``qr`` (default `qr`: Householder in XLA
+    operations on CPU).
 
     ``n_transient_blocks`` blocks are propagated and re-orthonormalised without being
     counted; the next ``n_blocks`` blocks are accumulated and divided by their duration
     ``n_blocks * t_ons``. With ``checkpoint`` each block is recomputed on the backward pass
     instead of stored (memory O(blocks * N * k))."""
-
-    def block(carry, _):
-        h, q = carry
-        h, q = propagator(h, q)
-        q, r = _thin_qr(q)
-        return (h, q), jnp.log(jnp.abs(jnp.diagonal(r)))
-
-    if checkpoint:
-        block = jax.checkpoint(block)
-    if n_transient_blocks > 0:
-        (h, q), _ = jax.lax.scan(block, (h, q), length=n_transient_blocks)
-    (h, q), logs = jax.lax.scan(block, (h, q), length=n_blocks)
-    t_ons = propagator.t_ons
-    exponents = jnp.sum(logs, axis=0) / (n_blocks * t_ons)
-    return LyapunovSpectrum(exponents, logs / t_ons, h, q, t_ons)
+    return _benettin(
+        propagator,
+        h,
+        q,
+        n_blocks=n_blocks,
+        n_transient_blocks=n_transient_blocks,
+        checkpoint=checkpoint,
+        qr=_thin_qr if qr is None else qr,
+    )
 
 
 def lyapunov_spectrum(
@@ -335,6 +254,7 @@ def lyapunov_spectrum(
     detach_transient: bool = True,
     checkpoint: bool = True,
     fused: bool = True,
+    qr: Callable[[Array], tuple[Array, Array]] | None = None,
 ) -> LyapunovSpectrum:
     """The first ``n_exponents`` (default all) Lyapunov exponents of a model.
 
@@ -348,6 +268,8 @@ def lyapunov_spectrum(
     `RateRNN`) has its tangents pushed by it
     (`VariationalStepPropagator`, faster); ``fused=False`` uses ``jax.linearize`` of
     ``model.step`` instead (`StepMapPropagator`; the same exponents up to rounding).
+    ``qr`` re-orthonormalises the tangents: a function ``a -> (Q, R)`` giving the thin QR
+    of an ``[n, k]`` matrix (default `qr`; ``jax.numpy.linalg.qr`` calls LAPACK on CPU).
     """
     n = int(model.n)
     h0 = model.check_state(h0, "h0")
@@ -386,79 +308,5 @@ def lyapunov_spectrum(
         n_blocks=n_blocks,
         n_transient_blocks=n_transient_blocks,
         checkpoint=checkpoint,
+        qr=qr,
     )
-
-
-# ---------------------------------------------------------------------- derived quantities
-def max_exponent(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r"""$\lambda_\max = \max_i \lambda_i$."""
-    return jnp.max(exponents)
-
-
-def kaplan_yorke_dimension(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r"""Kaplan-Yorke dimension $D = j + \sum_{i\le j}\lambda_i / |\lambda_{j+1}|$, with
-    the exponents sorted decreasingly and $j$ the largest index with
-    $\sum_{i\le j}\lambda_i \ge 0$ ($D = 0$ if $\lambda_1 < 0$; if every
-    partial sum is non-negative the spectrum is too short and $D = k$, a lower bound)."""
-    lam = jnp.sort(exponents)[::-1]
-    partial = jnp.cumsum(lam)
-    j = jnp.sum(partial >= 0)  # partial sums of a decreasing sequence: a prefix is >= 0
-    k = lam.shape[0]
-    idx = jnp.clip(j, 1, k - 1) if k > 1 else jnp.asarray(0)
-    frac = jnp.where(
-        (j > 0) & (j < k), partial[idx - 1] / jnp.abs(lam[jnp.minimum(idx, k - 1)]), 0.0
-    )
-    return j.astype(lam.dtype) + frac
-
-
-def entropy_rate(exponents: Float[Array, " k"]) -> Float[Array, ""]:
-    r"""Sum of the positive exponents $\sum_i \max(\lambda_i, 0)$ (Pesin's formula for
-    the Kolmogorov-Sinai entropy rate, an upper bound in general)."""
-    return jnp.sum(jnp.maximum(exponents, 0.0))
-
-
-def running_exponents(result: LyapunovSpectrum) -> Float[Array, "blocks k"]:
-    """The estimate after each measured block: the running mean of the local exponents."""
-    counts = jnp.arange(1, result.local.shape[0] + 1, dtype=result.local.dtype)
-    return jnp.cumsum(result.local, axis=0) / counts[:, None]
-
-
-def convergence_diagnostics(result: LyapunovSpectrum, n_batches: int = 10) -> dict[str, Array]:
-    """How well the exponents have converged.
-
-    - ``stderr``: batch-means standard error of each exponent (the measured blocks split into
-      ``n_batches`` consecutive batches; local exponents are correlated, batches much less),
-    - ``drift``: ``|estimate at the end - estimate at half time|`` per exponent,
-    - ``time``: the measured time.
-    """
-    local = result.local
-    b = local.shape[0]
-    m = max(1, min(n_batches, b))
-    size = b // m
-    means = jnp.mean(local[: m * size].reshape(m, size, -1), axis=1)
-    stderr = (
-        jnp.std(means, axis=0, ddof=1) / math.sqrt(m)
-        if m > 1
-        else jnp.full_like(result.exponents, jnp.nan)
-    )
-    running = running_exponents(result)
-    drift = jnp.abs(running[-1] - running[max(0, b // 2 - 1)])
-    return {"stderr": stderr, "drift": drift, "time": jnp.asarray(b * result.t_ons)}
-
-
-def spectrum_summary(result: LyapunovSpectrum) -> dict[str, float]:
-    r"""Scalar summaries of a measured spectrum: ``lambda_max``, ``kaplan_yorke_dimension``,
-    ``entropy_rate``, ``sum_exponents`` ($\sum_i\lambda_i$), ``n_exponents``,
-    ``stderr_lambda_max`` (the batch-means standard error of $\lambda_\max$, see
-    `convergence_diagnostics`) and ``measured_time``."""
-    lam = np.asarray(result.exponents)
-    diag = convergence_diagnostics(result)
-    return {
-        "lambda_max": float(lam.max()),
-        "kaplan_yorke_dimension": float(kaplan_yorke_dimension(result.exponents)),
-        "entropy_rate": float(entropy_rate(result.exponents)),
-        "sum_exponents": float(lam.sum()),
-        "n_exponents": int(lam.size),
-        "stderr_lambda_max": float(np.asarray(diag["stderr"])[int(np.argmax(lam))]),
-        "measured_time": float(diag["time"]),
-    }
