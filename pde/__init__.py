@@ -11,6 +11,9 @@ from ._base import (
 from ._base import (
     check_state as check_state,
 )
+from ._chemotaxis import (
+    HillenPainter as HillenPainter,
+)
 from ._figures import (
     comparison_video as comparison_video,
 )
@@ -59,8 +62,8 @@ from ._initial import (
 from ._initial import (
     perturbed as perturbed,
 )
-from ._models import (
-    FIXED_MODELS as FIXED_MODELS,
+from ._initial import (
+    smooth_random_field as smooth_random_field,
 )
 from ._models import (
     AdvectionDiffusion as AdvectionDiffusion,
@@ -85,6 +88,9 @@ from ._models import (
 )
 from ._models import (
     Schnakenberg as Schnakenberg,
+)
+from ._navier_stokes import (
+    NavierStokes as NavierStokes,
 )
 from ._neural import (
     ACTIVATIONS as ACTIVATIONS,
@@ -112,6 +118,9 @@ from ._patterns import (
 )
 from ._patterns import (
     radial_power_spectrum as radial_power_spectrum,
+)
+from ._registry import (
+    FIXED_MODELS as FIXED_MODELS,
 )
 from ._registry import (
     NEURAL_MODELS as NEURAL_MODELS,
@@ -179,13 +188,13 @@ __all__ = [
     "KellerSegel",
     "CahnHilliard",
     "Chhabra",
-    "FIXED_MODELS",
     "PointwiseMLP",
     "NeuralRDA",
     "NeuralChemotaxis",
     "input_normalisation",
     "ACTIVATIONS",
     "DIFFUSION_TERMS",
+    "FIXED_MODELS",
     "PDE_MODELS",
     "NEURAL_MODELS",
     "make_pde",
@@ -194,6 +203,7 @@ __all__ = [
     "gaussian",
     "gray_scott_seeds",
     "perturbed",
+    "smooth_random_field",
     "initial_state",
     "connected_components",
     "radial_power_spectrum",
@@ -203,10 +213,12 @@ __all__ = [
     "fit_pde",
     "model_to_fit",
     "parameter_errors",
+    "HillenPainter",
     "comparison_video",
     "save_trajectory_gif",
     "plot_state",
     "plot_held_out",
+    "NavierStokes",
     "SimulateConfig",
     "Simulation",
     "simulate_pde",

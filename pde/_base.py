@@ -47,12 +47,15 @@ class AbstractPDE(AbstractModel):
 
     Subclasses give ``grid`` (a `Grid`, held as a static field) and ``channels`` and implement
     `rhs`. ``non_negative_fields`` names the parameters that must stay >= 0 during training
-    (diffusion coefficients); see `non_negative_spec`.
+    (diffusion coefficients); see `non_negative_spec`. ``local`` says whether each cell's
+    rate depends only on a few neighbours (stencils), which a grid split across devices with
+    halos needs; a spectral model (FFTs couple every cell) sets it to ``False``.
     """
 
     grid: eqx.AbstractVar[Grid]
     channels: eqx.AbstractVar[int]
     non_negative_fields: ClassVar[tuple[str, ...]] = ()
+    local: ClassVar[bool] = True
 
     @property
     def dx(self) -> float:

@@ -36,9 +36,8 @@ from diffdyn.common._helpers import check_int, read_array
 from ._base import AbstractPDE
 from ._grid import Grid
 from ._initial import initial_state
-from ._models import FIXED_MODELS
 from ._neural import DIFFUSION_TERMS, NeuralChemotaxis, NeuralRDA, input_normalisation
-from ._registry import PDE_MODELS, FixedModelName, ModelName, make_pde
+from ._registry import FIXED_MODELS, PDE_MODELS, FixedModelName, ModelName, make_pde
 from ._simulate import parse_params
 from ._solver import PDESolver
 from ._tasks import (

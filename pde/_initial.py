@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._base import AbstractPDE
 
-__all__ = ["gaussian", "gray_scott_seeds", "perturbed", "initial_state"]
+__all__ = ["gaussian", "gray_scott_seeds", "perturbed", "smooth_random_field", "initial_state"]
 
 
 def _check_size(size: Any) -> tuple[int, int]:
@@ -74,13 +74,43 @@ def perturbed(
     return v + amplitude * noise
 
 
+def smooth_random_field(
+    key: PRNGKeyArray,
+    size: int | tuple[int, int],
+    channels: int = 1,
+    wavenumber: float = 4.0,
+) -> Float[Array, "C H W"]:
+    r"""A smooth periodic Gaussian random field with zero mean and unit RMS in every channel:
+    white noise whose Fourier coefficient at mode numbers $(m_x, m_y)$ (periods per domain
+    side) is weighted by $\exp(-(m_x^2 + m_y^2) / (2 m_0^2))$, $m_0$ = ``wavenumber``, so its
+    features are about $1/m_0$ of the domain across, whatever the resolution."""
+    h, w = _check_size(size)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive int; got {channels!r}")
+    if isinstance(wavenumber, bool) or not (
+        isinstance(wavenumber, (int, float)) and 0 < wavenumber < float("inf")
+    ):
+        raise ValueError(f"wavenumber must be a finite number > 0; got {wavenumber!r}")
+    my = jnp.fft.fftfreq(h, d=1.0 / h)[:, None]
+    mx = jnp.fft.fftfreq(w, d=1.0 / w)[None, :]
+    weight = jnp.exp(-(mx**2 + my**2) / (2 * wavenumber**2))
+    noise = jax.random.normal(key, (channels, h, w))
+    field = jnp.fft.ifft2(jnp.fft.fft2(noise) * weight).real
+    field = field - field.mean(axis=(-2, -1), keepdims=True)
+    return field / jnp.sqrt(jnp.mean(field**2, axis=(-2, -1), keepdims=True))
+
+
 def initial_state(
     model: AbstractPDE, key: PRNGKeyArray, size: int | tuple[int, int]
 ) -> Float[Array, "C H W"]:
     """A literature initial state for ``model`` (by class): Gray-Scott seeded squares, fixed
     points plus noise for Turing models, uniform noise for Cahn-Hilliard (U(-1, 1)) and
-    Chhabra (U(0, 0.5)), a Gaussian for advection-diffusion, U(0, 1) otherwise."""
+    Chhabra (U(0, 0.5)), a Gaussian for advection-diffusion, the steady state (1, 1) plus 1%
+    noise for Hillen-Painter chemotaxis, a `smooth_random_field` vorticity (features about a
+    quarter of the domain across) for Navier-Stokes, U(0, 1) otherwise."""
     from . import _models as m
+    from ._chemotaxis import HillenPainter
+    from ._navier_stokes import NavierStokes
 
     h, w = _check_size(size)
     if isinstance(model, m.GrayScott):
@@ -103,4 +133,8 @@ def initial_state(
         return jax.random.uniform(key, (1, h, w), minval=-1.0, maxval=1.0)
     if isinstance(model, m.Chhabra):
         return jax.random.uniform(key, (2, h, w), maxval=0.5)
+    if isinstance(model, HillenPainter):
+        return perturbed(key, [1.0, 1.0], (h, w), 0.01)
+    if isinstance(model, NavierStokes):
+        return smooth_random_field(key, (h, w), wavenumber=4.0)
     return jax.random.uniform(key, (model.channels, h, w))

@@ -37,7 +37,6 @@ __all__ = [
     "KellerSegel",
     "CahnHilliard",
     "Chhabra",
-    "FIXED_MODELS",
 ]
 
 Scalar = Float[Array, ""]
@@ -405,17 +404,3 @@ class Chhabra(AbstractPDE):
         )
         di = self.diffusion_i * lap[1] + self.production_i * a * a - self.decay_i * i
         return jnp.stack([da, di])
-
-
-FIXED_MODELS: dict[str, type[AbstractPDE]] = {
-    "heat": AdvectionDiffusion,
-    "advection-diffusion": AdvectionDiffusion,
-    "gray-scott": GrayScott,
-    "fitzhugh-nagumo": FitzHughNagumo,
-    "brusselator": Brusselator,
-    "schnakenberg": Schnakenberg,
-    "keller-segel": KellerSegel,
-    "cahn-hilliard": CahnHilliard,
-    "chhabra": Chhabra,
-}
-"""Config names of the fixed models."""

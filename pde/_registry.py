@@ -6,11 +6,22 @@ import typing
 from typing import Any, Literal
 
 from ._base import AbstractPDE
+from ._chemotaxis import HillenPainter
 from ._grid import Grid
-from ._models import FIXED_MODELS
+from ._models import (
+    AdvectionDiffusion,
+    Brusselator,
+    CahnHilliard,
+    Chhabra,
+    FitzHughNagumo,
+    GrayScott,
+    KellerSegel,
+    Schnakenberg,
+)
+from ._navier_stokes import NavierStokes
 from ._neural import NeuralChemotaxis, NeuralRDA
 
-__all__ = ["PDE_MODELS", "NEURAL_MODELS", "make_pde"]
+__all__ = ["FIXED_MODELS", "PDE_MODELS", "NEURAL_MODELS", "make_pde"]
 
 FixedModelName = Literal[
     "heat",
@@ -22,8 +33,25 @@ FixedModelName = Literal[
     "keller-segel",
     "cahn-hilliard",
     "chhabra",
+    "hillen-painter",
+    "navier-stokes-2d",
 ]
 ModelName = Literal[FixedModelName, "neural-rda", "neural-chemotaxis"]
+
+FIXED_MODELS: dict[str, type[AbstractPDE]] = {
+    "heat": AdvectionDiffusion,
+    "advection-diffusion": AdvectionDiffusion,
+    "gray-scott": GrayScott,
+    "fitzhugh-nagumo": FitzHughNagumo,
+    "brusselator": Brusselator,
+    "schnakenberg": Schnakenberg,
+    "keller-segel": KellerSegel,
+    "cahn-hilliard": CahnHilliard,
+    "chhabra": Chhabra,
+    "hillen-painter": HillenPainter,
+    "navier-stokes-2d": NavierStokes,
+}
+"""Config names of the fixed models."""
 
 NEURAL_MODELS: dict[str, type[AbstractPDE]] = {
     "neural-rda": NeuralRDA,

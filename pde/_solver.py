@@ -122,6 +122,11 @@ class PDESolver(AbstractModel):
                 f"a split grid needs periodic rows; this PDE's boundary is "
                 f"{self.rhs.grid.boundary!r}"
             )
+        if not self.rhs.local:
+            raise ValueError(
+                f"a split grid needs a local right-hand side; {type(self.rhs).__name__} couples "
+                "every cell (spectral), so it runs on one device only"
+            )
         rhs = split.map(lambda x, rhs, t, args: rhs(t, x, args))
 
         def field(t: Array, x: Array, args: Any) -> Array:
