@@ -133,7 +133,13 @@ from ._events import (
     read_events as read_events,
 )
 from ._landscape import (
+    EigenDensity as EigenDensity,
+)
+from ._landscape import (
     flat_hvp as flat_hvp,
+)
+from ._landscape import (
+    hessian_eigen_density as hessian_eigen_density,
 )
 from ._landscape import (
     hutchinson_trace as hutchinson_trace,
@@ -587,6 +593,8 @@ __all__ = [
     "flat_hvp",
     "top_eigenpairs",
     "hutchinson_trace",
+    "EigenDensity",
+    "hessian_eigen_density",
     "loss_surface",
     "pca_path",
     "LyapunovSpectrum",

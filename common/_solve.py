@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
@@ -283,8 +284,10 @@ def _check_static(solver: Any, adaptive: bool, dt0: Any, rtol: Any, atol: Any, m
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive must be a bool, got {adaptive!r}")
     _check_tolerances(rtol, atol, adaptive)
-    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if max_steps is not None and (
+        not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
+    ):
+        raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
     if dt0 is not None and _is_concrete(dt0):
         if np.ndim(dt0) != 0:
             raise ValueError(f"dt0 must be a scalar, got shape {np.shape(dt0)}")
@@ -299,15 +302,18 @@ def _check_static(solver: Any, adaptive: bool, dt0: Any, rtol: Any, atol: Any, m
 
 
 def _check_ts(ts: Any, t0: Any) -> tuple[Array, Any]:
-    ts = jnp.asarray(ts)
+    with jax.ensure_compile_time_eval():  # times closed over stay concrete under jit
+        ts = jnp.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 1:
         raise ValueError(f"ts must be a 1-D array of save times [T] with T >= 1, got {ts.shape}")
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         if not jnp.issubdtype(ts.dtype, jnp.integer):
             raise TypeError(f"ts must hold real numbers, got dtype {ts.dtype}")
-        ts = ts.astype(jnp.result_type(float))
+        with jax.ensure_compile_time_eval():
+            ts = ts.astype(jnp.result_type(float))
     if t0 is None:
-        t0 = ts[0]
+        with jax.ensure_compile_time_eval():
+            t0 = ts[0]
     elif np.ndim(t0) != 0:
         raise ValueError(f"t0 must be a scalar, got shape {np.shape(t0)}")
     if _is_concrete(ts):
@@ -411,6 +417,97 @@ def _check_field_output(vector_field: Callable, t0: Any, y0: Any, args: Any) -> 
             )
 
 
+_DEFAULT_MAX_STEPS = 4096
+"""The step bound when ``max_steps`` is None and no fixed-step count is known."""
+
+
+def _fixed_step_count(t0: Any, t1: Any, dt0: Any) -> int | None:
+    """The number of steps diffrax's ``ConstantStepSize`` takes from ``t0`` to ``t1`` (in
+    the time dtype) with the step ``dt0`` (cast to it), or None when any of them is traced.
+
+    diffrax counts ``ceil((t1 - t0) / nextafter(dt0))``, with ``dt0`` nudged up by one ulp so
+    that a span of a whole number of steps up to round-off is not counted one step longer;
+    it then steps to ``t0 + (t1 - t0) k / n`` and lands on ``t1`` exactly (a step ending
+    within ~100 ulp of ``t1`` is clipped to it, which can only end the solve earlier).
+    Computed here with the same operations, eagerly (also under ``jit`` when the values are
+    constants).
+    """
+    if not (_is_concrete(t0) and _is_concrete(t1) and _is_concrete(dt0)):
+        return None
+    with jax.ensure_compile_time_eval():
+        dt0 = jnp.asarray(dt0, jnp.result_type(t1))
+        return int(jnp.ceil((t1 - t0) / eqxi.nextafter(dt0)))
+
+
+def _step_bound(max_steps: int | None, adaptive: bool, count: int | None) -> int:
+    r"""The ``max_steps`` handed to diffrax: ``max_steps`` when given; otherwise, for a fixed
+    step whose ``count`` is known, the least of `_DEFAULT_MAX_STEPS`, 2 `_DEFAULT_MAX_STEPS`,
+    4 `_DEFAULT_MAX_STEPS`, ... that is at least ``count``, and `_DEFAULT_MAX_STEPS` for
+    adaptive solves and fixed steps over traced times.
+
+    A fixed step takes exactly ``count`` steps whatever the bound; rounding the bound up to
+    a few values keeps diffrax's compiled solve (the bound is static there) shared by spans
+    of similar length, and solves of up to 4096 steps as they were before the bound was
+    derived. The price is a bound up to twice the count: about $\sqrt 2$ times the
+    checkpoints of ``recursive-checkpoint`` and up to twice the work of ``direct``."""
+    if max_steps is not None:
+        return max_steps
+    if not adaptive and count is not None:
+        bound = _DEFAULT_MAX_STEPS
+        while bound < count:
+            bound *= 2
+        return bound
+    return _DEFAULT_MAX_STEPS
+
+
+def _max_steps_message(bound: int, max_steps: int | None, adaptive: bool) -> str:
+    """What to say when a solve stops at its step bound: which option to raise."""
+    option = "SolveConfig.max_steps (--solve.max_steps on the command line)"
+    if adaptive:
+        origin = "given" if max_steps is not None else "the default of adaptive solves"
+        return (
+            f"the adaptive solve took max_steps = {bound} steps ({origin}) without reaching "
+            f"its end time; raise {option}, loosen rtol/atol, or, if the problem is stiff, "
+            "use an implicit solver (kvaerno3/4/5, implicit-euler)"
+        )
+    origin = "given" if max_steps is not None else "the default bound of traced times"
+    return (
+        f"the fixed-step solve took max_steps = {bound} steps ({origin}) without reaching its "
+        "end time: its times are traced (e.g. arguments of a jitted function), so its step "
+        f"count (t1 - t0) / dt0 was not counted up front; set {option} to at least that "
+        "count, or pass times that are not traced (closed over, or numpy arrays)"
+    )
+
+
+def _reached(sol: diffrax.Solution, ts: Array) -> str:
+    """Where a stopped solve got to: diffrax fills the saves it did not reach with inf, so
+    the last save with a finite state (concrete results only)."""
+    finite = np.ones(ts.shape[0], bool)
+    for leaf in jtu.tree_leaves(sol.ys):
+        finite &= np.isfinite(np.asarray(leaf)).reshape(ts.shape[0], -1).all(axis=1)
+    k = int(np.argmin(finite)) if not finite.all() else ts.shape[0]
+    steps = int(sol.stats["num_steps"])
+    if k == 0:
+        return f" (it took {steps} steps and reached no save time; ts[0] = {float(ts[0])})"
+    return (
+        f" (it took {steps} steps; the last save time with a finite state is "
+        f"ts[{k - 1}] = {float(ts[k - 1])}, of ts[-1] = {float(ts[-1])})"
+    )
+
+
+def _raise_on_failure(sol: diffrax.Solution, ts: Array, message: str) -> diffrax.Solution:
+    """diffrax's ``throw=True``, with ``message`` when the step bound was reached: a
+    ``RuntimeError`` that says where the solve stopped when the result is concrete, an
+    ``eqx.error_if`` at run time when it is traced; other failures keep diffrax's messages."""
+    at_bound = sol.result == diffrax.RESULTS.max_steps_reached
+    if _is_concrete(at_bound):
+        if bool(at_bound):
+            raise RuntimeError(message + _reached(sol, ts))
+    else:
+        sol = eqx.error_if(sol, at_bound, message)
+    return sol.result.error_if(sol, jnp.invert(diffrax.is_okay(sol.result)))
+
+
 def _diffeqsolve(
     vector_field: Callable[..., PyTree[Array]],
     y0: PyTree[ArrayLike],
@@ -424,7 +521,7 @@ def _diffeqsolve(
     rtol: float,
     atol: float,
     adjoint: str | diffrax.AbstractAdjoint,
-    max_steps: int,
+    max_steps: int | None,
     throw: bool,
 ) -> diffrax.Solution:
     if not callable(vector_field):
@@ -438,9 +535,10 @@ def _diffeqsolve(
     # closure conversion below sees exactly the dtypes the solver will call it with.
     with jax.numpy_dtype_promotion("standard"):
         time_dtype = jnp.result_type(ts, t0, *(() if dt0 is None else (dt0,)))
-        ts = ts.astype(time_dtype)
-        t0 = jnp.asarray(t0, time_dtype)
-        t1 = ts[-1]
+        with jax.ensure_compile_time_eval():
+            ts = ts.astype(time_dtype)
+            t0 = jnp.asarray(t0, time_dtype)
+            t1 = ts[-1]
         y0 = jtu.tree_map(lambda y: y.astype(jnp.result_type(y, time_dtype)), y0)
     _check_field_output(vector_field, t0, y0, args)
     if isinstance(adjoint_obj, diffrax.BacksolveAdjoint):
@@ -448,19 +546,42 @@ def _diffeqsolve(
         # arrays closed over by a plain function (e.g. `lambda t, y, a: model(y)`) into
         # such leaves so that their gradients are not lost (or rejected by JAX).
         vector_field = eqx.filter_closure_convert(vector_field, t0, y0, args)
+    count = None
     if not adaptive:
         if dt0 is None:
-            dt0 = (t1 - t0) / max(100, ts.shape[0] - 1)
-        elif _is_concrete(ts) and _is_concrete(t0) and _is_concrete(dt0):
-            # diffrax clips a step that ends within ~100 eps of t1 to t1: count as it does
-            slack = 100 * float(jnp.finfo(time_dtype).eps)
-            n_steps = math.ceil((float(t1) - float(t0)) / float(dt0) * (1 - slack))
-            if n_steps > max_steps:
-                raise ValueError(
-                    f"a fixed step dt0 = {float(dt0)} over [{float(t0)}, {float(t1)}] takes "
-                    f"{n_steps} steps, more than max_steps = {max_steps}"
+            # (t1 - t0) / n takes exactly n steps as diffrax counts them (see _fixed_step_count)
+            count = max(100, ts.shape[0] - 1)
+            dt0 = (t1 - t0) / count
+        else:
+            count = _fixed_step_count(t0, t1, dt0)
+        limit = np.iinfo(np.int32).max  # diffrax counts steps in int32
+        if count is not None and count > (limit if max_steps is None else max_steps):
+            step = f"dt0 = {float(dt0)}" if _is_concrete(dt0) else f"(t1 - t0) / {count}"
+            where = f" over [{float(t0)}, {float(t1)}]" if _is_concrete(t0) else ""
+            raise ValueError(
+                f"a fixed step {step}{where} takes {count} steps, more than "
+                + (
+                    f"diffrax can count ({limit})"
+                    if max_steps is None
+                    else f"max_steps = {max_steps}; raise SolveConfig.max_steps "
+                    f"(--solve.max_steps) to at least {count}, or leave it None to bound "
+                    "the solve by its step count"
                 )
-    return diffrax.diffeqsolve(
+            )
+    bound = _step_bound(max_steps, adaptive, count)
+    # The forward solve's failure is reported below (`_raise_on_failure`), but the backward
+    # solve of a backsolve adjoint inherits diffrax's `throw`: it must keep raising.
+    forward_throw = False
+    if (
+        throw
+        and isinstance(adjoint_obj, diffrax.BacksolveAdjoint)
+        and "throw" not in adjoint_obj.kwargs
+    ):
+        if type(adjoint_obj) is diffrax.BacksolveAdjoint:
+            adjoint_obj = diffrax.BacksolveAdjoint(**adjoint_obj.kwargs, throw=True)
+        else:  # a subclass cannot be rebuilt: diffrax raises, with its own message
+            forward_throw = True
+    sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         solver_obj,
         t0=t0,
@@ -471,9 +592,12 @@ def _diffeqsolve(
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=controller,
         adjoint=adjoint_obj,
-        max_steps=max_steps,
-        throw=throw,
+        max_steps=bound,
+        throw=forward_throw,
     )
+    if throw and not forward_throw:
+        sol = _raise_on_failure(sol, ts, _max_steps_message(bound, max_steps, adaptive))
+    return sol
 
 
 SolverName = Literal[
@@ -521,8 +645,19 @@ class SolveConfig:
             discrete solve), backsolve (continuous adjoint; with an adaptive step it uses the
             adjoint seminorm) or direct; or a ``diffrax.AbstractAdjoint`` instance, used as
             given (library use, as for ``solver``).
-        max_steps: the most steps one solve may take (a runtime error past it, or a
-            ValueError up front when a concrete fixed step would need more).
+        max_steps: the most steps one solve may take. None (the default): for a fixed
+            step (``adaptive=False``) as many as it needs, ``ceil((t1 - t0) / dt0)`` counted
+            as diffrax counts it (the bound is that count rounded up to 4096 times a power
+            of 2), when the times are concrete (also when closed over under ``jit``) or
+            ``dt0`` is None (the count then follows from ``len(ts)``), else 4096 (times
+            traced, e.g. arguments of a jitted function); for an adaptive solve 4096.
+            A fixed step that needs more steps than a given ``max_steps`` is refused up front
+            (``ValueError``) when its times are concrete. A solve that reaches its bound
+            raises a ``RuntimeError`` naming this option (at run time under ``jit``; outside
+            it, saying where the solve stopped), or, with ``throw=False``, returns
+            ``diffrax.RESULTS.max_steps_reached`` in ``.result``. With the
+            ``recursive-checkpoint`` adjoint the bound also sets the number of checkpoints
+            (about ``sqrt(2 max_steps)`` states kept for the backward pass).
     """
 
     solver: SolverName = "tsit5"
@@ -531,7 +666,7 @@ class SolveConfig:
     rtol: float = 1e-6
     atol: float = 1e-8
     adjoint: AdjointName = "recursive-checkpoint"
-    max_steps: int = 4096
+    max_steps: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.solver, diffrax.AbstractSolver):
@@ -588,7 +723,7 @@ def solve(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     adjoint: str | diffrax.AbstractAdjoint = "recursive-checkpoint",
-    max_steps: int = 4096,
+    max_steps: int | None = None,
     args: Any = None,
     throw: bool = True,
 ) -> PyTree[Array]:
@@ -599,9 +734,10 @@ def solve(
     ``vector_field(t, y, args)`` may be any callable or ``eqx.Module``; ``solver`` and
     ``adjoint`` are names (`SOLVERS`, `ADJOINTS`) or diffrax instances.
     ``t0`` defaults to ``ts[0]``. ``dt0``, ``adaptive``, ``rtol``, ``atol``, ``max_steps``
-    are as in `SolveConfig`. Arguments are checked before anything is compiled;
-    ``throw=False`` returns whatever was computed instead of raising when the solve fails
-    (use `SolveConfig.solve_full` to see ``.result``).
+    are as in `SolveConfig` (``max_steps=None``: a fixed step takes as many steps as the
+    span needs, an adaptive solve at most 4096). Arguments are checked before anything is
+    compiled; ``throw=False`` returns whatever was computed instead of raising when the
+    solve fails (use `SolveConfig.solve_full` to see ``.result``).
     """
     sol = _diffeqsolve(
         vector_field,

@@ -25,15 +25,15 @@ from ._base import AbstractPDE, check_state
 
 __all__ = ["PDESolver", "PDE_SOLVE"]
 
-PDE_SOLVE = SolveConfig(
-    solver="heun", dt0=0.1, adaptive=False, rtol=1e-3, atol=1e-3, max_steps=16384
-)
-"""The default solve of `PDESolver`: Heun's method with a fixed step 0.1."""
+PDE_SOLVE = SolveConfig(solver="heun", dt0=0.1, adaptive=False, rtol=1e-3, atol=1e-3)
+"""The default solve of `PDESolver`: Heun's method with a fixed step 0.1, as many steps as
+the time span needs (``max_steps`` None; see `SolveConfig` for times traced under ``jit``)."""
 
 
 _SPLIT_FAILED = (
     "the split PDE solve stopped before the last time (max_steps reached, or the step size "
-    "collapsed); raise SolveConfig.max_steps or lower dt0"
+    "collapsed); raise SolveConfig.max_steps (--solve.max_steps on the command line) or "
+    "lower dt0"
 )
 
 

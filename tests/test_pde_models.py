@@ -316,7 +316,10 @@ def test_a_neural_solver_file_of_0_1_0_loads_with_its_grid_and_solve_settings(tm
     right-hand side as a plain spec dict: such a file loads as the same model."""
     grid = Grid(dx=0.5, boundary="dirichlet", boundary_value=0.25)
     rhs = NeuralRDA(2, advection=True, grid=grid, key=jax.random.key(5))
-    solve = SolveConfig(solver="rk4", dt0=0.05, adaptive=False, rtol=1e-4, atol=1e-5)
+    # the old file records its max_steps (4096), which is kept as given
+    solve = SolveConfig(
+        solver="rk4", dt0=0.05, adaptive=False, rtol=1e-4, atol=1e-5, max_steps=4096
+    )
     new = PDESolver(rhs, solve).save(tmp_path / "new.eqx")
     leaves = new.read_bytes().split(b"\n", 1)[1]
     arguments = {

@@ -47,7 +47,15 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Real
 
 from .._helpers import check_int, check_number
 from .._model import AbstractModel
-from .._solve import SolveConfig, _build, _check_field_output, _check_y0, _is_concrete
+from .._solve import (
+    SolveConfig,
+    _build,
+    _check_field_output,
+    _check_y0,
+    _fixed_step_count,
+    _is_concrete,
+    _step_bound,
+)
 from ._node import _check_solve
 
 __all__ = [
@@ -277,8 +285,12 @@ class _Segment(eqx.Module):
             root_finder = _SafeguardedNewton(rtol=solve.rtol, atol=solve.atol)
         event = diffrax.Event(self.condition, root_finder, direction=self.direction)
         dt0 = solve.dt0
-        if dt0 is None and not solve.adaptive:
-            dt0 = (t1 - t0) / 100
+        count = None  # the steps of a fixed step to t1, when known (bounds max_steps=None)
+        if not solve.adaptive:
+            if dt0 is None:
+                dt0, count = (t1 - t0) / 100, 100
+            else:
+                count = _fixed_step_count(t0, t1, dt0)
         # The end point and the save times in separate buffers: diffrax writes the end
         # point after the last save time it kept, which an event makes data-dependent.
         subs = [diffrax.SubSaveAt(t1=True)]
@@ -297,7 +309,7 @@ class _Segment(eqx.Module):
             stepsize_controller=controller,
             adjoint=adjoint,
             event=event,
-            max_steps=solve.max_steps,
+            max_steps=_step_bound(solve.max_steps, solve.adaptive, count),
             throw=throw,
         )
         time = sol.ts[0][0]
