@@ -64,9 +64,7 @@ class SimulateConfig:
     frames: int = 50
     channel: int = -1
     float64: bool = False
-    solve: SolveConfig = SolveConfig(
-        solver="heun", dt0=1.0, adaptive=False, rtol=1e-3, atol=1e-3, max_steps=16384
-    )
+    solve: SolveConfig = SolveConfig(solver="heun", dt0=1.0, adaptive=False, rtol=1e-3, atol=1e-3)
 
     def __post_init__(self) -> None:
         if self.model not in FIXED_MODELS:
@@ -129,7 +127,8 @@ def simulate_pde(cfg: SimulateConfig, key: PRNGKeyArray) -> Simulation:
     x0 = initial_state(rhs, jax.random.fold_in(key, 2), cfg.size)
     ts = jnp.linspace(0.0, cfg.t1, cfg.frames)
     start = time.perf_counter()
-    ys = eqx.filter_jit(lambda s, x, t: s(x, t))(solver, x0, ts)
+    # the save times are closed over (constants): a fixed step counts its steps up front
+    ys = eqx.filter_jit(lambda s, x: s(x, ts))(solver, x0)
     ys = np.asarray(jax.block_until_ready(ys))
     seconds = time.perf_counter() - start
     if not np.all(np.isfinite(ys)):
