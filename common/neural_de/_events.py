@@ -51,6 +51,7 @@ from .._solve import (
     SolveConfig,
     _build,
     _check_field_output,
+    _check_ts,
     _check_y0,
     _fixed_step_count,
     _is_concrete,
@@ -185,25 +186,14 @@ def _check_span(t0: Any, t1: Any) -> None:
 
 
 def _check_save_times(ts: Any, t0: Any, t1: Any) -> Array:
-    ts = jnp.asarray(ts)
-    if ts.ndim != 1 or ts.shape[0] < 1:
-        raise ValueError(f"argument 'ts' must be a 1-D array [T] with T >= 1; got {ts.shape}")
-    if not jnp.issubdtype(ts.dtype, jnp.floating):
-        if not jnp.issubdtype(ts.dtype, jnp.integer):
-            raise TypeError(f"argument 'ts' must hold real numbers; got dtype {ts.dtype}")
-        ts = ts.astype(jnp.result_type(float))
-    if _is_concrete(ts):
-        values = np.asarray(ts)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"argument 'ts' must be finite; got {values}")
-        if not np.all(np.diff(values) > 0):
-            raise ValueError(f"argument 'ts' must be strictly increasing; got {values}")
-        if _is_concrete(t0) and _is_concrete(t1):
-            if values[0] < float(t0) or values[-1] > float(t1):
-                raise ValueError(
-                    f"argument 'ts' must lie in [t0, t1] = [{float(t0)}, {float(t1)}]; got "
-                    f"ts[0] = {values[0]}, ts[-1] = {values[-1]}"
-                )
+    """`solve`'s checks of save times (1-D, real, finite, increasing, from ``t0`` on), and
+    that they end by ``t1``."""
+    ts, _ = _check_ts(ts, t0)
+    if _is_concrete(ts) and _is_concrete(t1) and float(ts[-1]) > float(t1):
+        raise ValueError(
+            f"argument 'ts' must lie in [t0, t1] = [{float(t0)}, {float(t1)}]; got "
+            f"ts[-1] = {float(ts[-1])}"
+        )
     return ts
 
 

@@ -71,6 +71,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from .._helpers import check_int, check_number
 from .._model import AbstractModel
+from .._solve import _check_ts
 from ._node import get_activation
 from ._sde import NeuralSDE, SDESolveConfig
 
@@ -465,20 +466,11 @@ class LatentSDE(AbstractModel):
     # ------------------------------------------------------------------ checks
 
     def _check_ts(self, ts: Any) -> Array:
-        ts = jnp.asarray(ts)
-        if ts.ndim != 1 or ts.shape[0] < 2:
-            raise ValueError(f"LatentSDE: argument 'ts' must be [T] with T >= 2; got {ts.shape}")
-        if not jnp.issubdtype(ts.dtype, jnp.floating):
-            if not jnp.issubdtype(ts.dtype, jnp.integer):
-                raise TypeError(f"LatentSDE: argument 'ts' must hold real numbers; got {ts.dtype}")
-            ts = ts.astype(jnp.result_type(float))
-        if _is_concrete(ts):
-            values = np.asarray(ts)
-            if not np.all(np.isfinite(values)) or not np.all(np.diff(values) > 0):
-                raise ValueError(
-                    f"LatentSDE: argument 'ts' must be finite and strictly increasing; got {values}"
-                )
-        return ts
+        if np.ndim(ts) != 1 or np.shape(ts)[0] < 2:
+            raise ValueError(
+                f"LatentSDE: argument 'ts' must be [T] with T >= 2; got {np.shape(ts)}"
+            )
+        return _check_ts(ts, None)[0]  # `solve`'s checks: real, finite, increasing
 
     def _check_vector(self, z: Any, name: str) -> Array:
         z = jnp.asarray(z)
