@@ -348,6 +348,12 @@ from ._run_folder import (
 from ._run_folder import (
     recorded_run as recorded_run,
 )
+from ._sequence_data import (
+    SequenceData as SequenceData,
+)
+from ._sequence_data import (
+    load_sequence as load_sequence,
+)
 from ._sharding import (
     BATCH_AXIS as BATCH_AXIS,
 )
@@ -632,6 +638,8 @@ __all__ = [
     "write_container",
     "read_container_header",
     "read_container",
+    "SequenceData",
+    "load_sequence",
     "Leapfrog",
     "SymplecticEuler",
     "PartitionedField",

@@ -22,6 +22,9 @@ from ._config import (
     PDEConfig as PDEConfig,
 )
 from ._config import (
+    SequenceConfig as SequenceConfig,
+)
+from ._config import (
     build_model as build_model,
 )
 from ._figures import (
@@ -35,6 +38,9 @@ from ._figures import (
 )
 from ._figures import (
     plot_perception as plot_perception,
+)
+from ._figures import (
+    plot_sequence as plot_sequence,
 )
 from ._figures import (
     plot_trajectory as plot_trajectory,
@@ -108,6 +114,15 @@ from ._pde_task import (
 from ._pde_task import (
     trajectory_windows as trajectory_windows,
 )
+from ._sequence import (
+    SequenceTask as SequenceTask,
+)
+from ._sequence import (
+    interval_steps as interval_steps,
+)
+from ._sequence import (
+    state_regulariser as state_regulariser,
+)
 from ._targets import (
     BUILTIN_TARGETS as BUILTIN_TARGETS,
 )
@@ -176,6 +191,7 @@ __all__ = [
     "NCAModelConfig",
     "GrowConfig",
     "PDEConfig",
+    "SequenceConfig",
     "NCATrainConfig",
     "NCARunConfig",
     "build_model",
@@ -186,8 +202,12 @@ __all__ = [
     "plot_channels",
     "plot_growth",
     "plot_trajectory",
+    "plot_sequence",
     "save_rollout_gif",
     "save_trajectory_gif",
+    "interval_steps",
+    "state_regulariser",
+    "SequenceTask",
     "NCAFit",
     "NCARun",
     "fit_nca",

@@ -4,6 +4,8 @@
   from one seed cell with a sample pool and damage (`fit_nca`);
 - ``diffdyn nca train --task pde`` fits an NCA to Gray-Scott trajectories and tests it from an
   unseen initial condition (`fit_nca`);
+- ``diffdyn nca train --task sequence --data PATH`` fits an NCA to recorded frames and rolls
+  it out over the held-out last frames against persistence (`fit_nca`);
 - ``diffdyn nca run --model RUN_DIR`` loads a trained model, grows it from a seed cell, erases
   the right half and lets it regrow, and writes a GIF (`run_nca`).
 """
@@ -24,6 +26,7 @@ from ._figures import (
     plot_channels,
     plot_growth,
     plot_perception,
+    plot_sequence,
     plot_trajectory,
     plot_weights,
     save_rollout_gif,
@@ -34,12 +37,14 @@ from ._workflows import NCAFit, _model_folder, fit_nca, run_nca
 
 def _quick(cfg: NCATrainConfig) -> NCATrainConfig:
     """Small settings of the chosen task (``--quick`` / ``DIFFDYN_QUICK=1``): 30 steps
-    validated every 10, a 24x24 grid, a narrow network."""
+    validated every 10, a 24x24 grid (not for sequence, whose grid is the data's), a narrow
+    network."""
     r = dataclasses.replace
     m = cfg.model
     model = r(
         m,
-        channels=m.channels or 8,
+        # a sequence NCA needs at least the data's channels: None stays the data's + hidden
+        channels=m.channels if cfg.task == "sequence" else m.channels or 8,
         hidden=None if m.variant == "kan" else min(m.hidden or 96, 32),
     )
     every = cfg.train.validate_every
@@ -63,6 +68,14 @@ def _quick(cfg: NCATrainConfig) -> NCATrainConfig:
             reseed=min(g.reseed, batch),
         )
         return r(cfg, model=model, train=train, grow=grow)
+    if cfg.task == "sequence":
+        s = cfg.sequence
+        sequence = r(
+            s,
+            steps_per_frame=min(s.steps_per_frame, 4),
+            batch_size=None if s.batch_size is None else min(s.batch_size, 8),
+        )
+        return r(cfg, model=model, train=train, sequence=sequence)
     p = cfg.pde
     pde = r(
         p,
@@ -94,6 +107,27 @@ def _write_figures(fit: NCAFit, steps: int, out: Path) -> None:
     plot_weights(res.model, out / "weights.png")
 
 
+def _write_sequence_figures(fit: NCAFit, out: Path) -> None:
+    """The held-out frames against the NCA's rollout (figure and GIF of sequence 0), every
+    channel of that rollout, the training curve, perception and weights."""
+    res = fit.result
+    mse = fit.metrics["held_out_mse"]
+    persistence = fit.metrics["held_out_mse_persistence"]
+    plot_training(res, out / "loss.png", ylabel="interval MSE + penalties")
+    plot_sequence(
+        fit.truth,
+        fit.prediction,
+        out / "held_out.png",
+        times=fit.times,
+        mse=mse,
+        persistence=persistence,
+    )
+    save_trajectory_gif(fit.truth[0], fit.prediction[0], out / "held_out.gif", channel=0)
+    plot_channels(fit.prediction[0], out / "channels.png", times=fit.times, time_label="t =")
+    plot_perception(res.model, out / "perception.png")
+    plot_weights(res.model, out / "weights.png")
+
+
 @command(
     "nca",
     "train",
@@ -103,9 +137,13 @@ def _write_figures(fit: NCAFit, steps: int, out: Path) -> None:
     trains=True,
 )
 def train(cfg: NCATrainConfig, ctx: RunContext) -> dict[str, Any]:
-    """Train an NCA: grow a target image (``--task grow``) or learn Gray-Scott (``pde``)."""
+    """Train an NCA: grow a target image (``--task grow``), learn Gray-Scott (``pde``) or a
+    recorded sequence (``sequence --data PATH``)."""
     fit = fit_nca(cfg, ctx.key, logger=ctx.logger(), out=ctx.out, resume=ctx.resume)
-    _write_figures(fit, cfg.grow.rollout_steps, ctx.out)
+    if cfg.task == "sequence":
+        _write_sequence_figures(fit, ctx.out)
+    else:
+        _write_figures(fit, cfg.grow.rollout_steps, ctx.out)
     return fit.metrics
 
 

@@ -24,12 +24,13 @@ __all__ = [
     "NCAModelConfig",
     "GrowConfig",
     "PDEConfig",
+    "SequenceConfig",
     "NCATrainConfig",
     "NCARunConfig",
     "build_model",
 ]
 
-Task = Literal["grow", "pde"]
+Task = Literal["grow", "pde", "sequence"]
 Variant = Literal["nca", "gated", "multiscale", "kan"]
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu"]
 Boundary = Literal["periodic", "dirichlet", "neumann"]
@@ -37,7 +38,11 @@ Boundary = Literal["periodic", "dirichlet", "neumann"]
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "grow": {"channels": 16, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": True},
     "pde": {"channels": 8, "filters": ("identity", "laplacian"), "fire_rate": 1.0, "alive": False},
+    "sequence": {"channels": 8, "filters": DEFAULT_FILTERS, "fire_rate": 1.0, "alive": False},
 }
+_SEQUENCE_HIDDEN = 6
+"""Hidden channels of a sequence NCA whose channels are not given: the reference's Gray-Scott
+NCA has 8 channels for 2 observed ones."""
 _HIDDEN, _ACTIVATION, _SCALES, _BASIS, _ALIVE_THRESHOLD = 96, "relu", (1, 2), 8, 0.1
 
 
@@ -48,14 +53,15 @@ class NCAModelConfig:
     Attributes:
         variant: the update network: nca (MLP), gated (GLU), multiscale (pool, update and
             upsample per channel block) or kan (Gaussian-basis Kolmogorov-Arnold layers).
-        channels: state channels (None: 16 for grow, 8 for pde).
+        channels: state channels (None: 16 for grow, 8 for pde, the data's channels + 6
+            hidden for sequence).
         filters: perception filters, each applied to every channel (None: identity, sobel_x,
-            sobel_y, laplacian for grow; identity, laplacian for pde).
+            sobel_y, laplacian for grow and sequence; identity, laplacian for pde).
         hidden: hidden width of the update network (None: 96; not for kan).
         activation: hidden activation (None: relu; not for kan).
         fire_rate: probability that a cell applies its update in a step (None: 0.5 for grow,
-            1 for pde).
-        alive: alive masking on channel 3 (None: on for grow, off for pde).
+            1 for pde and sequence).
+        alive: alive masking on channel 3 (None: on for grow, off for pde and sequence).
         alive_threshold: a cell lives while the 3x3 maximum of channel 3 around it exceeds this
             (None: 0.1; only with alive masking).
         boundary: the grid boundary (dirichlet holds the edge cells at 0).
@@ -180,6 +186,69 @@ class PDEConfig:
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceConfig:
+    """Learning recorded frame sequences (``--task sequence --data PATH``): every interval
+    between frames trained in parallel, teacher-forced or from propagated states.
+
+    Attributes:
+        held_out: the last frames of every sequence kept for validation (>= 2): the NCA rolls
+            out from the first and is scored on the rest, against persistence.
+        steps_per_frame: NCA steps of the shortest interval between frames (longer intervals
+            take proportionally more; each must come out a whole number).
+        times: the time of every frame (None: the .npz file's 'times', else 0, 1, 2, ...).
+        batch_size: (sequence, interval) pairs per training step (None: all of them).
+        propagate_fraction: the fraction of each batch that starts from the NCA's own
+            propagated states, hidden channels carried (the rest: the observed frame with zero
+            hidden channels).
+        loss_channels: observed channels in the loss and the validation (None: all).
+        loss_frames: training frames (1 to N-1) whose prediction enters the loss (None: all).
+        state_range: the range outside which the state regulariser penalises every channel.
+        regulariser_weight: weight of the state regulariser (0: off); the data must lie in
+            state_range when it is on.
+        perception_weight: weight of the MSE between the model's non-identity perception
+            features of prediction and target (0: off).
+        checkpoint: wrap every NCA step in jax.checkpoint (less memory for long rollouts).
+    """
+
+    held_out: int = 2
+    steps_per_frame: int = 8
+    times: tuple[float, ...] | None = None
+    batch_size: int | None = None
+    propagate_fraction: float = 0.5
+    loss_channels: tuple[int, ...] | None = None
+    loss_frames: tuple[int, ...] | None = None
+    state_range: tuple[float, float] = (0.0, 1.0)
+    regulariser_weight: float = 1.0
+    perception_weight: float = 0.01
+    checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        check_int(self.held_out, "sequence.held_out", 2)
+        check_int(self.steps_per_frame, "sequence.steps_per_frame", 1)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "sequence.batch_size", 1)
+        if not 0.0 <= self.propagate_fraction <= 1.0:
+            raise ValueError(
+                f"sequence.propagate_fraction must lie in [0, 1]; got {self.propagate_fraction!r}"
+            )
+        for name in ("loss_channels", "loss_frames"):
+            values = getattr(self, name)
+            if values is not None and (not values or min(values) < 0):
+                raise ValueError(
+                    f"sequence.{name} must name at least one index >= 0 (None: all); got "
+                    f"{list(values)}"
+                )
+        low, high = self.state_range
+        if not low < high:
+            raise ValueError(
+                f"sequence.state_range must be low,high with low < high; got {self.state_range}"
+            )
+        for name in ("regulariser_weight", "perception_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"sequence.{name} must be >= 0; got {getattr(self, name)!r}")
+
+
 _NCA_OPTIM = OptimConfig(
     "adam", 2e-3, schedule="exponential", decay_rate=0.1, normalise_gradients=True
 )
@@ -188,19 +257,25 @@ _NCA_OPTIM = OptimConfig(
 
 @dataclasses.dataclass(frozen=True)
 class NCATrainConfig:
-    """``diffdyn nca train``: grow a target from a seed cell, or learn Gray-Scott.
+    """``diffdyn nca train``: grow a target from a seed cell, learn Gray-Scott, or learn a
+    recorded sequence.
 
     Attributes:
-        task: grow (a target image from one seed cell, with a sample pool and damage) or pde
-            (Gray-Scott trajectories frame to frame).
+        task: grow (a target image from one seed cell, with a sample pool and damage), pde
+            (Gray-Scott trajectories frame to frame) or sequence (recorded frames, --data).
+        data: the recorded frames of task sequence: a .npy/.npz array [T, C, H, W] or
+            [B, T, C, H, W], or a folder of PNG frames (required for task sequence, refused
+            with the others).
         model: the NCA.
         optim: the optimiser.
         train: the training loop.
-        grow: the growing task (its settings are refused with task pde).
-        pde: the trajectory task (its settings are refused with task grow).
+        grow: the growing task (its settings are refused with the other tasks).
+        pde: the trajectory task (its settings are refused with the other tasks).
+        sequence: the recorded-sequence task (its settings are refused with the other tasks).
     """
 
     task: Task = "grow"
+    data: str | None = None
     model: NCAModelConfig = NCAModelConfig()
     optim: OptimConfig = _NCA_OPTIM
     train: TrainConfig = TrainConfig(
@@ -208,11 +283,13 @@ class NCATrainConfig:
     )
     grow: GrowConfig = GrowConfig()
     pde: PDEConfig = PDEConfig()
+    sequence: SequenceConfig = SequenceConfig()
 
     def __post_init__(self) -> None:
-        for task, section, default in (("grow", "pde", PDEConfig()), ("pde", "grow", GrowConfig())):
+        sections = (("grow", GrowConfig()), ("pde", PDEConfig()), ("sequence", SequenceConfig()))
+        for section, default in sections:
             value = getattr(self, section)
-            if self.task == task and value != default:
+            if self.task != section and value != default:
                 changed = [
                     f"{section}.{f.name}={getattr(value, f.name)!r}"
                     for f in dataclasses.fields(value)
@@ -220,8 +297,17 @@ class NCATrainConfig:
                 ]
                 raise ValueError(
                     f"{', '.join(changed)}: the {section}.* settings belong to task {section}, "
-                    f"not to task {task}"
+                    f"not to task {self.task}"
                 )
+        if self.task == "sequence" and not self.data:
+            raise ValueError(
+                "task sequence learns recorded frames: give --data PATH (a .npy/.npz array "
+                "[T, C, H, W] or [B, T, C, H, W], or a folder of PNG frames)"
+            )
+        if self.task != "sequence" and self.data is not None:
+            raise ValueError(
+                f"data={self.data!r}: --data belongs to task sequence, not to task {self.task}"
+            )
         alive = _resolve(self.model, self.task)["alive"]
         if not alive and self.model.alive_threshold is not None:
             raise ValueError(

@@ -9,6 +9,7 @@ trajectories and training curves; GIFs of rollouts.
 - `plot_channels`: every channel (rows) at several times (columns);
 - `plot_growth`: target, grown, erased and regrown states with their errors;
 - `plot_trajectory`: a PDE trajectory above the NCA's free rollout;
+- `plot_sequence`: held-out recorded frames above the NCA's free rollout over them;
 - `plot_losses`: the training loss per step and the validation loss;
 - `save_rollout_gif`, `save_trajectory_gif`: animations, small grids upscaled (`upscale`).
 
@@ -37,6 +38,7 @@ __all__ = [
     "plot_channels",
     "plot_growth",
     "plot_trajectory",
+    "plot_sequence",
     "save_rollout_gif",
     "save_trajectory_gif",
 ]
@@ -211,6 +213,69 @@ def plot_trajectory(
     axes[1, 0].set_ylabel("NCA rollout")
     fig.colorbar(im, ax=axes.ravel().tolist(), label=f"channel {channel}", shrink=0.8)
     fig.suptitle("free rollout from the first frame", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_sequence(
+    truth: Any,
+    prediction: Any,
+    path: str | os.PathLike,
+    *,
+    times: Any = None,
+    channel: int | None = None,
+    sequences: int = 3,
+    columns: int = 6,
+    mse: float | None = None,
+    persistence: float | None = None,
+) -> Path:
+    """Observed held-out frames ``truth [B, K, O, H, W]`` above the NCA's free rollout
+    ``prediction [B, K, C, H, W]`` from the first of them, for the first ``sequences``
+    sequences (two rows each), at up to ``columns`` evenly spaced frames titled with their
+    times (``times [K]``, default the frame index).
+
+    ``channel=None`` shows RGB for 3 or 4 observed channels (the first 3, clipped to
+    ``[0, 1]``) and channel 0 otherwise; an index shows that channel. Single channels share
+    one colour scale, the range of the observed frames, with a colour bar. ``mse`` and
+    ``persistence`` (the NCA's and persistence's held-out errors) go into the title.
+    """
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    if truth.ndim != 5 or prediction.ndim != 5 or truth.shape[:2] != prediction.shape[:2]:
+        raise ValueError(
+            f"truth [B, K, O, H, W] and prediction [B, K, C, H, W] must share B and K; got "
+            f"{truth.shape} and {prediction.shape}"
+        )
+    o = truth.shape[2]
+    rgb = channel is None and o in (3, 4)
+    c = 0 if channel is None else channel
+    if not rgb and not 0 <= c < o:
+        raise ValueError(f"channel must index the {o} observed channels; got {channel}")
+    k = truth.shape[1]
+    show = np.unique(np.linspace(0, k - 1, min(columns, k)).astype(int))
+    times = np.arange(k) if times is None else np.asarray(times)
+    b = min(truth.shape[0], sequences)
+    lo, hi = float(truth[:, :, c].min()), float(truth[:, :, c].max())
+    fig, axes = figure(
+        2 * b, len(show), figsize=(1.9 * len(show) + 1.5, 2.0 * 2 * b + 0.6), squeeze=False
+    )
+    im = None
+    for i in range(b):
+        for row, (name, data) in enumerate((("observed", truth), ("NCA", prediction))):
+            for j, f in enumerate(show):
+                ax = axes[2 * i + row, j]
+                if rgb:
+                    ax.imshow(np.clip(data[i, f, :3].transpose(1, 2, 0), 0.0, 1.0))
+                else:
+                    im = ax.imshow(data[i, f, c], cmap="viridis", vmin=lo, vmax=hi)
+                ax.set_title(f"{name}, t = {times[f]:g}", fontsize=8)
+                _hide_ticks(ax)
+            label = "observed" if row == 0 else "NCA rollout"
+            axes[2 * i + row, 0].set_ylabel(f"seq {i}: {label}", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), label=f"channel {c}", shrink=0.8)
+    title = f"held-out frames: observed vs the NCA rolled out from t = {times[0]:g}"
+    if mse is not None and persistence is not None:
+        title += f"\nMSE {mse:.3g} (persistence {persistence:.3g})"
+    fig.suptitle(title, fontsize=10, y=1.0 + 0.06 / b)
     return save_figure(fig, path)
 
 

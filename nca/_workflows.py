@@ -1,7 +1,8 @@
 """The NCA workflows behind ``diffdyn nca train`` and ``diffdyn nca run``, as library calls.
 
-- `fit_nca` builds the task, the data and the model that an `NCATrainConfig` describes,
-  trains with the common `Trainer` and evaluates the result;
+- `fit_nca` builds the task, the data and the model that an `NCATrainConfig` describes
+  (for task sequence: reads the recorded frames with `load_sequence`), trains with the
+  common `Trainer` and evaluates the result;
 - `run_nca` loads a trained growing NCA, finds its target and grid (from the training's
   ``config.yaml`` next to the model) and grows, damages and regrows it (`evaluate_growth`).
 """
@@ -19,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from diffdyn.common import Logger, Trainer, TrainResult, load_config_file
+from diffdyn.common import Logger, Trainer, TrainResult, load_config_file, load_sequence
 
-from ._config import NCARunConfig, NCATrainConfig, build_model
+from ._config import _SEQUENCE_HIDDEN, NCARunConfig, NCATrainConfig, build_model
 from ._grow import GrowTask, GrowthEvaluation, evaluate_growth
 from ._model import AbstractNCA
 from ._pde_task import (
@@ -30,6 +31,7 @@ from ._pde_task import (
     gray_scott_trajectory,
     trajectory_windows,
 )
+from ._sequence import SequenceTask
 from ._targets import make_target
 
 __all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca"]
@@ -44,9 +46,12 @@ class NCAFit:
         metrics: scalar metrics of the run (see `fit_nca`).
         growth: grow: the final model's `GrowthEvaluation` (with the frames of one rollout).
         target: grow: the target ``[O, H, W]``.
-        truth: pde: the test trajectory ``[N, O, H, W]`` (an unseen initial condition).
+        truth: pde: the test trajectory ``[N, O, H, W]`` (an unseen initial condition);
+            sequence: the held-out frames of every sequence ``[B, K, O, H, W]``.
         prediction: pde: the final model's free rollout from the test trajectory's first
-            frame, every channel ``[N, C, H, W]``.
+            frame, every channel ``[N, C, H, W]``; sequence: the final model's free rollout
+            from the first held-out frame ``[B, K, C, H, W]``.
+        times: sequence: the times of the held-out frames ``[K]``.
     """
 
     result: TrainResult
@@ -55,6 +60,7 @@ class NCAFit:
     target: np.ndarray | None = None
     truth: np.ndarray | None = None
     prediction: np.ndarray | None = None
+    times: np.ndarray | None = None
 
 
 def _frame_every(steps: int, frames: int = 16) -> int:
@@ -100,14 +106,25 @@ def fit_nca(
       ``train_mse`` (first training trajectory), ``test_mse``, ``test_mse_last`` and
       ``test_mse_persistence`` (`evaluate_trajectory`), ``best_test_mse`` (the best model's
       ``test_mse``), and the trainer's numbers as for grow.
+    - sequence: `SequenceTask` on the frames of ``cfg.data`` (`load_sequence`), the last
+      ``cfg.sequence.held_out`` frames of every sequence held out; the best model is the one
+      whose free rollout over them is best. Keys: ``k_model, k_train, k_eval = split(key,
+      3)``. Metrics: the final model's ``held_out_mse`` (rollout from the first held-out
+      frame, scored on the later ones over the loss channels), ``held_out_mse_last``,
+      ``held_out_mse_persistence`` (repeating the first held-out frame), ``best_held_out_mse``
+      (the best model's, on the same frames that selected it, so optimistic), the data's
+      ``sequences``, ``frames``, ``observed_channels`` and ``interval_steps`` (NCA steps per
+      interval), and the trainer's numbers as for grow.
 
     ``logger``, ``out`` and ``resume`` go to the `Trainer` (``out`` receives the checkpoints,
     ``model.eqx`` and ``best.eqx``); the final metrics are also logged under ``eval/``.
     """
     if cfg.task == "grow":
         fit = _fit_grow(cfg, key, logger=logger, out=out, resume=resume)
-    else:
+    elif cfg.task == "pde":
         fit = _fit_pde(cfg, key, logger=logger, out=out, resume=resume)
+    else:
+        fit = _fit_sequence(cfg, key, logger=logger, out=out, resume=resume)
     if logger is not None:
         for name, value in fit.metrics.items():
             if isinstance(value, float) and math.isfinite(value):
@@ -182,6 +199,62 @@ def _fit_pde(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFi
         "parameters": res.model.num_parameters(),
     }
     return NCAFit(res, metrics, truth=np.asarray(test), prediction=np.asarray(test_eval["frames"]))
+
+
+def _fit_sequence(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    s = cfg.sequence
+    if cfg.data is None:  # NCATrainConfig refuses this; a library caller may not have used it
+        raise ValueError("task sequence needs the recorded frames: cfg.data is None")
+    data = load_sequence(cfg.data, times=s.times)
+    observed = data.frames.shape[2]
+    channels = cfg.model.channels or observed + _SEQUENCE_HIDDEN
+    if channels < observed:
+        raise ValueError(
+            f"model.channels = {channels} is fewer than the {observed} channels of the frames "
+            f"in {cfg.data!r}"
+        )
+    k_model, k_train, k_eval = jax.random.split(key, 3)
+    model = build_model(dataclasses.replace(cfg.model, channels=channels), "sequence", k_model)
+    task = SequenceTask(
+        data.frames,
+        data.times,
+        steps_per_frame=s.steps_per_frame,
+        held_out=s.held_out,
+        batch_size=s.batch_size,
+        propagate_fraction=s.propagate_fraction,
+        loss_channels=s.loss_channels,
+        loss_frames=s.loss_frames,
+        state_range=s.state_range,
+        regulariser_weight=s.regulariser_weight,
+        perception_weight=s.perception_weight,
+        checkpoint=s.checkpoint,
+    )
+    training = task.training_data(model.channels)
+    res, seconds = _fit(task, cfg, model, training, k_train, **fit_kwargs)
+    final = {k: float(v) for k, v in task.evaluate(res.model, k_eval).items()}
+    best = float(task.evaluate(res.best_model, k_eval)["loss"])
+    prediction = np.asarray(task.held_out_rollout(res.model, k_eval))
+    metrics = {
+        "held_out_mse": final["loss"],
+        "held_out_mse_last": final["mse_last"],
+        "held_out_mse_persistence": final["mse_persistence"],
+        "best_held_out_mse": best,
+        "sequences": int(data.frames.shape[0]),
+        "frames": int(data.frames.shape[1]),
+        "observed_channels": observed,
+        "interval_steps": list(task.steps_per_interval),
+        **_selection(res),
+        "seconds": seconds,
+        "parameters": res.model.num_parameters(),
+    }
+    n = task.training_frames
+    return NCAFit(
+        res,
+        metrics,
+        truth=np.asarray(data.frames[:, n:]),
+        prediction=prediction,
+        times=np.asarray(data.times[n:]),
+    )
 
 
 def _fit(
