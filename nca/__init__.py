@@ -138,14 +138,44 @@ from ._targets import (
 from ._targets import (
     to_rgb as to_rgb,
 )
+from ._texture import (
+    TEXTURES as TEXTURES,
+)
+from ._texture import (
+    TextureTask as TextureTask,
+)
+from ._texture import (
+    sliced_wasserstein as sliced_wasserstein,
+)
+from ._texture import (
+    texture_features as texture_features,
+)
+from ._texture import (
+    texture_image as texture_image,
+)
+from ._texture import (
+    texture_loss as texture_loss,
+)
 from ._variants import (
     KANCA as KANCA,
+)
+from ._variants import (
+    AttentionNCA as AttentionNCA,
+)
+from ._variants import (
+    BoundedNCA as BoundedNCA,
 )
 from ._variants import (
     GatedNCA as GatedNCA,
 )
 from ._variants import (
     MultiScaleNCA as MultiScaleNCA,
+)
+from ._variants import (
+    PolynomialNCA as PolynomialNCA,
+)
+from ._variants import (
+    monomial_table as monomial_table,
 )
 from ._workflows import (
     NCAFit as NCAFit,
@@ -171,6 +201,10 @@ __all__ = [
     "GatedNCA",
     "MultiScaleNCA",
     "KANCA",
+    "PolynomialNCA",
+    "AttentionNCA",
+    "BoundedNCA",
+    "monomial_table",
     "Pointwise",
     "PointwiseMLP",
     "GaussianKAN",
@@ -208,6 +242,12 @@ __all__ = [
     "interval_steps",
     "state_regulariser",
     "SequenceTask",
+    "TEXTURES",
+    "texture_image",
+    "texture_features",
+    "sliced_wasserstein",
+    "texture_loss",
+    "TextureTask",
     "NCAFit",
     "NCARun",
     "fit_nca",
