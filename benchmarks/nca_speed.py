@@ -38,14 +38,20 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def jax_rates(args: argparse.Namespace) -> tuple[float, float]:
+def jax_rates(args: argparse.Namespace, layout: str = "last") -> tuple[float, float]:
     from diffdyn.common import OptimConfig, TrainConfig, Trainer
-    from diffdyn.nca import NCA, Cells, GrowTask
+    from diffdyn.nca import NCA, AbstractNCA, Cells, GrowTask
+
+    class ChannelsFirstNCA(NCA):
+        """The NCA as before its channels-last rollout: every step in ``[C, H, W]``."""
+
+        increment_channels_last = AbstractNCA.increment_channels_last
 
     c, s = args.channels, args.size
     key = jax.random.key(0)
     target = jax.random.uniform(key, (4, s, s))
-    model = NCA(Cells(c, fire_rate=0.5, alive_threshold=0.1), hidden=args.hidden, key=key)
+    cls = NCA if layout == "last" else ChannelsFirstNCA
+    model = cls(Cells(c, fire_rate=0.5, alive_threshold=0.1), hidden=args.hidden, key=key)
     # a non-zero last layer, so the benchmark does not run the trivial identity
     w = 0.01 * jax.random.normal(jax.random.key(1), model.net.output_layer.weight.shape)
     model = eqx.tree_at(lambda m: m.net.output_layer.weight, model, w)
@@ -158,6 +164,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--checkpoint", action="store_true", help="jax.checkpoint every step")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument(
+        "--channels-first",
+        action="store_true",
+        help="also time the channels-first rollout (every step in [C, H, W]) for comparison",
+    )
     args = p.parse_args()
     sizes = {
         "batch": args.batch,
@@ -168,7 +179,21 @@ def main() -> None:
     }
     infer = {"size": args.infer_size, "channels": args.channels, "steps": args.infer_steps}
     device = check_jax()
+    if args.channels_first:
+        f_train, f_inf = jax_rates(args, "first")
+        rates = {"steps_per_s": f_train, "cell_updates_per_s": f_inf}
+        _print({"benchmark": "nca", "impl": "diffdyn channels-first", **sizes, **rates})
     j_train, j_inf = jax_rates(args)
+    if args.channels_first:
+        _print(
+            {
+                "benchmark": "nca",
+                "impl": "ratio channels-last / channels-first",
+                **sizes,
+                "train_ratio": j_train / f_train,
+                "inference_ratio": j_inf / f_inf,
+            }
+        )
     _print(
         {
             "benchmark": "nca_train",

@@ -65,6 +65,13 @@ class Pointwise(eqx.Module):
             y = y + self.bias.astype(x.dtype)[:, None, None]
         return y
 
+    def channels_last(self, x: Float[Array, "H W I"]) -> Float[Array, "H W O"]:
+        """The same layer on a channels-last field: ``y = x W^T + b`` (cells as rows)."""
+        y = x @ self.weight.astype(x.dtype).T
+        if self.bias is not None:
+            y = y + self.bias.astype(x.dtype)
+        return y
+
 
 class PointwiseMLP(eqx.Module):
     """``y = W_2 σ(W_1 x + b_1) + b_2`` at every cell; ``W_2, b_2`` start at zero."""
@@ -91,6 +98,11 @@ class PointwiseMLP(eqx.Module):
 
     def __call__(self, x: Float[Array, "I H W"]) -> Float[Array, "O H W"]:
         return self.output_layer(ACTIVATIONS[self.activation](self.hidden_layer(x)))
+
+    def channels_last(self, x: Float[Array, "H W I"]) -> Float[Array, "H W O"]:
+        """The same network on a channels-last field ``[H, W, I] -> [H, W, O]``."""
+        hidden = ACTIVATIONS[self.activation](self.hidden_layer.channels_last(x))
+        return self.output_layer.channels_last(hidden)
 
 
 class GaussianKAN(eqx.Module):

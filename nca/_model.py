@@ -150,9 +150,12 @@ class Cells(AbstractModel):
         """``max_{3x3} x[alive_channel] > alive_threshold`` (all True without a threshold)."""
         if self.alive_threshold is None:
             return jnp.ones((1, *x.shape[1:]), bool)
-        a = pad(x[self.alive_channel][None], 1, self.bc.padding)
-        pooled = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 3), (1, 1, 1), "VALID")
-        return pooled > self.alive_threshold
+        return self._alive_of(x[self.alive_channel])[None]
+
+    def _alive_of(self, a: Float[Array, "H W"]) -> Bool[Array, "H W"]:
+        p = pad(a[None], 1, self.bc.padding)
+        pooled = jax.lax.reduce_window(p, -jnp.inf, jax.lax.max, (1, 3, 3), (1, 1, 1), "VALID")
+        return pooled[0] > self.alive_threshold
 
     def apply(
         self,
@@ -174,6 +177,20 @@ class Cells(AbstractModel):
             alive = alive if split is None else split.map(alive)
             new = new * (alive(x, self) & alive(new, self)).astype(x.dtype)
         return self.bc(new)
+
+    def apply_channels_last(
+        self, x: Float[Array, "H W C"], dx: Float[Array, "H W C"], key: PRNGKeyArray
+    ) -> Float[Array, "H W C"]:
+        """`apply` on channels-last fields, with the same random draws (the same result)."""
+        fire = jax.random.bernoulli(key, self.fire_rate, (1, *x.shape[:2]))[0, ..., None]
+        new = x + jnp.where(fire, dx, jnp.zeros((), dx.dtype))
+        if self.alive_threshold is not None:
+            c = self.alive_channel
+            alive = self._alive_of(x[..., c]) & self._alive_of(new[..., c])
+            new = new * alive[..., None].astype(x.dtype)
+        if self.boundary == "periodic":  # nothing to impose
+            return new
+        return jnp.moveaxis(self.bc(jnp.moveaxis(new, -1, 0)), 0, -1)
 
     def check_split(self, split: SplitGrid | None, x: Any) -> None:
         """Refuse a split of a grid that is not periodic, or of a field too small for it."""
@@ -212,6 +229,19 @@ class AbstractNCA(AbstractModel):
     @abc.abstractmethod
     def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         """The proposed update ``dx = f(P(x))`` of every cell."""
+
+    def increment_channels_last(self, x: Float[Array, "H W C"]) -> Float[Array, "H W C"]:
+        """`increment` on a channels-last field ``[H, W, C]``.
+
+        The default transposes around `increment`. A variant that overrides it with a
+        channels-last computation (`NCA` does) has `rollout` keep its state channels-last
+        between steps: on a CPU its per-cell products then run with cells as rows, which is
+        faster forwards and backwards; the results are the same up to rounding.
+        """
+        return jnp.moveaxis(self.increment(jnp.moveaxis(x, -1, 0)), 0, -1)
+
+    def _rolls_channels_last(self) -> bool:
+        return type(self).increment_channels_last is not AbstractNCA.increment_channels_last
 
     @classmethod
     def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
@@ -307,22 +337,30 @@ class AbstractNCA(AbstractModel):
                 raise ValueError(f"every must divide steps = {steps}; got every = {every}")
         if steps == 0:
             return x0 if every is None else x0[None]
+        # a variant with a channels-last increment keeps the state [H, W, C] between steps
+        last = split is None and self._rolls_channels_last()
 
         def body(x: Array, k: PRNGKeyArray) -> tuple[Array, None]:
+            if last:
+                return self.cells.apply_channels_last(x, self.increment_channels_last(x), k), None
             return self.step(x, k, split=split), None
 
         if checkpoint:
             body = jax.checkpoint(body)
         keys = jax.random.split(key, steps)
+        start = jnp.moveaxis(x0, 0, -1) if last else x0
         if every is None:
-            return jax.lax.scan(body, x0, keys)[0]
+            end = jax.lax.scan(body, start, keys)[0]
+            return jnp.moveaxis(end, -1, 0) if last else end
 
         def frame(x: Array, ks: PRNGKeyArray) -> tuple[Array, Array]:
             x = jax.lax.scan(body, x, ks)[0]
             return x, x
 
         # raw uint32 keys (jax.random.PRNGKey) carry a trailing axis of 2
-        _, frames = jax.lax.scan(frame, x0, keys.reshape(steps // every, every, *keys.shape[1:]))
+        _, frames = jax.lax.scan(frame, start, keys.reshape(steps // every, every, *keys.shape[1:]))
+        if last:
+            frames = jnp.moveaxis(frames, -1, 1)
         return jnp.concatenate([x0[None], frames])
 
 
@@ -394,3 +432,6 @@ class NCA(AbstractNCA):
 
     def increment(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         return self.net(self.perception(x))
+
+    def increment_channels_last(self, x: Float[Array, "H W C"]) -> Float[Array, "H W C"]:
+        return self.net.channels_last(self.perception.channels_last(x))

@@ -389,3 +389,37 @@ def test_rollout_frames_take_raw_and_typed_keys_alike():
     assert raw.shape == (5, 8, 12, 12)
     np.testing.assert_array_equal(raw, typed)
     np.testing.assert_array_equal(raw[-1], model.rollout(x, 32, jax.random.PRNGKey(4)))
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "neumann", "dirichlet"])
+@pytest.mark.parametrize("alive_threshold", [None, 0.1])
+def test_the_channels_last_rollout_equals_the_step_loop(boundary, alive_threshold):
+    """`NCA.rollout` keeps its state channels-last between steps; the result, its frames and
+    its gradient equal those of the channels-first step loop up to float32 rounding."""
+    cells = Cells(6, fire_rate=0.5, alive_threshold=alive_threshold, boundary=boundary)
+    model = NCA(cells, hidden=16, key=jax.random.key(0))
+    weight = 0.1 * jax.random.normal(jax.random.key(1), model.net.output_layer.weight.shape)
+    model = eqx.tree_at(lambda m: m.net.output_layer.weight, model, weight)
+    assert model._rolls_channels_last()
+    x0 = jax.random.uniform(jax.random.key(2), (6, 12, 10))
+    key = jax.random.key(3)
+
+    def loop(m):
+        x = x0
+        for k in jax.random.split(key, 6):
+            x = m.step(x, k)
+        return x
+
+    np.testing.assert_allclose(model.rollout(x0, 6, key), loop(model), atol=2e-6)
+    frames = model.rollout(x0, 6, key, every=3)
+    assert frames.shape == (3, 6, 12, 10)
+    np.testing.assert_allclose(frames[-1], loop(model), atol=2e-6)
+    np.testing.assert_array_equal(frames[0], x0)
+
+    def loss(f):
+        return lambda m: jnp.sum(f(m) ** 2)
+
+    fast = eqx.filter_grad(loss(lambda m: m.rollout(x0, 6, key, checkpoint=True)))(model)
+    slow = eqx.filter_grad(loss(loop))(model)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

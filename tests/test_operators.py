@@ -429,5 +429,13 @@ def test_perception_shift_and_conv_implementations_agree(padding):
     np.testing.assert_allclose(shift(x), conv(x), rtol=1e-5, atol=1e-5)
     auto = common.Perception(3, filters, padding=padding)
     np.testing.assert_allclose(auto(x), conv(x), rtol=1e-5, atol=1e-5)
+    # channels last: the same features, feature k*C + c on the last axis
+    last = jnp.transpose(x, (1, 2, 0))
+    for p in (conv, shift):
+        np.testing.assert_allclose(
+            jnp.transpose(p.channels_last(last), (2, 0, 1)), conv(x), rtol=1e-5, atol=1e-5
+        )
+    with pytest.raises(ValueError, match="channels last"):
+        shift.channels_last(x)
     with pytest.raises(ValueError, match="impl"):
         common.Perception(3, filters, impl="fft")
