@@ -86,6 +86,86 @@ def jax_rates(args: argparse.Namespace, layout: str = "last") -> tuple[float, fl
     return 1.0 / t_train, n * n * args.infer_steps / t_inf
 
 
+class ReferenceStyleNCA(eqx.Module):
+    """The NCA as the Differentiable-Patterning reference writes it in JAX: one single-channel
+    3x3 ``eqx.nn.Conv2d`` per perception kernel vmapped over the channels (fixed weights kept
+    out of the gradient by a partition), ``eqx.nn.Conv2d`` 1x1 layers, a fire mask per
+    channel and pixel, and the rollout an ``eqx.internal.scan``. Same features (identity,
+    Sobel x and y, Laplacian), widths and fire rate as the diffdyn side; no alive masking
+    (the reference has none)."""
+
+    kernels: list
+    hidden: eqx.nn.Conv2d
+    out: eqx.nn.Conv2d
+    fire_rate: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, hidden: int, fire_rate: float, key):
+        k1, k2 = jax.random.split(key)
+        sob = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]) / 8
+        lap = np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6
+        ident = np.zeros((3, 3))
+        ident[1, 1] = 1.0
+        self.kernels = []
+        for k in (ident, sob, sob.T, lap):
+            conv = eqx.nn.Conv2d(1, 1, 3, use_bias=False, key=k1)
+            conv = eqx.tree_at(lambda c: c.weight, conv, jnp.asarray(k, jnp.float32)[None, None])
+            self.kernels.append(conv)
+        self.hidden = eqx.nn.Conv2d(4 * channels, hidden, 1, use_bias=False, key=k1)
+        out = eqx.nn.Conv2d(hidden, channels, 1, key=k2)
+        w = 0.01 * jax.random.normal(k2, out.weight.shape)
+        self.out = eqx.tree_at(lambda c: (c.weight, c.bias), out, (w, jnp.zeros_like(out.bias)))
+        self.fire_rate = fire_rate
+
+    def __call__(self, x, key):
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+        features = [jax.vmap(lambda c, k=k: k(c[None])[0])(padded) for k in self.kernels]
+        dx = self.out(jax.nn.relu(self.hidden(jnp.concatenate(features))))
+        sigma = jax.random.bernoulli(key, self.fire_rate, dx.shape)
+        return x + sigma * dx
+
+
+def reference_style_rate(args: argparse.Namespace) -> float:
+    """Training steps/s of `ReferenceStyleNCA` (batch ``--batch``, ``--steps`` NCA steps, MSE to
+    an RGBA target, nadam), its step written as the reference writes it."""
+    import equinox.internal as eqxi
+    import optax
+
+    c, s = args.channels, args.size
+    key = jax.random.key(0)
+    model = ReferenceStyleNCA(c, args.hidden, 0.5, key)
+    target = jax.random.uniform(key, (4, s, s))
+    x0 = jnp.zeros((args.batch, c, s, s)).at[:, 3:, s // 2, s // 2].set(1.0)
+    spec = jax.tree.map(eqx.is_inexact_array, model)
+    fixed = [jax.tree.map(lambda _: False, k) for k in model.kernels]
+    spec = eqx.tree_at(lambda m: m.kernels, spec, replace=fixed)
+    params, static = eqx.partition(model, spec)
+    optimiser = optax.nadam(1e-3)
+
+    def loss(p, key):
+        m = eqx.combine(p, static)
+
+        def body(x, k):
+            return jax.vmap(m)(x, jax.random.split(k, x.shape[0])), None
+
+        x = eqxi.scan(body, x0, jax.random.split(key, args.steps), kind="lax")[0]
+        return jnp.mean((x[:, :4] - target) ** 2)
+
+    @eqx.filter_jit
+    def step(p, opt_state, key):
+        value, grads = eqx.filter_value_and_grad(loss)(p, key)
+        updates, opt_state = optimiser.update(grads, opt_state, p)
+        return eqx.apply_updates(p, updates), opt_state, value
+
+    holder = {"p": params, "o": optimiser.init(params), "k": key}
+
+    def train_once() -> None:
+        holder["k"], k = jax.random.split(holder["k"])
+        holder["p"], holder["o"], value = step(holder["p"], holder["o"], k)
+        jax.block_until_ready(value)
+
+    return 1.0 / _time(train_once, args.repeats)
+
+
 def torch_rates(args: argparse.Namespace) -> tuple[float, float] | None:
     try:
         import torch
@@ -169,6 +249,11 @@ def main() -> None:
         action="store_true",
         help="also time the channels-first rollout (every step in [C, H, W]) for comparison",
     )
+    p.add_argument(
+        "--reference-style",
+        action="store_true",
+        help="also time the NCA written as the Differentiable-Patterning reference writes it",
+    )
     args = p.parse_args()
     sizes = {
         "batch": args.batch,
@@ -213,6 +298,24 @@ def main() -> None:
             "cell_updates_per_s": j_inf,
         }
     )
+    if args.reference_style:
+        r_train = reference_style_rate(args)
+        _print(
+            {
+                "benchmark": "nca_train",
+                "impl": "reference-style jax",
+                **sizes,
+                "steps_per_s": r_train,
+            }
+        )
+        _print(
+            {
+                "benchmark": "nca_train",
+                "impl": "ratio diffdyn / reference-style jax",
+                **sizes,
+                "ratio": j_train / r_train,
+            }
+        )
     t = None if args.no_torch else torch_rates(args)
     if t is None:
         return
