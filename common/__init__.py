@@ -315,6 +315,9 @@ from ._optim import (
 from ._optim import (
     normalise_gradients as normalise_gradients,
 )
+from ._optim import (
+    parameter_groups as parameter_groups,
+)
 from ._plotting import (
     channels_to_rgb as channels_to_rgb,
 )
@@ -576,6 +579,7 @@ __all__ = [
     "make_schedule",
     "normalise_gradients",
     "non_negative",
+    "parameter_groups",
     "Logger",
     "TensorBoardLogger",
     "NullLogger",

@@ -133,7 +133,11 @@ def _type_name(tp: Any) -> str:
 
 
 def parse_value(tp: Any, value: Any, key: str) -> Any:
-    """Coerce ``value`` (a string from the command line, or a parsed file value) to ``tp``."""
+    """Coerce ``value`` (a string from the command line, or a parsed file value) to ``tp``.
+
+    A string for a list or tuple is ``a,b,c`` (or JSON, ``[...]``); a string for a pair
+    ``tuple[K, V]`` may also be ``k=v``, so that ``tuple[tuple[str, float], ...]`` reads
+    ``a=0.1,b=0.2`` as ``(("a", 0.1), ("b", 0.2))``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -158,6 +162,8 @@ def parse_value(tp: Any, value: Any, key: str) -> Any:
             text = value.strip()
             if text.startswith("["):
                 value = json.loads(text)
+            elif "=" in text and "," not in text and len(args) == 2 and args[1] is not Ellipsis:
+                value = [part.strip() for part in text.rsplit("=", 1)]  # a pair: KEY=VALUE
             else:
                 value = [v for v in text.strip("()").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):

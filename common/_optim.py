@@ -5,14 +5,19 @@
 - `make_optimiser` builds ``clip -> weight decay -> optimiser(schedule)`` from names;
 - `make_schedule` builds the learning-rate schedule alone (e.g. to log it);
 - `normalise_gradients` rescales every parameter block to unit norm (neural CA);
-- `non_negative` projects chosen parameters onto ``p >= 0`` exactly (last in a chain).
+- `non_negative` projects chosen parameters onto ``p >= 0`` exactly (last in a chain);
+- `parameter_groups` says which group of `OptimConfig.group_learning_rates` each parameter
+  falls in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+import math
+import numbers
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import equinox as eqx
@@ -30,6 +35,7 @@ __all__ = [
     "make_schedule",
     "normalise_gradients",
     "non_negative",
+    "parameter_groups",
 ]
 
 OPTIMISERS: dict[str, Callable[..., optax.GradientTransformation]] = {
@@ -97,6 +103,13 @@ class OptimConfig:
         clip_norm: clip the global gradient norm to this value (None: no clipping).
         normalise_gradients: rescale each parameter block's gradient to unit norm before the
             optimiser (as neural cellular automata are trained).
+        group_learning_rates: learning rates of groups of parameters, as ``(pattern, rate)``
+            pairs; on the command line ``PATTERN=RATE,PATTERN=RATE`` (e.g.
+            ``rhs.diffusion*=1e-2,net*=1e-3``). A parameter takes the rate of the first pattern
+            that selects it (see `parameter_groups`), the others ``learning_rate``; the
+            optimiser, schedule, warmup and weight decay act on every group alike, each from
+            its own rate, and clipping stays global. A pattern that selects no parameter is an
+            error.
     """
 
     optimiser: OptimiserName = "adam"
@@ -109,8 +122,10 @@ class OptimConfig:
     momentum: float = 0.0
     clip_norm: float | None = None
     normalise_gradients: bool = False
+    group_learning_rates: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "group_learning_rates", _check_groups(self.group_learning_rates))
         if self.optimiser not in OPTIMISERS:
             raise _known("optimiser", self.optimiser, OPTIMISERS)
         if self.schedule not in SCHEDULES:
@@ -133,10 +148,18 @@ class OptimConfig:
             raise ValueError(f"clip_norm must be > 0 or None (no clipping); got {self.clip_norm!r}")
 
     def build(self, steps: int, *, non_negative_leaves: Any = None) -> optax.GradientTransformation:
-        """The optax transformation for a run of ``steps`` steps: `normalise_gradients` (if
+        r"""The optax transformation for a run of ``steps`` steps: `normalise_gradients` (if
         asked), clipping, weight decay and the optimiser with its schedule, then the exact
         projection `non_negative` of the leaves ``non_negative_leaves`` selects (if any: a bool
-        pytree or a predicate, as `non_negative` takes)."""
+        pytree or a predicate, as `non_negative` takes).
+
+        With ``group_learning_rates`` the weight decay and the optimiser are one
+        ``optax.multi_transform`` over the groups of `parameter_groups`: group $g$ of rate
+        $\eta_g$ runs the same optimiser with the schedule $\eta_g s(t)$, where
+        $\eta\, s(t)$ is the schedule of rate $\eta$ (every schedule is proportional to its
+        rate), so the ratio of two groups' rates is the same at every step. Clipping acts on
+        the global norm of all the gradients, before the groups. The groups are found when
+        the transformation is initialised (a pattern that selects no parameter fails there)."""
         kw: dict[str, Any] = {}
         if self.schedule == "exponential":
             kw["decay_rate"] = self.decay_rate
@@ -144,22 +167,120 @@ class OptimConfig:
             kw["alpha"] = self.alpha
         if self.momentum:
             kw["momentum"] = self.momentum
-        chain = [normalise_gradients()] if self.normalise_gradients else []
-        chain.append(
-            make_optimiser(
+
+        def optimiser(rate: float, clip_norm: float | None) -> optax.GradientTransformation:
+            return make_optimiser(
                 self.optimiser,
-                self.learning_rate,
+                rate,
                 schedule=self.schedule,
                 steps=steps,
                 warmup=self.warmup,
-                clip_norm=self.clip_norm,
+                clip_norm=clip_norm,
                 weight_decay=self.weight_decay,
                 **kw,
             )
-        )
+
+        chain = [normalise_gradients()] if self.normalise_gradients else []
+        if not self.group_learning_rates:
+            chain.append(optimiser(self.learning_rate, self.clip_norm))
+        else:
+            if self.clip_norm is not None:
+                chain.append(optax.clip_by_global_norm(float(self.clip_norm)))
+            patterns = [pattern for pattern, _ in self.group_learning_rates]
+            transforms = {
+                i: optimiser(rate, None) for i, (_, rate) in enumerate(self.group_learning_rates)
+            }
+            transforms[-1] = optimiser(self.learning_rate, None)
+            chain.append(
+                optax.multi_transform(transforms, lambda tree: parameter_groups(tree, patterns))
+            )
         if non_negative_leaves is not None:
             chain.append(non_negative(non_negative_leaves))
         return chain[0] if len(chain) == 1 else optax.chain(*chain)
+
+
+def _check_groups(groups: Any) -> tuple[tuple[str, float], ...]:
+    """``group_learning_rates`` checked, as a tuple of ``(pattern, rate)`` pairs (a mapping
+    ``{pattern: rate}`` or lists are taken too)."""
+    name = "group_learning_rates"
+    if isinstance(groups, Mapping):
+        groups = tuple(groups.items())
+    if isinstance(groups, str) or not isinstance(groups, Sequence):
+        raise TypeError(f"{name} must be a tuple of (pattern, rate) pairs; got {groups!r}")
+    out: list[tuple[str, float]] = []
+    for pair in groups:
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise TypeError(f"{name} must hold (pattern, rate) pairs; got {pair!r}")
+        pattern, rate = pair
+        if not isinstance(pattern, str) or not pattern.lstrip("."):
+            raise ValueError(f"{name}: a pattern must be a non-empty string; got {pattern!r}")
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+            raise TypeError(f"{name}: the rate of {pattern!r} must be a number; got {rate!r}")
+        rate = float(rate)
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(
+                f"{name}: the rate of {pattern!r} must be finite and > 0; got {rate!r}"
+            )
+        if any(pattern == p for p, _ in out):
+            raise ValueError(f"{name}: the pattern {pattern!r} is given twice")
+        out.append((pattern, rate))
+    return tuple(out)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` (a leading ``.`` dropped) matching a run of whole components of a path."""
+    body = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.removeprefix(".")
+    )
+    return re.compile(rf"(?:^|(?<=\.)|(?=\[)){body}(?=$|[.\[])", re.DOTALL)
+
+
+def parameter_groups(params: Any, patterns: Sequence[str]) -> Any:
+    """The group of each leaf of ``params``: the index of the first pattern that selects it,
+    or ``-1`` when none does (a pytree of ints with the structure of ``params``).
+
+    A leaf's path is written as `jax.tree_util.keystr` writes it, without its leading dot:
+    ``rhs.diffusion_u``, ``net.layers[0].weight``, ``['w']``. Its components are the
+    attribute names and the bracketed indices and keys. A pattern selects the leaf when it
+    matches the whole path or a run of whole consecutive components of it, with ``*``
+    standing for any characters (dots and brackets included) and ``?`` for one, everything
+    else literal (brackets too); a leading dot in the pattern is ignored. So ``rhs``,
+    ``rhs.diffusion*``, ``diffusion_u`` and ``*`` all select ``rhs.diffusion_u`` (also
+    inside a wrapper, at ``model.rhs.diffusion_u``), ``diffusion`` and ``hs.diffusion_u``
+    do not; ``layers[0]`` selects every leaf of the first layer.
+
+    Raises a `ValueError` (naming the pattern and a few of the parameters' paths) when a
+    pattern selects no leaf: when it matches none, or only leaves an earlier pattern took.
+    """
+    patterns = list(patterns)
+    for p in patterns:
+        if not isinstance(p, str) or not p.lstrip("."):
+            raise ValueError(f"parameter_groups: a pattern must be a non-empty string; got {p!r}")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths = [jax.tree_util.keystr(path).removeprefix(".") for path, _ in flat]
+    regexes = [_glob_regex(p) for p in patterns]
+    matches = [[r.search(path) is not None for r in regexes] for path in paths]
+    labels = [next((i for i, m in enumerate(row) if m), -1) for row in matches]
+    for i, pattern in enumerate(patterns):
+        if i in labels:
+            continue
+        matched = [path for path, row in zip(paths, matches, strict=True) if row[i]]
+        if matched:
+            raise ValueError(
+                f"group_learning_rates: the pattern {pattern!r} selects no parameter: the "
+                f"ones it matches ({_few(matched)}) all belong to an earlier pattern"
+            )
+        known = _few(paths) if paths else "none"
+        raise ValueError(
+            f"group_learning_rates: the pattern {pattern!r} matches no trained parameter; "
+            f"the parameters are {known}"
+        )
+    return jax.tree_util.tree_unflatten(treedef, labels)
+
+
+def _few(paths: list[str], shown: int = 6) -> str:
+    more = f", ... ({len(paths)} in all)" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
 
 
 def _known(kind: str, name: Any, known: Any) -> ValueError:

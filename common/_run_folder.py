@@ -38,6 +38,15 @@ __all__ = ["RunFolder", "recorded_run"]
 _LOCK, _CONFIG, _RECORD = ".diffdyn.lock", "config.yaml", "run.json"
 
 
+def _default_flat(cls: type) -> dict[str, Any]:
+    """The flattened config of ``cls()`` (empty when the class has no usable defaults)."""
+    try:
+        default = cls()
+    except (TypeError, ValueError):
+        return {}
+    return _flatten(yaml.safe_load(yaml.safe_dump(config_to_dict(default))))
+
+
 class RunFolder:
     """The claimed output folder of one run (see the module docstring).
 
@@ -137,6 +146,11 @@ class RunFolder:
             if key in previous:
                 old[key], new[key] = previous[key], record[key]
         differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if cfg is not None:
+            # a setting added to diffdyn after the run was recorded, at its default, changes
+            # nothing that ran
+            default = _default_flat(type(cfg))
+            differ = [k for k in differ if k in old or k not in default or new[k] != default[k]]
         refused = [k for k in differ if k not in self.allow_change]
         if refused:
             shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in refused[:6])

@@ -1046,10 +1046,16 @@ class Trainer:
         if not self.primary or not isinstance(recorded, dict):
             return
         before, now = _flatten(recorded), _flatten(self._settings())
+        # settings added after the checkpoint was written, at their defaults, change nothing
+        default = _flatten(
+            {"train": config_to_dict(TrainConfig()), "optim": config_to_dict(OptimConfig())}
+        )
         changed = [
             f"{k} ({before.get(k)!r} -> {now.get(k)!r})"
             for k in sorted(set(before) | set(now))
-            if before.get(k) != now.get(k) and k != "train.progress"
+            if before.get(k) != now.get(k)
+            and k != "train.progress"
+            and (k in before or k not in default or now.get(k) != default[k])
         ]
         if changed:
             tqdm.write(
