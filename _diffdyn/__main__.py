@@ -40,8 +40,14 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
         "rate RNNs and Lyapunov spectra",
         {
             "lyapunov": "Lyapunov spectrum of one rate network (in float64)",
-            "chaos-sweep": "largest exponent and dimension versus the coupling scale (in float64)",
+            "chaos-sweep": (
+                "largest exponent and dimension versus the coupling scale or "
+                "the spread of gains or shifts (in float64)"
+            ),
             "train": "train a network towards a target spectrum (in float64)",
+            "import-connectome": (
+                "convert a FlyStability region-of-interest folder into a connectome folder"
+            ),
         },
     ),
     "node": (

@@ -24,6 +24,9 @@ from ._activations import (
     tanh_stretched as tanh_stretched,
 )
 from ._chaos import (
+    SWEEP_PARAMETERS as SWEEP_PARAMETERS,
+)
+from ._chaos import (
     ChaosSweepConfig as ChaosSweepConfig,
 )
 from ._chaos import (
@@ -35,6 +38,9 @@ from ._chaos import (
 from ._chaos import (
     sample_network as sample_network,
 )
+from ._chaos import (
+    sweep_statistics as sweep_statistics,
+)
 from ._connectome import (
     CONNECTOME_FORMAT as CONNECTOME_FORMAT,
 )
@@ -42,7 +48,16 @@ from ._connectome import (
     DEFAULT_SIGNS as DEFAULT_SIGNS,
 )
 from ._connectome import (
+    REFERENCE_FILES as REFERENCE_FILES,
+)
+from ._connectome import (
     Connectome as Connectome,
+)
+from ._connectome import (
+    ImportConnectomeConfig as ImportConnectomeConfig,
+)
+from ._connectome import (
+    import_reference_connectome as import_reference_connectome,
 )
 from ._connectome import (
     load_connectome as load_connectome,
@@ -193,10 +208,12 @@ __all__ = [
     "spectrum_summary",
     "householder_qr",
     "qr",
+    "SWEEP_PARAMETERS",
     "ChaosSweepConfig",
     "chaos_sweep",
     "chaos_summary",
     "sample_network",
+    "sweep_statistics",
     "CONNECTOME_FORMAT",
     "DEFAULT_SIGNS",
     "Connectome",
@@ -205,6 +222,9 @@ __all__ = [
     "sinkhorn_balance",
     "read_plain_pickle",
     "name_map_to_index",
+    "REFERENCE_FILES",
+    "ImportConnectomeConfig",
+    "import_reference_connectome",
     "TRAINABLE",
     "SpectrumParams",
     "SpectrumTask",

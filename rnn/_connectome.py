@@ -13,6 +13,7 @@ Folder format (``diffdyn-connectome/1``; nothing is ever unpickled)::
     neurotransmitter_names.json   list of transmitter names, indexed by those integers
     cell_type.npy            [N] integer cell-type index            (optional)
     cell_type_names.json     list of cell-type names                (optional)
+    neuron_id.npy            [N] distinct integer neuron ids        (optional)
 
 The network coupling is indexed ``J[post, pre]`` and obeys Dale's law: every synapse of a
 neuron carries that neuron's sign, $J_{ij} = s_j\, w_{j\to i}$, with $s_j$ looked up
@@ -28,7 +29,9 @@ presynaptic neuron of a class sends the same total; each row of $J$ then sums to
 The ``.pkl`` name maps (neuron id -> class name) of FlyStability (Koehn;
 edouardkoehn/FlyStability) can be read with `read_plain_pickle`, which refuses every global
 (so no code can run) and accepts only plain dicts, lists, tuples, strings, numbers, booleans
-and ``None``.
+and ``None``. `import_reference_connectome` (``diffdyn rnn import-connectome``) converts a
+whole region-of-interest folder of FlyStability (hemibrain data, Hulse et al. 2021) into this
+format.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ import io
 import json
 import os
 import pickle
+import secrets
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,6 +62,9 @@ __all__ = [
     "sinkhorn_balance",
     "read_plain_pickle",
     "name_map_to_index",
+    "REFERENCE_FILES",
+    "ImportConnectomeConfig",
+    "import_reference_connectome",
 ]
 
 CONNECTOME_FORMAT = "diffdyn-connectome/1"
@@ -76,6 +84,7 @@ class Connectome:
         presynaptic_sign: ``[N]`` sign (+1, -1, 0) of each neuron's outgoing synapses.
         cell_type: ``[N]`` cell-type index per neuron, or ``None``.
         cell_type_names: names of the cell types, or ``None``.
+        neuron_id: ``[N]`` distinct integer id of each neuron, or ``None``.
     """
 
     weight: np.ndarray
@@ -84,6 +93,7 @@ class Connectome:
     presynaptic_sign: np.ndarray
     cell_type: np.ndarray | None = None
     cell_type_names: tuple[str, ...] | None = None
+    neuron_id: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -269,6 +279,9 @@ def load_connectome(folder: str | os.PathLike) -> Connectome:
     if (folder / "cell_type.npy").exists():
         ct_names = _read_names(folder / "cell_type_names.json")
         ct = _read_index(folder / "cell_type.npy", n, len(ct_names))
+    ids = None
+    if (folder / "neuron_id.npy").exists():
+        ids = _check_ids(read_array(folder / "neuron_id.npy", "neuron ids"), n, "neuron_id.npy")
     return Connectome(
         weight=weight,
         neurotransmitter=nt,
@@ -276,7 +289,20 @@ def load_connectome(folder: str | os.PathLike) -> Connectome:
         presynaptic_sign=np.asarray(table, dtype=np.int32)[nt],
         cell_type=ct,
         cell_type_names=ct_names,
+        neuron_id=ids,
     )
+
+
+def _check_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``ids`` as int64 after checking: ``n`` distinct integers."""
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"{name} must hold {n} integer neuron ids (one per neuron); got {ids.dtype} {ids.shape}"
+        )
+    unique, counts = np.unique(ids, return_counts=True)
+    if unique.size != n:
+        raise ValueError(f"{name} repeats neuron ids {unique[counts > 1][:5].tolist()}")
+    return ids.astype(np.int64)
 
 
 def save_connectome(
@@ -290,8 +316,10 @@ def save_connectome(
     default_sign: int | None = None,
     cell_type: np.ndarray | None = None,
     cell_type_names: list[str] | tuple[str, ...] | None = None,
+    neuron_id: np.ndarray | None = None,
 ) -> Path:
-    """Write a connectome folder (atomically, file by file) and return its path."""
+    """Write a connectome folder (atomically, file by file) and return its path;
+    ``neuron_id`` (optional) holds each neuron's integer id."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {"format": CONNECTOME_FORMAT, "orientation": orientation}
@@ -314,6 +342,8 @@ def save_connectome(
     if cell_type is not None:
         npy("cell_type.npy", np.asarray(cell_type, dtype=np.int32))
         js("cell_type_names.json", list(cell_type_names or []))
+    if neuron_id is not None:
+        npy("neuron_id.npy", np.asarray(neuron_id, dtype=np.int64))
     js("connectome.json", manifest)
     return folder
 
@@ -377,3 +407,248 @@ def name_map_to_index(
     names = tuple(sorted(set(labels)))
     lookup = {name: k for k, name in enumerate(names)}
     return np.asarray([lookup[x] for x in labels], dtype=np.int32), names
+
+
+# ------------------------------------------------------- FlyStability's ROI folders
+REFERENCE_FILES: dict[str, str] = {
+    "adjacency": "adjacency_scc.npy",
+    "neuron_id": "nid_scc.npy",
+    "excitatory": "ei_neuron_types.npy",
+    "neurotransmitter": "neurotransmitter_assignments.pkl",
+    "cell_type": "cell_body_fiber_assignments.pkl",
+}
+"""The files of a FlyStability region-of-interest folder, by role (see
+`import_reference_connectome`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportConnectomeConfig:
+    """Convert a FlyStability region-of-interest folder into a connectome folder (``diffdyn rnn
+    import-connectome``); see `import_reference_connectome`.
+
+    Attributes:
+        src: the region-of-interest folder: adjacency_scc.npy, nid_scc.npy,
+            ei_neuron_types.npy, neurotransmitter_assignments.pkl and
+            cell_body_fiber_assignments.pkl.
+        dst: the connectome folder to write (format diffdyn-connectome/1).
+        orientation: how adjacency_scc.npy is indexed: pre-post (A[pre, post], FlyStability's
+            reading) or post-pre (A[post, pre]).
+        split_mixed: split a neurotransmitter class whose neurons carry both E/I labels into
+            'NAME (excitatory)' and 'NAME (inhibitory)' (default: refuse such a class).
+        force: replace an existing dst (only a connectome folder or an empty folder).
+    """
+
+    src: Path
+    dst: Path
+    orientation: Literal["pre-post", "post-pre"] = "pre-post"
+    split_mixed: bool = False
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reference:
+    """A FlyStability folder read and checked, in diffdyn's terms."""
+
+    adjacency: np.ndarray
+    neuron_id: np.ndarray
+    neurotransmitter: np.ndarray
+    neurotransmitter_names: tuple[str, ...]
+    signs: dict[str, int]
+    cell_type: np.ndarray
+    cell_type_names: tuple[str, ...]
+
+
+def _reference_file(src: Path, role: str) -> Path:
+    path = src / REFERENCE_FILES[role]
+    if not path.is_file():
+        raise ValueError(f"argument 'src': {str(src)!r} has no {REFERENCE_FILES[role]}")
+    return path
+
+
+def _class_index(path: Path, ids: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The class index of every neuron from the ``id -> name`` map pickled at ``path``."""
+    mapping = read_plain_pickle(path)
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f"{path.name} must hold a dict of neuron id -> name; got a {type(mapping).__name__}"
+        )
+    try:
+        index, names = name_map_to_index(ids, mapping)
+    except ValueError as e:
+        raise ValueError(str(e).replace("argument 'mapping'", path.name)) from None
+    except TypeError:  # names of mixed types cannot be sorted
+        names = ()
+    if not names or not all(isinstance(x, str) and x for x in names):
+        raise ValueError(f"{path.name} must map every neuron id to a non-empty name (a string)")
+    return index, names
+
+
+def _read_reference(src: str | os.PathLike, orientation: str, split_mixed: bool) -> _Reference:
+    """Read and check every file of a FlyStability folder; nothing is written."""
+    if orientation not in ("pre-post", "post-pre"):
+        raise ValueError(
+            f"argument 'orientation' must be 'pre-post' or 'post-pre'; got {orientation!r}"
+        )
+    src = Path(src)
+    if not src.is_dir():
+        raise ValueError(f"argument 'src': {str(src)!r} is not a folder")
+    paths = {role: _reference_file(src, role) for role in REFERENCE_FILES}
+    adjacency = read_array(paths["adjacency"], REFERENCE_FILES["adjacency"])
+    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1] or adjacency.size == 0:
+        raise ValueError(
+            f"{REFERENCE_FILES['adjacency']} must be a square [N, N] matrix; got shape "
+            f"{adjacency.shape}"
+        )
+    if np.any(adjacency < 0):
+        raise ValueError(f"{REFERENCE_FILES['adjacency']} must hold non-negative synapse weights")
+    n = adjacency.shape[0]
+    ids = read_array(paths["neuron_id"], REFERENCE_FILES["neuron_id"])
+    ids = _check_ids(ids, n, f"{REFERENCE_FILES['neuron_id']} (N = {n} from the adjacency)")
+    ei = read_array(paths["excitatory"], REFERENCE_FILES["excitatory"])
+    if ei.shape != (n,):
+        raise ValueError(
+            f"{REFERENCE_FILES['excitatory']} must hold one label per neuron, shape ({n},); "
+            f"got {ei.shape}"
+        )
+    unknown = sorted(set(np.unique(ei).tolist()) - {0, 1})
+    if unknown:
+        raise ValueError(
+            f"{REFERENCE_FILES['excitatory']} must label every neuron 0 (inhibitory) or 1 "
+            f"(excitatory); found {unknown[:5]}"
+        )
+    excitatory = ei.astype(bool)
+    nt, nt_names = _class_index(paths["neurotransmitter"], ids)
+    split: set[int] = set()
+    signs: dict[str, int] = {}
+    for k, name in enumerate(nt_names):
+        members = excitatory[nt == k]
+        if members.all() or not members.any():
+            signs[name] = 1 if members.all() else -1
+        elif not split_mixed:
+            raise ValueError(
+                f"neurotransmitter class {name!r} holds {int(members.sum())} excitatory and "
+                f"{int((~members).sum())} inhibitory neurons in {REFERENCE_FILES['excitatory']}, "
+                "but a connectome folder gives each class one sign; pass split_mixed=True "
+                "(--split_mixed) to split it"
+            )
+        else:
+            split.add(k)  # replaced by its two halves
+            for label, sign in ((f"{name} (excitatory)", 1), (f"{name} (inhibitory)", -1)):
+                if label in nt_names:
+                    raise ValueError(f"cannot split class {name!r}: {label!r} exists already")
+                signs[label] = sign
+    names = tuple(sorted(signs))
+    lookup = {name: i for i, name in enumerate(names)}
+    per_neuron = [
+        f"{nt_names[k]} ({'excitatory' if e else 'inhibitory'})" if k in split else nt_names[k]
+        for k, e in zip(nt.tolist(), excitatory.tolist(), strict=True)
+    ]
+    nt = np.asarray([lookup[x] for x in per_neuron], dtype=np.int32)
+    if len({x.lower() for x in names}) != len(names):
+        raise ValueError(
+            f"{REFERENCE_FILES['neurotransmitter']} has class names that differ only in case "
+            f"({', '.join(names)}); connectome signs are looked up case-insensitively"
+        )
+    ct, ct_names = _class_index(paths["cell_type"], ids)
+    return _Reference(
+        adjacency=np.asarray(adjacency, dtype=np.float64),
+        neuron_id=ids,
+        neurotransmitter=nt,
+        neurotransmitter_names=names,
+        signs=signs,
+        cell_type=ct,
+        cell_type_names=ct_names,
+    )
+
+
+def _check_destination(dst: str | os.PathLike, force: bool) -> Path:
+    """``dst`` if it may be written: absent, or (with ``force``) a connectome folder or an
+    empty folder, which is then replaced."""
+    dst = Path(dst)
+    if not dst.exists():
+        return dst
+    if not force:
+        raise ValueError(
+            f"argument 'dst': {str(dst)!r} exists; pass force=True (--force) to replace it"
+        )
+    if not dst.is_dir():
+        raise ValueError(f"argument 'dst': {str(dst)!r} is a file, not a connectome folder")
+    if any(dst.iterdir()) and not (dst / "connectome.json").is_file():
+        raise ValueError(
+            f"argument 'dst': {str(dst)!r} is neither empty nor a connectome folder (it has "
+            "no connectome.json); force replaces only those"
+        )
+    return dst
+
+
+def import_reference_connectome(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    orientation: Literal["pre-post", "post-pre"] = "pre-post",
+    split_mixed: bool = False,
+    force: bool = False,
+) -> Connectome:
+    r"""Convert a FlyStability region-of-interest folder ``src`` (Koehn; hemibrain data of
+    Hulse et al. 2021) into the connectome folder ``dst`` and return it as loaded back by
+    `load_connectome`.
+
+    ``src`` holds (`REFERENCE_FILES`):
+
+    - ``adjacency_scc.npy``: ``[N, N]`` non-negative synapse weights; with ``orientation =
+      "pre-post"`` (FlyStability's reading, which builds $W = A^\top$) $A_{ij}$ is the weight
+      of the synapse from neuron $i$ onto neuron $j$; ``"post-pre"`` for the transpose.
+    - ``nid_scc.npy``: ``[N]`` distinct integer neuron ids, in matrix order.
+    - ``ei_neuron_types.npy``: ``[N]`` labels, 0 inhibitory and 1 excitatory.
+    - ``neurotransmitter_assignments.pkl`` and ``cell_body_fiber_assignments.pkl``: maps
+      neuron id -> class name, read by `read_plain_pickle` (nothing but plain data is
+      unpickled).
+
+    The E/I labels give the signs, by the *presynaptic* neuron (Dale's law):
+    $J_{ij} = s_j\,w_{j\to i}$ with $s_j = 2\,\mathrm{ei}_j - 1$. (FlyStability multiplied the
+    rows of $W = A^\top$, i.e. signed synapses by their postsynaptic neuron.) A connectome
+    folder gives each neurotransmitter class one sign, so every class is written with the
+    sign of its neurons in ``signs``; a class whose neurons carry both labels is refused, or
+    with ``split_mixed`` split into ``"NAME (excitatory)"`` and ``"NAME (inhibitory)"``. The
+    cell-body-fibre classes become the cell types and the ids ``neuron_id.npy``; weights are
+    copied unscaled (balancing is `Connectome.to_rnn`'s).
+
+    Every file is checked before anything is written (a missing file, a shape that does not
+    match $N$, a label other than 0/1, repeated ids, an id without a name: a ``ValueError``).
+    ``dst`` must not exist unless ``force``, which replaces a connectome folder or an empty
+    folder (never anything else); the folder is written beside ``dst`` and renamed into
+    place."""
+    reference = _read_reference(src, orientation, split_mixed)
+    dst = _check_destination(dst, force)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir(mode=0o777)  # the umask applies, as for any folder the user creates
+    old = None
+    try:
+        save_connectome(
+            tmp,
+            reference.adjacency,
+            reference.neurotransmitter,
+            reference.neurotransmitter_names,
+            orientation=orientation,
+            signs=reference.signs,
+            cell_type=reference.cell_type,
+            cell_type_names=reference.cell_type_names,
+            neuron_id=reference.neuron_id,
+        )
+        if dst.exists():
+            old = dst.with_name(f"{tmp.name}.old")
+            os.replace(dst, old)
+        try:
+            os.replace(tmp, dst)
+        except BaseException:
+            if old is not None:  # put the previous folder back
+                os.replace(old, dst)
+                old = None
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return load_connectome(dst)

@@ -1,5 +1,6 @@
-r"""Figures of the rnn workflows: a spectrum and its convergence, the transition to chaos, and
-the spectra before and after training. Each function draws one figure (titled panels, labelled
+r"""Figures of the rnn workflows: a spectrum and its convergence, the transition to chaos (over
+the coupling scale or the disorder of gains or shifts), and the spectra before and after
+training. Each function draws one figure (titled panels, labelled
 axes, a legend for every series), saves it to ``path`` and returns the path.
 """
 
@@ -54,11 +55,22 @@ def plot_convergence(
 
 
 def plot_sweep(
-    result: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Transition to chaos"
+    result: dict[str, Any], path: str | os.PathLike, title: str = "Transition to chaos"
 ) -> Path:
     r"""A `chaos_sweep`: $\lambda_\max$ (and, with more than one exponent, the Kaplan-Yorke
-    dimension) against $g$, every network as a dot and the median as a line."""
-    g = np.asarray(result["g"])
+    dimension) against the swept value ($g$, or the spread $\sigma$ of gains or shifts on a
+    log axis), every network as a dot and their mean with error bars of one standard error
+    (`sweep_statistics`)."""
+    from ._chaos import sweep_statistics
+
+    stats = sweep_statistics(result)
+    parameter = stats["parameter"]
+    x = np.asarray(stats["g" if parameter == "weights" else "sigma"])
+    xlabel = "coupling scale g"
+    if parameter != "weights":
+        xlabel = rf"{parameter[:-1]} spread $\sigma$"
+    s = stats["n_samples"]
+    mean_label = f"mean ± s.e.m. ({s} networks)" if s > 1 else "mean (1 network)"
     two = np.asarray(result["exponents"]).shape[-1] > 1
     fig, axes = figure(1, 2 if two else 1, figsize=(10 if two else 5.5, 4))
     axes = np.atleast_1d(axes)
@@ -67,14 +79,19 @@ def plot_sweep(
         panels.append(("dimension", "$D_{KY}$", "Kaplan-Yorke dimension"))
     for ax, (name, ylabel, panel) in zip(axes, panels, strict=False):
         values = np.asarray(result[name])
-        for s in range(values.shape[1]):
-            label = "networks" if s == 0 else None
-            ax.plot(g, values[:, s], "o", color="tab:blue", alpha=0.4, ms=4, label=label)
-        ax.plot(g, np.median(values, axis=1), "-", color="tab:red", label="median")
+        for k in range(values.shape[1]):
+            label = "networks" if k == 0 else None
+            ax.plot(x, values[:, k], "o", color="tab:blue", alpha=0.4, ms=4, label=label)
+        se = stats[f"{name}_se"] if s > 1 else None
+        mean = stats[f"{name}_mean"]
+        ax.errorbar(x, mean, yerr=se, fmt="-", color="tab:red", capsize=3, label=mean_label)
         if name == "lambda_max":
             ax.axhline(0.0, color="k", lw=0.8, label=r"$\lambda = 0$")
-            ax.axvline(1.0, color="gray", ls="--", lw=0.8, label="g = 1")
-        ax.set_xlabel("g")
+            if parameter == "weights":
+                ax.axvline(1.0, color="gray", ls="--", lw=0.8, label="g = 1")
+        if parameter != "weights" and np.all(x > 0):
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title}: {panel}" if title else panel)
         ax.legend()

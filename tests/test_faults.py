@@ -168,6 +168,11 @@ BAD_INPUT = {
         (["--spectrum.t_sim", "-1"], "'t_sim' must be a finite number > 0"),
         (["--network.activation", "nope"], "invalid choice: 'nope'"),
     ],
+    ("rnn", "import-connectome"): [
+        (["--src", "/nowhere", "--dst", "x"], "is not a folder"),
+        (["--orientation", "nope", "--src", "a", "--dst", "b"], "invalid choice: 'nope'"),
+        (["--src", "a"], "config key 'dst' of ImportConnectomeConfig is required"),
+    ],
     ("rnn", "chaos-sweep"): [
         (["--n_g", "x"], "'n_g' must be an integer"),
         (["--gmin", "2", "--gmax", "1"], "need 0 <= gmin <= gmax"),
