@@ -16,13 +16,12 @@ Usage: ``python benchmarks/pde_gray_scott.py [--sizes 128 256] [--t1 200] [--gra
 from __future__ import annotations
 
 import argparse
-import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _bench import check_jax, emit
+from _bench import best_of, check_jax, emit
 from scipy.integrate import solve_ivp
 
 from diffdyn.common import SolveConfig
@@ -44,15 +43,6 @@ def scipy_rhs(n: int, p: dict[str, float]):
     return f
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def bench_simulate(n: int, t1: float, rtol: float, atol: float, repeats: int) -> None:
     x0 = gray_scott_seeds(jax.random.key(0), n, seeds=max(1, n * n // 1024))
     adaptive = SolveConfig(solver="dopri5", dt0=1.0, rtol=rtol, atol=atol, max_steps=100_000)
@@ -61,7 +51,7 @@ def bench_simulate(n: int, t1: float, rtol: float, atol: float, repeats: int) ->
     solve = eqx.filter_jit(lambda m, x: m.solve.solve_full(m.vector_field, x, ts))
     sol = jax.block_until_ready(solve(model, x0))  # compile
     steps = int(sol.stats["num_accepted_steps"])
-    seconds = best_of(lambda: jax.block_until_ready(solve(model, x0).ys), repeats)
+    seconds = best_of(lambda: jax.block_until_ready(solve(model, x0).ys), repeats, warmup=0)
     emit(
         benchmark="simulate",
         impl="diffdyn",
@@ -78,7 +68,7 @@ def bench_simulate(n: int, t1: float, rtol: float, atol: float, repeats: int) ->
     def run_scipy():
         out["sol"] = solve_ivp(f, (0.0, t1), y0, method="RK45", rtol=rtol, atol=atol)
 
-    sp_seconds = best_of(run_scipy, max(1, repeats // 2))
+    sp_seconds = best_of(run_scipy, max(1, repeats // 2), warmup=0)
     sp_steps = len(out["sol"].t) - 1
     emit(
         benchmark="simulate",
@@ -117,7 +107,7 @@ def bench_gradient(n: int, steps: int, dt: float, repeats: int) -> None:
     theta = [jnp.asarray(PARAMS[k] * 1.05, dtype=float) for k in names]
     grad = jax.jit(jax.grad(loss))
     jax.block_until_ready(grad(theta))  # compile
-    seconds = best_of(lambda: jax.block_until_ready(grad(theta)), repeats)
+    seconds = best_of(lambda: jax.block_until_ready(grad(theta)), repeats, warmup=0)
     emit(benchmark="gradient", impl="diffdyn", size=n, steps=steps, seconds=seconds)
 
     y0 = np.asarray(x0, np.float64).ravel()
@@ -149,7 +139,7 @@ def bench_gradient(n: int, steps: int, dt: float, repeats: int) -> None:
             )
         return g
 
-    sp_seconds = best_of(fd_gradient, 1)
+    sp_seconds = best_of(fd_gradient, 1, warmup=0)
     emit(
         benchmark="gradient",
         impl="scipy-RK45-finite-differences",

@@ -33,7 +33,7 @@ jax.config.update("jax_enable_x64", True)
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from _bench import check_jax, emit, torch_setup
+from _bench import best_of, check_jax, emit, torch_setup
 
 from diffdyn.rnn import (
     RateRNN,
@@ -41,20 +41,11 @@ from diffdyn.rnn import (
 )
 
 
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def matmul_peak(n=2000, repeats=5):
     a = jax.random.normal(jax.random.key(0), (n, n))
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
-    sec = best_of(lambda: f(a).block_until_ready(), repeats)
+    sec = best_of(lambda: f(a).block_until_ready(), repeats, warmup=0)
     return 2 * n**3 / sec
 
 
@@ -120,7 +111,7 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
         t0 = time.perf_counter()
         lam[name] = np.asarray(f(model, h0))
         first = time.perf_counter() - t0
-        sec = best_of(lambda f=f: f(model, h0).block_until_ready(), repeats)
+        sec = best_of(lambda f=f: f(model, h0).block_until_ready(), repeats, warmup=0)
         if name == "jax":
             sec_jax = sec
         else:
@@ -144,7 +135,7 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
         def run(form=form, out=out):
             out["lam"] = numpy_benettin(j, np.asarray(h0), q0, dt, steps_per_ons, n_ons, form)
 
-        sec = best_of(run, 1 if form else repeats)
+        sec = best_of(run, 1 if form else repeats, warmup=0)
         rows[name] = sec
         emit(
             benchmark="rnn_lyapunov",
@@ -170,7 +161,7 @@ def run_case(n, k, t_sim, g, repeats, with_torch, peak):
                 lam = torch_benettin(torch, tj, th, tq, dt, steps_per_ons, n_ons)
                 out["lam"] = lam.cpu().numpy()
 
-            sec = best_of(run_torch, repeats)
+            sec = best_of(run_torch, repeats, warmup=0)
             rows["torch"] = sec
             emit(
                 benchmark="rnn_lyapunov",

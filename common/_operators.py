@@ -564,7 +564,7 @@ class Perception(eqx.Module):
         impl = self.impl
         if impl == "auto":
             impl = "shift" if jax.default_backend() == "cpu" else "conv"
-        return _perceive_last(
+        return _perceive(
             jax.lax.stop_gradient(self.kernel),
             jnp.asarray(x),
             self.padding,
@@ -573,57 +573,21 @@ class Perception(eqx.Module):
             self.dx,
             self.laplacian_stencil,
             impl,
+            channels_last=True,
         )
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("padding", "filters", "conv_filters", "dx", "laplacian_stencil", "impl"),
-)
-def _perceive_last(
-    kernel: Array,
-    x: Array,
-    padding: str,
-    filters: tuple[str, ...],
-    conv_filters: tuple[str, ...],
-    dx: float,
-    laplacian_stencil: str,
-    impl: str,
-) -> Array:
-    h, w, c = x.shape
-    p = _pad_axis(_pad_axis(x, 0, 1, padding), 1, 1, padding)
-    if impl == "conv":
-        y = jax.lax.conv_general_dilated(
-            p[None],
-            jnp.transpose(kernel, (2, 3, 1, 0)).astype(x.dtype),  # [3, 3, 1, C*Kc]
-            window_strides=(1, 1),
-            padding="VALID",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=c,
-            precision=jax.lax.Precision.HIGHEST,
-        )[0].reshape(h, w, c, len(conv_filters))
-        linear = {f: y[..., i] for i, f in enumerate(conv_filters)}
-    else:
-        linear = {}
-        for f in conv_filters:
-            stencil = _perception_kernel(f, dx, laplacian_stencil)
-            taps = [
-                float(stencil[a, b]) * p[a : a + h, b : b + w]
-                for a in range(3)
-                for b in range(3)
-                if stencil[a, b] != 0.0
-            ]
-            linear[f] = functools.reduce(jnp.add, taps).astype(x.dtype)
-    blocks = [
-        _safe_hypot(linear["grad_x"], linear["grad_y"]) if f == "grad_norm" else linear[f]
-        for f in filters
-    ]
-    return jnp.concatenate(blocks, axis=-1)
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("padding", "filters", "conv_filters", "dx", "laplacian_stencil", "impl"),
+    static_argnames=(
+        "padding",
+        "filters",
+        "conv_filters",
+        "dx",
+        "laplacian_stencil",
+        "impl",
+        "channels_last",
+    ),
 )
 def _perceive(
     kernel: Array,
@@ -634,39 +598,55 @@ def _perceive(
     dx: float,
     laplacian_stencil: str,
     impl: str,
+    channels_last: bool = False,
 ) -> Array:
-    c, h, w = x.shape
+    if channels_last:
+        h, w, c = x.shape
+        rows, cols = 0, 1
+    else:
+        c, h, w = x.shape
+        rows, cols = 1, 2
     kc = len(conv_filters)
-    p = _pad_axis(_pad_axis(x, 1, 1, padding), 2, 1, padding)
+    p = _pad_axis(_pad_axis(x, rows, 1, padding), cols, 1, padding)
     if impl == "conv":
         y = jax.lax.conv_general_dilated(
             p[None],
-            kernel.astype(x.dtype),
+            (jnp.transpose(kernel, (2, 3, 1, 0)) if channels_last else kernel).astype(x.dtype),
             window_strides=(1, 1),
             padding="VALID",
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            dimension_numbers=("NHWC", "HWIO", "NHWC")
+            if channels_last
+            else ("NCHW", "OIHW", "NCHW"),
             feature_group_count=c,
             precision=jax.lax.Precision.HIGHEST,
-        )[0].reshape(c, kc, h, w)
-        linear = {f: y[:, i] for i, f in enumerate(conv_filters)}
+        )[0]
+        if channels_last:
+            y = y.reshape(h, w, c, kc)
+            linear = {f: y[..., i] for i, f in enumerate(conv_filters)}
+        else:
+            y = y.reshape(c, kc, h, w)
+            linear = {f: y[:, i] for i, f in enumerate(conv_filters)}
     else:
         # every channel shares the stencils: a weighted sum of the shifted views of the padded
         # input, with the weights as compile-time constants (zero taps skipped), which XLA
         # fuses into one loop over the cells
+        def view(a: int, b: int) -> Array:
+            return p[a : a + h, b : b + w] if channels_last else p[:, a : a + h, b : b + w]
+
         linear = {}
         for f in conv_filters:
             stencil = _perception_kernel(f, dx, laplacian_stencil)
             taps = [
-                float(stencil[a, b]) * p[:, a : a + h, b : b + w]
+                float(stencil[a, b]) * view(a, b)
                 for a in range(3)
                 for b in range(3)
                 if stencil[a, b] != 0.0
             ]
             linear[f] = functools.reduce(jnp.add, taps).astype(x.dtype)
-    blocks = []
-    for f in filters:
-        if f == "grad_norm":
-            blocks.append(_safe_hypot(linear["grad_x"], linear["grad_y"]))
-        else:
-            blocks.append(linear[f])
+    blocks = [
+        _safe_hypot(linear["grad_x"], linear["grad_y"]) if f == "grad_norm" else linear[f]
+        for f in filters
+    ]
+    if channels_last:
+        return jnp.concatenate(blocks, axis=-1)
     return jnp.stack(blocks).reshape(len(filters) * c, h, w)
