@@ -7,6 +7,7 @@ The one private module of `diffdyn.common` that the other packages import.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import os
 import tempfile
@@ -31,6 +32,32 @@ def check_number(value: Any, name: str, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
         raise ValueError(f"{name} must be a number >= {minimum}; got {value!r}")
     return float(value)
+
+
+def check_time(value: Any, name: str, *, zero: bool) -> float:
+    """``value`` as a float if it is a finite real number ``> 0`` (``>= 0`` with ``zero``)."""
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if zero else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"argument {name!r} must be a finite number {bound}; got {value!r}")
+    return float(value)
+
+
+def steps_of(time: float, dt: float, name: str, *, allow_zero: bool = False) -> int:
+    """``time / dt`` as an integer, or a ValueError naming ``name`` when ``time`` is not a
+    whole multiple of ``dt``."""
+    n = round(time / dt)
+    if abs(n * dt - time) > 1e-9 * max(1.0, abs(time)) or n < (0 if allow_zero else 1):
+        raise ValueError(
+            f"argument {name!r} must be a {'non-negative' if allow_zero else 'positive'} "
+            f"multiple of dt = {dt}; got {time}"
+        )
+    return n
 
 
 def unknown_name(kind: str, name: Any, known: Iterable[str]) -> ValueError:

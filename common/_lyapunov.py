@@ -56,6 +56,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from ._helpers import check_time, steps_of
 from ._solve import SolveConfig
 
 __all__ = [
@@ -91,31 +92,6 @@ def _check_qr(qr: Any) -> _QR:
     if not callable(qr):
         raise TypeError(f"argument 'qr' must be callable as qr(a) -> (Q, R) or None; got {qr!r}")
     return qr
-
-
-def _check_time(value: Any, name: str, *, zero: bool) -> float:
-    """``value`` as a float if it is a finite number ``> 0`` (``>= 0`` with ``zero``)."""
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"argument {name!r} must be a finite number {bound}; got {value!r}")
-    return float(value)
-
-
-def _n_steps(time: float, dt: float, name: str, *, allow_zero: bool = False) -> int:
-    """``time / dt`` as an integer, or a ValueError naming ``name``."""
-    n = round(time / dt)
-    if abs(n * dt - time) > 1e-9 * max(1.0, abs(time)) or n < (0 if allow_zero else 1):
-        raise ValueError(
-            f"argument {name!r} must be a {'non-negative' if allow_zero else 'positive'} "
-            f"multiple of dt = {dt}; got {time}"
-        )
-    return n
 
 
 def _n_blocks(time: float, t_ons: float) -> int:
@@ -163,7 +139,7 @@ class AbstractTangentPropagator(eqx.Module):
 
 def _advance_map(step: Callable[..., Any], dt: float, h: Array, time: float) -> Array:
     """``h`` iterated by ``step`` for ``time`` (a multiple of ``dt``)."""
-    n = _n_steps(time, dt, "t_transient", allow_zero=True)
+    n = steps_of(time, dt, "t_transient", allow_zero=True)
     if n == 0:
         return h
     h, _ = jax.lax.scan(lambda h, _: (step(h), None), h, length=n)
@@ -385,10 +361,10 @@ def lyapunov_exponents(
     k = n if n_exponents is None else n_exponents
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
         raise ValueError(f"argument 'n_exponents' must be an integer in [1, {n}]; got {k!r}")
-    t_sim = _check_time(t_sim, "t_sim", zero=False)
-    t_ons = _check_time(t_ons, "t_ons", zero=False)
-    t_transient = _check_time(t_transient, "t_transient", zero=True)
-    t_ons_transient = _check_time(t_ons_transient, "t_ons_transient", zero=True)
+    t_sim = check_time(t_sim, "t_sim", zero=False)
+    t_ons = check_time(t_ons, "t_ons", zero=False)
+    t_transient = check_time(t_transient, "t_transient", zero=True)
+    t_ons_transient = check_time(t_ons_transient, "t_ons_transient", zero=True)
     factor = _check_qr(qr)
     flat = _flat_system(system, y0, unravel)
 
@@ -396,9 +372,9 @@ def lyapunov_exponents(
     if kind == "map":
         if solve is not None:
             raise ValueError("argument 'solve' is for kind='flow'; a step map is not solved")
-        step_dt = 1.0 if dt is None else _check_time(dt, "dt", zero=False)
-        propagator = StepMapPropagator(flat, _n_steps(t_ons, step_dt, "t_ons"), step_dt)
-        _n_steps(t_transient, step_dt, "t_transient", allow_zero=True)
+        step_dt = 1.0 if dt is None else check_time(dt, "dt", zero=False)
+        propagator = StepMapPropagator(flat, steps_of(t_ons, step_dt, "t_ons"), step_dt)
+        steps_of(t_transient, step_dt, "t_transient", allow_zero=True)
     else:
         if dt is not None:
             raise ValueError(

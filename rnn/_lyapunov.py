@@ -70,6 +70,7 @@ from diffdyn.common import (
 )
 from diffdyn.common import benettin as _benettin
 from diffdyn.common import random_basis as _random_basis
+from diffdyn.common._helpers import check_time, steps_of
 
 from ._qr import qr as _thin_qr
 
@@ -90,13 +91,6 @@ __all__ = [
     "convergence_diagnostics",
     "spectrum_summary",
 ]
-
-
-def _check_time(value: Any, name: str, *, zero: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"argument {name!r} must be a finite number {bound}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +118,10 @@ class SpectrumConfig:
         k = self.n_exponents
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ValueError(f"argument 'n_exponents' must be an integer >= 1 or None; got {k!r}")
-        _check_time(self.t_sim, "t_sim", zero=False)
-        _check_time(self.t_ons, "t_ons", zero=False)
-        _check_time(self.t_transient, "t_transient", zero=True)
-        _check_time(self.t_ons_transient, "t_ons_transient", zero=True)
+        check_time(self.t_sim, "t_sim", zero=False)
+        check_time(self.t_ons, "t_ons", zero=False)
+        check_time(self.t_transient, "t_transient", zero=True)
+        check_time(self.t_ons_transient, "t_ons_transient", zero=True)
 
     def measure(
         self,
@@ -192,17 +186,6 @@ class VariationalStepPropagator(AbstractTangentPropagator):
 
     def advance(self, h, time):
         return StepMapPropagator(self.step, self.n_steps, self.dt).advance(h, time)
-
-
-def _n_steps(time: float, dt: float, name: str, *, allow_zero: bool = False) -> int:
-    """``time / dt`` as an integer, or a ValueError naming ``name``."""
-    n = round(time / dt)
-    if abs(n * dt - time) > 1e-9 * max(1.0, abs(time)) or n < (0 if allow_zero else 1):
-        raise ValueError(
-            f"argument {name!r} must be a {'non-negative' if allow_zero else 'positive'} "
-            f"multiple of dt = {dt}; got {time}"
-        )
-    return n
 
 
 def random_basis(key: PRNGKeyArray, n: int, k: int, dtype: Any = None) -> Float[Array, "n k"]:
@@ -283,14 +266,14 @@ def lyapunov_spectrum(
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"argument {name!r} must be a finite number >= 0; got {value!r}")
     if flow is None:
-        n_ons = _n_steps(t_ons, model.dt, "t_ons")
+        n_ons = steps_of(t_ons, model.dt, "t_ons")
         variational = getattr(model, "variational_step", None) if fused else None
         propagator: AbstractTangentPropagator = (
             StepMapPropagator(model.step, n_ons, float(model.dt))
             if variational is None
             else VariationalStepPropagator(model.step, variational, n_ons, float(model.dt))
         )
-        _n_steps(t_transient, model.dt, "t_transient", allow_zero=True)
+        steps_of(t_transient, model.dt, "t_transient", allow_zero=True)
     elif isinstance(flow, SolveConfig):
         propagator = FlowPropagator(vector_field=model, t_ons=float(t_ons), solve=flow)
     else:
