@@ -124,7 +124,7 @@ def main() -> None:
     data = trajectory_of(dataset)
     settings = discovery_settings("lotka-volterra", "blackbox", "homotopy", steps=steps)
     solve = settings.solve  # dopri5, rtol 1e-7, atol 1e-9
-    assert solve == SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9)
+    assert solve == SolveConfig(solver="dopri5", rtol=1e-7, atol=1e-9, max_steps=4096)
     field = MLPField(2, settings.width, settings.depth, activation="gelu", key=jax.random.key(10))
     sizes = {"points": int(data.ts.shape[0]), "width": settings.width, "dtype": "float64"}
     jx = run_jax(field, data, settings)

@@ -159,7 +159,7 @@ def test_settings_follow_the_published_values_in_steps():
     s = discovery_settings("lotka-volterra", "blackbox", "homotopy")
     assert (s.width, s.depth, s.k, s.alpha, s.steps) == (32, 1, 6.0, 1e-3, 600)
     assert s.optim == OptimConfig("adamw", 0.05, weight_decay=0.01)
-    assert s.solve == PUBLISHED_SOLVE == SolveConfig("dopri5", rtol=1e-7, atol=1e-9)
+    assert s.solve == PUBLISHED_SOLVE == SolveConfig("dopri5", rtol=1e-7, atol=1e-9, max_steps=4096)
     # 6 plateaus of 100 steps; lambda_j = 1 - sum_{m<j} r^m / sum_{m<M} r^m, the last 0
     assert s.schedule.steps_per_plateau == 100 and s.schedule.total_steps == 600
     r = 0.6 ** np.arange(5)
