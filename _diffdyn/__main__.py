@@ -26,6 +26,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
         {
             "train": "train a neural cellular automaton",
             "run": "roll out a trained NCA, erase half, let it regrow and write a GIF",
+            "analyse": "perception sensitivities, fixed point and its stability of a trained NCA",
         },
     ),
     "oscillators": (

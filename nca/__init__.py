@@ -6,6 +6,33 @@ where a stochastic fire-rate mask fires. Variants, growing a target from a seed 
 pool, learning PDE trajectories frame to frame, targets and figures.
 """
 
+from ._analysis import (
+    FixedPoint as FixedPoint,
+)
+from ._analysis import (
+    NCAAnalyseConfig as NCAAnalyseConfig,
+)
+from ._analysis import (
+    NCAAnalysis as NCAAnalysis,
+)
+from ._analysis import (
+    PerceptionSensitivity as PerceptionSensitivity,
+)
+from ._analysis import (
+    Stability as Stability,
+)
+from ._analysis import (
+    analyse_nca as analyse_nca,
+)
+from ._analysis import (
+    fixed_point as fixed_point,
+)
+from ._analysis import (
+    perception_sensitivity as perception_sensitivity,
+)
+from ._analysis import (
+    stability as stability,
+)
 from ._config import (
     GrowConfig as GrowConfig,
 )
@@ -23,6 +50,9 @@ from ._config import (
 )
 from ._config import (
     SequenceConfig as SequenceConfig,
+)
+from ._config import (
+    TextureConfig as TextureConfig,
 )
 from ._config import (
     build_model as build_model,
@@ -43,6 +73,9 @@ from ._figures import (
     plot_sequence as plot_sequence,
 )
 from ._figures import (
+    plot_texture as plot_texture,
+)
+from ._figures import (
     plot_trajectory as plot_trajectory,
 )
 from ._figures import (
@@ -50,6 +83,9 @@ from ._figures import (
 )
 from ._figures import (
     save_rollout_gif as save_rollout_gif,
+)
+from ._figures import (
+    save_texture_gif as save_texture_gif,
 )
 from ._figures import (
     save_trajectory_gif as save_trajectory_gif,
@@ -97,10 +133,22 @@ from ._model import (
     Cells as Cells,
 )
 from ._model import (
+    boundary_regulariser as boundary_regulariser,
+)
+from ._model import (
     rollout_batch as rollout_batch,
 )
 from ._model import (
     seed_state as seed_state,
+)
+from ._multi import (
+    MorphTask as MorphTask,
+)
+from ._multi import (
+    MultiTargetTask as MultiTargetTask,
+)
+from ._multi import (
+    SpeciesPool as SpeciesPool,
 )
 from ._pde_task import (
     TrajectoryTask as TrajectoryTask,
@@ -187,6 +235,9 @@ from ._workflows import (
     fit_nca as fit_nca,
 )
 from ._workflows import (
+    load_texture as load_texture,
+)
+from ._workflows import (
     run_nca as run_nca,
 )
 
@@ -196,6 +247,7 @@ __all__ = [
     "Cells",
     "AbstractNCA",
     "NCA",
+    "boundary_regulariser",
     "rollout_batch",
     "seed_state",
     "GatedNCA",
@@ -222,10 +274,20 @@ __all__ = [
     "load_png",
     "make_target",
     "to_rgb",
+    "PerceptionSensitivity",
+    "perception_sensitivity",
+    "FixedPoint",
+    "fixed_point",
+    "Stability",
+    "stability",
+    "NCAAnalyseConfig",
+    "NCAAnalysis",
+    "analyse_nca",
     "NCAModelConfig",
     "GrowConfig",
     "PDEConfig",
     "SequenceConfig",
+    "TextureConfig",
     "NCATrainConfig",
     "NCARunConfig",
     "build_model",
@@ -239,6 +301,11 @@ __all__ = [
     "plot_sequence",
     "save_rollout_gif",
     "save_trajectory_gif",
+    "plot_texture",
+    "save_texture_gif",
+    "MorphTask",
+    "MultiTargetTask",
+    "SpeciesPool",
     "interval_steps",
     "state_regulariser",
     "SequenceTask",
@@ -252,4 +319,5 @@ __all__ = [
     "NCARun",
     "fit_nca",
     "run_nca",
+    "load_texture",
 ]

@@ -6,8 +6,11 @@
   unseen initial condition (`fit_nca`);
 - ``diffdyn nca train --task sequence --data PATH`` fits an NCA to recorded frames and rolls
   it out over the held-out last frames against persistence (`fit_nca`);
-- ``diffdyn nca run --model RUN_DIR`` loads a trained model, grows it from a seed cell, erases
-  the right half and lets it regrow, and writes a GIF (`run_nca`).
+- ``diffdyn nca train --task texture --texture.texture stripes`` grows a texture like an
+  example (built-in or a PNG) from noise (`fit_nca`);
+- ``diffdyn nca run --model RUN_DIR`` loads a model trained on task grow, grows it from a seed
+  cell, erases the right half and lets it regrow, and writes a GIF (`run_nca`); models of the
+  other tasks are refused (pde, sequence and texture write their figures when they train).
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import numpy as np
 from diffdyn.common import TrainConfig, plot_training
 from diffdyn.common.cli import RunContext, command, quickstart_part
 
+from ._analysis import NCAAnalyseConfig, analyse_nca
 from ._config import GrowConfig, NCAModelConfig, NCARunConfig, NCATrainConfig
 from ._figures import (
     plot_channels,
+    plot_eigenvalues,
     plot_growth,
     plot_perception,
+    plot_sensitivity,
     plot_sequence,
+    plot_texture,
     plot_trajectory,
     plot_weights,
     save_rollout_gif,
+    save_texture_gif,
     save_trajectory_gif,
 )
 from ._workflows import NCAFit, _model_folder, fit_nca, run_nca
@@ -37,15 +45,15 @@ from ._workflows import NCAFit, _model_folder, fit_nca, run_nca
 
 def _quick(cfg: NCATrainConfig) -> NCATrainConfig:
     """Small settings of the chosen task (``--quick`` / ``DIFFDYN_QUICK=1``): 30 steps
-    validated every 10, a 24x24 grid (not for sequence, whose grid is the data's), a narrow
-    network."""
+    validated every 10, a 24x24 grid (16x16 for texture, with rollouts of 8 to 16 steps; not
+    for sequence, whose grid is the data's), a narrow network."""
     r = dataclasses.replace
     m = cfg.model
     model = r(
         m,
         # a sequence NCA needs at least the data's channels: None stays the data's + hidden
         channels=m.channels if cfg.task == "sequence" else m.channels or 8,
-        hidden=None if m.variant == "kan" else min(m.hidden or 96, 32),
+        hidden=None if m.variant in ("kan", "attention") else min(m.hidden or 96, 32),
     )
     every = cfg.train.validate_every
     train = r(
@@ -76,6 +84,21 @@ def _quick(cfg: NCATrainConfig) -> NCATrainConfig:
             batch_size=None if s.batch_size is None else min(s.batch_size, 8),
         )
         return r(cfg, model=model, train=train, sequence=sequence)
+    if cfg.task == "texture":
+        t = cfg.texture
+        batch = min(t.batch_size, 4)
+        low = min(t.rollout_min, 8)
+        texture = r(
+            t,
+            size=min(t.size, max(16, 2**t.levels)),
+            rollout_min=low,
+            rollout_max=max(low, min(t.rollout_max, 16)),
+            batch_size=batch,
+            pool_size=min(t.pool_size, 32),
+            reseed=min(t.reseed, batch),
+            samples=min(t.samples, 4),
+        )
+        return r(cfg, model=model, train=train, texture=texture)
     p = cfg.pde
     pde = r(
         p,
@@ -128,6 +151,25 @@ def _write_sequence_figures(fit: NCAFit, out: Path) -> None:
     plot_weights(res.model, out / "weights.png")
 
 
+def _write_texture_figures(fit: NCAFit, out: Path) -> None:
+    """The example beside states grown from noise by the untrained and the trained model, a
+    GIF of a rollout from noise, its channels, the training curve, perception and weights."""
+    res = fit.result
+    plot_training(res, out / "loss.png", ylabel="texture loss + overflow")
+    plot_texture(
+        fit.target,
+        fit.untrained,
+        fit.grown,
+        out / "texture.png",
+        untrained_loss=fit.metrics["untrained_texture_loss"],
+        trained_loss=fit.metrics["texture_loss"],
+    )
+    save_texture_gif(fit.frames, out / "texture_rollout.gif")
+    plot_channels(fit.frames, out / "channels.png")
+    plot_perception(res.model, out / "perception.png")
+    plot_weights(res.model, out / "weights.png")
+
+
 @command(
     "nca",
     "train",
@@ -137,11 +179,13 @@ def _write_sequence_figures(fit: NCAFit, out: Path) -> None:
     trains=True,
 )
 def train(cfg: NCATrainConfig, ctx: RunContext) -> dict[str, Any]:
-    """Train an NCA: grow a target image (``--task grow``), learn Gray-Scott (``pde``) or a
-    recorded sequence (``sequence --data PATH``)."""
+    """Train an NCA: grow a target image (``--task grow``), learn Gray-Scott (``pde``), a
+    recorded sequence (``sequence --data PATH``) or grow a texture from noise (``texture``)."""
     fit = fit_nca(cfg, ctx.key, logger=ctx.logger(), out=ctx.out, resume=ctx.resume)
     if cfg.task == "sequence":
         _write_sequence_figures(fit, ctx.out)
+    elif cfg.task == "texture":
+        _write_texture_figures(fit, ctx.out)
     else:
         _write_figures(fit, cfg.grow.rollout_steps, ctx.out)
     return fit.metrics
@@ -169,6 +213,50 @@ def run(cfg: NCARunConfig, ctx: RunContext) -> dict[str, Any]:
     result = run_nca(cfg, ctx.key)
     save_rollout_gif(result.growth.frames, ctx.path("rollout.gif"))
     plot_growth(result.target, result.growth, ctx.path("grown_damaged_regrown.png"))
+    return result.metrics
+
+
+def _check_analyse(cfg: NCAAnalyseConfig, ctx: RunContext) -> None:
+    """Refuse, before anything is written, an analysis that would overwrite the training's
+    files or that has no model to read."""
+    folder = _model_folder(cfg.model)
+    if ctx.out.resolve() == folder.resolve():
+        raise ValueError(
+            f"--out {str(ctx.out)!r} is the model's own folder: nca analyse writes its own "
+            "config.yaml and metrics.json, so give it another --out"
+        )
+    path = Path(cfg.model)
+    path = path / "model.eqx" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"no model: {str(path)!r} does not exist")
+
+
+@command(
+    "nca",
+    "analyse",
+    NCAAnalyseConfig,
+    help="perception sensitivities, fixed point and its stability of a trained NCA",
+    check=_check_analyse,
+)
+def analyse(cfg: NCAAnalyseConfig, ctx: RunContext) -> dict[str, Any]:
+    """Load a trained NCA; write its sensitivities (sensitivity.png), the eigenvalues at its
+    fixed point (eigenvalues.png) and the metrics."""
+    result = analyse_nca(cfg, ctx.key)
+    plot_sensitivity(
+        result.sensitivity.total,
+        result.sensitivity.filters,
+        ctx.path("sensitivity.png"),
+        title=f"mean over {result.sensitivity.cells} cells of ‖∂dx/∂P‖ at {result.origin}",
+    )
+    fp = result.fixed_point
+    status = "fixed point" if fp.converged else "NOT a fixed point (last Newton iterate)"
+    verdict = result.metrics["stability"]
+    plot_eigenvalues(
+        result.spectrum,
+        "map",
+        ctx.path("eigenvalues.png"),
+        title=f"eigenvalues of ∂T/∂x at the {status}\nresidual {fp.residual:.2g}; {verdict}",
+    )
     return result.metrics
 
 

@@ -9,29 +9,34 @@ variant is refused, never ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import typing
 from typing import Any, Literal
 
 from jaxtyping import PRNGKeyArray
 
 from diffdyn.common import PERCEPTION_FILTERS, OptimConfig, TrainConfig
-from diffdyn.common._helpers import check_int
+from diffdyn.common._helpers import check_int, check_number
 
 from ._layers import ACTIVATIONS
 from ._model import DEFAULT_FILTERS, NCA, AbstractNCA, Cells
-from ._variants import KANCA, GatedNCA, MultiScaleNCA
+from ._texture import TEXTURES
+from ._variants import KANCA, AttentionNCA, BoundedNCA, GatedNCA, MultiScaleNCA, PolynomialNCA
 
 __all__ = [
     "NCAModelConfig",
     "GrowConfig",
     "PDEConfig",
     "SequenceConfig",
+    "TextureConfig",
     "NCATrainConfig",
     "NCARunConfig",
     "build_model",
 ]
 
-Task = Literal["grow", "pde", "sequence"]
-Variant = Literal["nca", "gated", "multiscale", "kan"]
+Task = Literal["grow", "pde", "sequence", "texture"]
+Variant = Literal["nca", "gated", "multiscale", "kan", "polynomial", "attention", "bounded"]
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu"]
 Boundary = Literal["periodic", "dirichlet", "neumann"]
 
@@ -39,11 +44,24 @@ _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "grow": {"channels": 16, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": True},
     "pde": {"channels": 8, "filters": ("identity", "laplacian"), "fire_rate": 1.0, "alive": False},
     "sequence": {"channels": 8, "filters": DEFAULT_FILTERS, "fire_rate": 1.0, "alive": False},
+    "texture": {"channels": 12, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": False},
 }
 _SEQUENCE_HIDDEN = 6
 """Hidden channels of a sequence NCA whose channels are not given: the reference's Gray-Scott
 NCA has 8 channels for 2 observed ones."""
 _HIDDEN, _ACTIVATION, _SCALES, _BASIS, _ALIVE_THRESHOLD = 96, "relu", (1, 2), 8, 0.1
+_DEGREE, _TOKEN_SIZE, _HEADS, _BOUND = 2, 16, 4, 1.0
+_VARIANT_SETTINGS = {
+    "scales": "multiscale",
+    "basis": "kan",
+    "degree": "polynomial",
+    "token_size": "attention",
+    "heads": "attention",
+    "bound": "bounded",
+}
+"""The model settings that belong to one variant only."""
+_NO_HIDDEN = ("kan", "attention")
+"""Variants without a hidden width (kan has no activation either)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,21 +70,29 @@ class NCAModelConfig:
 
     Attributes:
         variant: the update network: nca (MLP), gated (GLU), multiscale (pool, update and
-            upsample per channel block) or kan (Gaussian-basis Kolmogorov-Arnold layers).
+            upsample per channel block), kan (Gaussian-basis Kolmogorov-Arnold layers),
+            polynomial (perception of every product of channels up to degree), attention
+            (the channels of a cell attend to each other) or bounded (tanh-bounded update).
         channels: state channels (None: 16 for grow, 8 for pde, the data's channels + 6
-            hidden for sequence).
+            hidden for sequence, 12 for texture).
         filters: perception filters, each applied to every channel (None: identity, sobel_x,
-            sobel_y, laplacian for grow and sequence; identity, laplacian for pde).
-        hidden: hidden width of the update network (None: 96; not for kan).
+            sobel_y, laplacian for grow, sequence and texture; identity, laplacian for pde).
+        hidden: hidden width of the update network (None: 96; not for kan and attention).
         activation: hidden activation (None: relu; not for kan).
-        fire_rate: probability that a cell applies its update in a step (None: 0.5 for grow,
-            1 for pde and sequence).
-        alive: alive masking on channel 3 (None: on for grow, off for pde and sequence).
+        fire_rate: probability that a cell applies its update in a step (None: 0.5 for grow
+            and texture, 1 for pde and sequence).
+        alive: alive masking on channel 3 (None: on for grow, off for the other tasks).
         alive_threshold: a cell lives while the 3x3 maximum of channel 3 around it exceeds this
             (None: 0.1; only with alive masking).
         boundary: the grid boundary (dirichlet holds the edge cells at 0).
         scales: pooling factor per channel block (None: 1,2; multiscale only).
         basis: Gaussians per edge (None: 8; kan only).
+        degree: the highest degree of the channel products the perception sees (None: 2;
+            polynomial only).
+        token_size: the size of every channel token, divisible by heads (None: 16; attention
+            only).
+        heads: the attention heads (None: 4; attention only).
+        bound: the largest change of a channel in one step (None: 1.0; bounded only).
     """
 
     variant: Variant = "nca"
@@ -80,18 +106,37 @@ class NCAModelConfig:
     boundary: Boundary = "periodic"
     scales: tuple[int, ...] | None = None
     basis: int | None = None
+    degree: int | None = None
+    token_size: int | None = None
+    heads: int | None = None
+    bound: float | None = None
 
     def __post_init__(self) -> None:
-        if self.variant == "kan":
-            for name in ("hidden", "activation"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"model.{name} is not a setting of the kan variant")
-        if self.variant != "multiscale" and self.scales is not None:
-            raise ValueError(
-                f"model.scales is a setting of the multiscale variant, not {self.variant}"
-            )
-        if self.variant != "kan" and self.basis is not None:
-            raise ValueError(f"model.basis is a setting of the kan variant, not {self.variant}")
+        if self.variant == "kan" and self.activation is not None:
+            raise ValueError("model.activation is not a setting of the kan variant")
+        if self.variant in _NO_HIDDEN and self.hidden is not None:
+            raise ValueError(f"model.hidden is not a setting of the {self.variant} variant")
+        for name, owner in _VARIANT_SETTINGS.items():
+            if self.variant != owner and getattr(self, name) is not None:
+                raise ValueError(
+                    f"model.{name} is a setting of the {owner} variant, not {self.variant}"
+                )
+        for name in ("degree", "token_size", "heads"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), f"model.{name}", 1)
+        if self.variant == "attention":
+            size = _TOKEN_SIZE if self.token_size is None else self.token_size
+            heads = _HEADS if self.heads is None else self.heads
+            if size % heads:
+                raise ValueError(
+                    f"model.token_size must be divisible by model.heads = {heads}; got {size}"
+                )
+        if self.bound is not None and not (
+            isinstance(self.bound, (int, float))
+            and not isinstance(self.bound, bool)
+            and 0.0 < self.bound < math.inf
+        ):
+            raise ValueError(f"model.bound must be a finite number > 0; got {self.bound!r}")
         if self.activation is not None and self.activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {list(ACTIVATIONS)}")
         unknown = [f for f in self.filters or () if f not in PERCEPTION_FILTERS]
@@ -249,6 +294,87 @@ class SequenceConfig:
                 raise ValueError(f"sequence.{name} must be >= 0; got {getattr(self, name)!r}")
 
 
+def _is_texture_file(spec: str) -> bool:
+    """Whether a ``texture.texture`` names a file (a ``.png`` name or a path) rather than a
+    built-in texture."""
+    return spec.lower().endswith(".png") or "/" in spec or os.sep in spec
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureConfig:
+    """Growing a texture like an example from noise (``--task texture``): every sample of a
+    pool runs for a random number of steps and is scored by the sliced-Wasserstein texture
+    loss of its first three channels (RGB).
+
+    Attributes:
+        texture: a built-in texture (stripes, spots, checker) or a PNG file, read as RGB in
+            [0, 1] and used at its own resolution (one pixel per cell).
+        size: the grid side in cells (and the side of a built-in texture).
+        period: the period in cells of a built-in texture (refused with a PNG).
+        rollout_min: the fewest NCA steps of a training rollout.
+        rollout_max: the most NCA steps of a training rollout (the evaluation runs this many).
+        pool_size: states in the sample pool.
+        batch_size: states drawn from the pool per training step.
+        reseed: samples of each batch restarted from fresh noise.
+        levels: levels of the feature pyramid of the texture loss (2**levels <= size).
+        projections: random directions of the sliced Wasserstein distance.
+        overflow: weight of the penalty on state values outside [-1, 1].
+        checkpoint: wrap every NCA step in jax.checkpoint (less memory for long rollouts).
+        samples: rollouts from fresh noise scored by the evaluation (validation and the final
+            metrics).
+    """
+
+    texture: str = "stripes"
+    size: int = 32
+    period: int = 8
+    rollout_min: int = 32
+    rollout_max: int = 64
+    pool_size: int = 256
+    batch_size: int = 8
+    reseed: int = 1
+    levels: int = 3
+    projections: int = 32
+    overflow: float = 1.0
+    checkpoint: bool = False
+    samples: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.texture, str) or not (
+            self.texture in TEXTURES or _is_texture_file(self.texture)
+        ):
+            raise ValueError(
+                f"texture.texture must be one of {list(TEXTURES)} or a PNG file; got "
+                f"{self.texture!r}"
+            )
+        if _is_texture_file(self.texture) and self.period != TextureConfig.period:
+            raise ValueError(
+                f"texture.period={self.period!r} draws the built-in textures; the PNG "
+                f"{self.texture!r} is used as stored"
+            )
+        for name in ("size", "rollout_min", "pool_size", "batch_size", "levels", "projections"):
+            check_int(getattr(self, name), f"texture.{name}", 1)
+        check_int(self.samples, "texture.samples", 1)
+        check_int(self.period, "texture.period", 2)
+        check_int(self.reseed, "texture.reseed", 0)
+        check_int(self.rollout_max, "texture.rollout_max", self.rollout_min)
+        if 2**self.levels > self.size:
+            raise ValueError(
+                f"texture.size must be >= 2**texture.levels = {2**self.levels} (differences at "
+                f"scale 2**(levels - 1) on a periodic grid); got {self.size}"
+            )
+        if self.batch_size > self.pool_size:
+            raise ValueError(
+                f"texture.batch_size must be <= texture.pool_size = {self.pool_size}; got "
+                f"{self.batch_size}"
+            )
+        if self.reseed > self.batch_size:
+            raise ValueError(
+                f"texture.reseed must be <= texture.batch_size = {self.batch_size}; got "
+                f"{self.reseed}"
+            )
+        check_number(self.overflow, "texture.overflow", 0.0)
+
+
 _NCA_OPTIM = OptimConfig(
     "adam", 2e-3, schedule="exponential", decay_rate=0.1, normalise_gradients=True
 )
@@ -257,21 +383,25 @@ _NCA_OPTIM = OptimConfig(
 
 @dataclasses.dataclass(frozen=True)
 class NCATrainConfig:
-    """``diffdyn nca train``: grow a target from a seed cell, learn Gray-Scott, or learn a
-    recorded sequence.
+    """``diffdyn nca train``: grow a target from a seed cell, learn Gray-Scott, learn a
+    recorded sequence, or grow a texture from noise.
 
     Attributes:
         task: grow (a target image from one seed cell, with a sample pool and damage), pde
-            (Gray-Scott trajectories frame to frame) or sequence (recorded frames, --data).
+            (Gray-Scott trajectories frame to frame), sequence (recorded frames, --data) or
+            texture (an example texture grown from noise; the default optimiser, Adam at 2e-3
+            on normalised gradients, trains it).
         data: the recorded frames of task sequence: a .npy/.npz array [T, C, H, W] or
             [B, T, C, H, W], or a folder of PNG frames (required for task sequence, refused
             with the others).
         model: the NCA.
-        optim: the optimiser.
+        optim: the optimiser (default for every task: Adam at 2e-3 on normalised gradients,
+            decaying to a tenth over the run; texture trains well with it).
         train: the training loop.
         grow: the growing task (its settings are refused with the other tasks).
         pde: the trajectory task (its settings are refused with the other tasks).
         sequence: the recorded-sequence task (its settings are refused with the other tasks).
+        texture: the texture task (its settings are refused with the other tasks).
     """
 
     task: Task = "grow"
@@ -284,9 +414,15 @@ class NCATrainConfig:
     grow: GrowConfig = GrowConfig()
     pde: PDEConfig = PDEConfig()
     sequence: SequenceConfig = SequenceConfig()
+    texture: TextureConfig = TextureConfig()
 
     def __post_init__(self) -> None:
-        sections = (("grow", GrowConfig()), ("pde", PDEConfig()), ("sequence", SequenceConfig()))
+        sections = (
+            ("grow", GrowConfig()),
+            ("pde", PDEConfig()),
+            ("sequence", SequenceConfig()),
+            ("texture", TextureConfig()),
+        )
         for section, default in sections:
             value = getattr(self, section)
             if self.task != section and value != default:
@@ -319,6 +455,10 @@ class NCATrainConfig:
 @dataclasses.dataclass(frozen=True)
 class NCARunConfig:
     """``diffdyn nca run``: grow a trained NCA from a seed cell, erase half, regrow.
+
+    Only models of task grow run from a seed cell: a model folder whose ``config.yaml``
+    names another task (pde, sequence, texture) is refused; their figures are written by the
+    training itself (texture: ``texture.png`` and ``texture_rollout.gif``, grown from noise).
 
     Attributes:
         model: a model file (.eqx) or a ``diffdyn nca train`` output folder (its model.eqx).
@@ -380,4 +520,18 @@ def build_model(cfg: NCAModelConfig, task: Task, key: PRNGKeyArray) -> AbstractN
     if cfg.variant == "multiscale":
         scales = _SCALES if cfg.scales is None else cfg.scales
         return MultiScaleNCA(cells, hidden, activation, scales, key=key)
-    return KANCA(cells, _BASIS if cfg.basis is None else cfg.basis, key=key)
+    if cfg.variant == "polynomial":
+        degree = _DEGREE if cfg.degree is None else cfg.degree
+        return PolynomialNCA(cells, hidden, activation, degree, key=key)
+    if cfg.variant == "attention":
+        token_size = _TOKEN_SIZE if cfg.token_size is None else cfg.token_size
+        heads = _HEADS if cfg.heads is None else cfg.heads
+        return AttentionNCA(cells, token_size, heads, activation, key=key)
+    if cfg.variant == "bounded":
+        bound = _BOUND if cfg.bound is None else cfg.bound
+        return BoundedNCA(cells, hidden, activation, bound, key=key)
+    if cfg.variant == "kan":
+        return KANCA(cells, _BASIS if cfg.basis is None else cfg.basis, key=key)
+    raise ValueError(
+        f"model.variant must be one of {list(typing.get_args(Variant))}; got {cfg.variant!r}"
+    )

@@ -11,7 +11,11 @@ trajectories and training curves; GIFs of rollouts.
 - `plot_trajectory`: a PDE trajectory above the NCA's free rollout;
 - `plot_sequence`: held-out recorded frames above the NCA's free rollout over them;
 - `plot_losses`: the training loss per step and the validation loss;
-- `save_rollout_gif`, `save_trajectory_gif`: animations, small grids upscaled (`upscale`).
+- `plot_sensitivity`: a heat map of perception sensitivities (filter x channel);
+- `plot_eigenvalues`: eigenvalues in the complex plane with the stability boundary;
+- `save_rollout_gif`, `save_trajectory_gif`: animations, small grids upscaled (`upscale`);
+- `plot_texture`: an example texture beside states grown from noise by an untrained and a
+  trained NCA, with their texture losses; `save_texture_gif`: an RGB rollout as a GIF.
 
 Every function writes one file and returns its path.
 """
@@ -41,6 +45,8 @@ __all__ = [
     "plot_sequence",
     "save_rollout_gif",
     "save_trajectory_gif",
+    "plot_texture",
+    "save_texture_gif",
 ]
 
 
@@ -309,3 +315,144 @@ def save_trajectory_gif(
     )
     scaled = np.clip(both / max(float(truth[:, channel].max()), 1e-6), 0.0, 1.0)
     return save_gif(upscale(scaled, min_side), path, fps=fps)
+
+
+def _texture_rgb(x: np.ndarray) -> np.ndarray:
+    """The first three channels of ``[..., C, H, W]`` as RGB in ``[0, 1]`` (clipped), channels
+    last."""
+    return np.moveaxis(np.clip(x[..., :3, :, :], 0.0, 1.0), -3, -1)
+
+
+def plot_texture(
+    target: Any,
+    untrained: Any,
+    trained: Any,
+    path: str | os.PathLike,
+    *,
+    untrained_loss: float | None = None,
+    trained_loss: float | None = None,
+    samples: int = 4,
+) -> Path:
+    """The example ``target [3, H, W]`` (left) beside up to ``samples`` states grown from
+    noise by the untrained model (``untrained [S, C, H, W]``, top row) and by the trained
+    model (``trained [S, C, H, W]``, bottom row), their first three channels shown as RGB
+    clipped to ``[0, 1]``; the rows are labelled with the texture losses when given."""
+    target, untrained, trained = (np.asarray(a) for a in (target, untrained, trained))
+    if target.ndim != 3 or target.shape[0] < 3:
+        raise ValueError(f"target must have shape [3, H, W]; got {target.shape}")
+    for name, x in (("untrained", untrained), ("trained", trained)):
+        if x.ndim != 4 or x.shape[1] < 3 or x.shape[0] < 1:
+            raise ValueError(f"{name} must have shape [S, C, H, W] with C >= 3; got {x.shape}")
+    n = min(samples, untrained.shape[0], trained.shape[0])
+    fig, axes = figure(
+        2, n + 1, figsize=(2.3 * (n + 1), 4.6), squeeze=False, gridspec_kw={"wspace": 0.4}
+    )
+    axes[0, 0].imshow(_texture_rgb(target), interpolation="nearest")
+    axes[0, 0].set_title("example", fontsize=9)
+    axes[1, 0].axis("off")
+    rows = (("untrained", untrained, untrained_loss), ("trained", trained, trained_loss))
+    for r, (name, states, loss) in enumerate(rows):
+        for j in range(n):
+            ax = axes[r, j + 1]
+            ax.imshow(_texture_rgb(states[j]), interpolation="nearest")
+            ax.set_title(f"{name}, sample {j}", fontsize=8)
+        label = name if loss is None else f"{name}\ntexture loss {loss:.3g}"
+        axes[r, 1].set_ylabel(label, fontsize=9)
+    for ax in axes.ravel():
+        _hide_ticks(ax)
+    fig.suptitle("states grown from noise (first three channels as RGB)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_texture_gif(
+    frames: Any, path: str | os.PathLike, *, fps: int = 10, min_side: int = 256
+) -> Path:
+    """Frames ``[T, C, H, W]`` of a texture rollout as a GIF of their first three channels
+    (RGB, clipped to ``[0, 1]``), upscaled to at least ``min_side`` pixels."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1] < 3:
+        raise ValueError(f"frames must have shape [T, C, H, W] with C >= 3; got {frames.shape}")
+    rgb = np.clip(frames[:, :3], 0.0, 1.0)
+    return save_gif(upscale(rgb, min_side), path, fps=fps)
+
+
+def plot_sensitivity(
+    values: Any,
+    filters: Any,
+    path: str | os.PathLike,
+    *,
+    title: str = "perception sensitivity",
+) -> Path:
+    """A labelled heat map of ``values`` ``[K, C]`` (rows: the ``K`` perception ``filters``,
+    columns: channels), every entry written in its cell when the map is small enough to read.
+    """
+    v = np.asarray(values, dtype=float)
+    filters = list(filters)
+    if v.ndim != 2 or v.shape[0] != len(filters):
+        raise ValueError(
+            f"values must have shape [len(filters) = {len(filters)}, C]; got {v.shape}"
+        )
+    k, c = v.shape
+    fig, ax = figure(figsize=(max(4.0, 0.55 * c + 2.5), max(2.2, 0.5 * k + 1.4)))
+    im = ax.imshow(v, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(k), filters)
+    ax.set_xticks(range(c), [str(i) for i in range(c)])
+    ax.set_xlabel("channel")
+    ax.set_ylabel("perception filter")
+    ax.set_title(title, fontsize=9)
+    if k * c <= 160:
+        top = float(np.nanmax(v)) if v.size else 0.0
+        for i in range(k):
+            for j in range(c):
+                light = v[i, j] < 0.6 * top
+                ax.text(
+                    j,
+                    i,
+                    f"{v[i, j]:.2g}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if light else "black",
+                )
+    fig.colorbar(im, ax=ax, label="mean ‖∂dx/∂P‖ over cells")
+    return save_figure(fig, path)
+
+
+def plot_eigenvalues(
+    eigenvalues: Any,
+    kind: str,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+) -> Path:
+    """Eigenvalues in the complex plane with the stability boundary: the unit circle for a
+    map (``kind="map"``, stable inside), the imaginary axis for a flow (``"flow"``, stable to
+    its left). ``eigenvalues`` may be ``None`` or empty: the figure then says so."""
+    if kind not in ("map", "flow"):
+        raise ValueError(f"kind must be 'map' or 'flow'; got {kind!r}")
+    lam = np.asarray([] if eigenvalues is None else eigenvalues, dtype=complex).ravel()
+    fig, ax = figure(figsize=(4.6, 4.4))
+    if kind == "map":
+        t = np.linspace(0, 2 * np.pi, 361)
+        ax.plot(np.cos(t), np.sin(t), "k--", lw=1, label="|λ| = 1")
+        ax.set_aspect("equal")
+    else:
+        ax.axvline(0.0, color="k", ls="--", lw=1, label="Re λ = 0")
+    if lam.size:
+        ax.scatter(lam.real, lam.imag, s=14, c="tab:red", zorder=3, label=f"{lam.size} eigenvalues")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no eigenvalues (no finite fixed point)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+    ax.axhline(0.0, color="0.8", lw=0.5, zorder=0)
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.set_title(title or f"Jacobian eigenvalues ({kind})", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)

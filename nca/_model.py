@@ -6,11 +6,16 @@ is
     dx      = f(P(x))                           (P: fixed depthwise perception, f: per-cell net)
     x'      = x + m ⊙ dx,   m[h, w] ~ Bernoulli(fire_rate)      (one draw per cell)
     x'      = x' ⊙ [alive(x) ∧ alive(x')]                       (optional alive masking)
-    x_{t+1} = B(x')                                             (boundary condition)
+    x_{t+1} = M(B(x'))                                          (boundary, then optional mask)
 
 with ``alive(x)[h, w] = max_{3x3 around (h, w)} x[alive_channel] > alive_threshold``
 (Mordvintsev et al. 2020). The last layer of ``f`` starts at zero, so an untrained NCA is
 the identity map. Variants (`diffdyn.nca`) only change ``f``.
+
+A mask ``M`` (`FixedMask` or `TrainableMask`) confines the cells to a shape, e.g. a
+micropattern (Richardson et al. 2024, Differentiable-Patterning): a hard mask holds the outside
+at 0, a soft mask holds the masked cells of its channels at fixed values. `boundary_regulariser`
+is the penalty ``mean |x - M(x)|`` on the content a state has where the mask forbids it.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from diffdyn.common import (
     PERCEPTION_FILTERS,
     AbstractBoundary,
     AbstractModel,
+    FixedMask,
     Perception,
     SplitGrid,
+    TrainableMask,
     make_boundary,
     pad,
 )
@@ -43,6 +51,7 @@ __all__ = [
     "Cells",
     "AbstractNCA",
     "NCA",
+    "boundary_regulariser",
     "rollout_batch",
     "seed_state",
 ]
@@ -69,7 +78,8 @@ class Cells(AbstractModel):
     """What every NCA shares: perception, stochastic update, alive masking and boundary.
 
     An NCA takes its `Cells` as its first constructor argument (`NCA(Cells(16), ...)`) and
-    saves it as a nested model; it has no trainable leaves (the perception kernel is fixed).
+    saves it as a nested model; its only trainable leaves are the logits of a `TrainableMask`
+    (the perception kernel and a `FixedMask` are fixed).
 
     Args:
         channels: the state channels $C$.
@@ -83,6 +93,17 @@ class Cells(AbstractModel):
             ``boundary_value``; ``0`` makes the outside empty) or ``"neumann"`` (zero flux),
             built by `make_boundary`; the perception pads with the boundary's padding.
         boundary_value: the value held by a Dirichlet boundary.
+        mask: confines the cells to a shape: a `FixedMask` (``mode="hard"``: ``u ← m u``, the
+            outside held at 0; ``mode="soft"``: ``u ← m v + (1 - m) u``, the masked cells held
+            at ``values``) or a `TrainableMask` (``u ← sigmoid(logits) u``, its logits
+            trained with the network; ``mask.coverage()`` is its area, for regularisation),
+            applied after the boundary in every step; ``None``: no mask. Its mask is 2-D
+            (``[H, W]``, or ``[K, H, W]`` for its ``K`` selected channels) and must match the
+            grid of the states it steps. The perception keeps the boundary's padding (the
+            mask's ``padding`` is not used). A model is saved with its mask: the file's header
+            records the mask's kind, shapes and settings (a dict in ``hyperparameters()``,
+            which this argument also accepts: it builds a mask of those shapes filled with
+            zeros, whose arrays loading then reads from the file).
     """
 
     channels: int = eqx.field(static=True)
@@ -94,6 +115,7 @@ class Cells(AbstractModel):
     boundary_value: float = eqx.field(static=True)
     perception: Perception
     bc: AbstractBoundary
+    mask: FixedMask | TrainableMask | None
 
     def __init__(
         self,
@@ -104,6 +126,7 @@ class Cells(AbstractModel):
         alive_channel: int = 3,
         boundary: str = "periodic",
         boundary_value: float = 0.0,
+        mask: FixedMask | TrainableMask | dict[str, Any] | None = None,
     ):
         channels = check_int(channels, "channels", 1)
         if isinstance(filters, str):
@@ -135,9 +158,21 @@ class Cells(AbstractModel):
         self.alive_channel = int(alive_channel) % channels
         self.boundary = boundary
         self.boundary_value = float(boundary_value)
+        self.mask = _check_mask(_mask_from_spec(mask) if isinstance(mask, dict) else mask, channels)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments. A mask is a dict of its kind (``"fixed"`` or
+        ``"trainable"``), settings and array shapes (its arrays are leaves of the model and
+        are saved with them); no mask is left out."""
+        out = AbstractModel.hyperparameters(eqx.tree_at(lambda c: c.mask, self, None))
+        if self.mask is None:
+            del out["mask"]
+        else:
+            out["mask"] = _mask_spec(self.mask)
+        return out
 
     def check(self, x: Any, name: str = "x") -> None:
-        """Raise a ValueError unless ``x`` is a ``[channels, H, W]`` array."""
+        """Raise a ValueError unless ``x`` is a ``[channels, H, W]`` array on the mask's grid."""
         if not hasattr(x, "shape"):
             raise TypeError(f"{name} must be an array [C, H, W]; got {type(x).__name__}")
         if len(x.shape) != 3 or x.shape[0] != self.channels:
@@ -145,6 +180,13 @@ class Cells(AbstractModel):
             raise ValueError(
                 f"{name} must have shape [{self.channels}, H, W]; got {tuple(x.shape)}{hint}"
             )
+        if self.mask is not None:
+            grid = tuple(_mask_array(self.mask).shape[-2:])
+            if tuple(x.shape[1:]) != grid:
+                raise ValueError(
+                    f"{name} must lie on the mask's grid {list(grid)} (shape "
+                    f"[{self.channels}, {grid[0]}, {grid[1]}]); got shape {tuple(x.shape)}"
+                )
 
     def alive(self, x: Float[Array, "C H W"]) -> Bool[Array, "1 H W"]:
         """``max_{3x3} x[alive_channel] > alive_threshold`` (all True without a threshold)."""
@@ -176,7 +218,8 @@ class Cells(AbstractModel):
 
             alive = alive if split is None else split.map(alive)
             new = new * (alive(x, self) & alive(new, self)).astype(x.dtype)
-        return self.bc(new)
+        new = self.bc(new)
+        return new if self.mask is None else self.mask(new)
 
     def apply_channels_last(
         self, x: Float[Array, "H W C"], dx: Float[Array, "H W C"], key: PRNGKeyArray
@@ -188,9 +231,13 @@ class Cells(AbstractModel):
             c = self.alive_channel
             alive = self._alive_of(x[..., c]) & self._alive_of(new[..., c])
             new = new * alive[..., None].astype(x.dtype)
-        if self.boundary == "periodic":  # nothing to impose
+        if self.boundary == "periodic" and self.mask is None:  # nothing to impose
             return new
-        return jnp.moveaxis(self.bc(jnp.moveaxis(new, -1, 0)), 0, -1)
+        new = jnp.moveaxis(new, -1, 0)
+        new = self.bc(new)  # the same elementwise operations as `apply`: the same result
+        if self.mask is not None:
+            new = self.mask(new)
+        return jnp.moveaxis(new, 0, -1)
 
     def check_split(self, split: SplitGrid | None, x: Any) -> None:
         """Refuse a split of a grid that is not periodic, or of a field too small for it."""
@@ -203,6 +250,74 @@ class Cells(AbstractModel):
                 f"a split grid needs periodic rows; this NCA's boundary is {self.boundary!r}"
             )
         split.check(x)
+
+
+def _mask_array(mask: FixedMask | TrainableMask) -> Array:
+    return mask.mask if isinstance(mask, FixedMask) else mask.logits
+
+
+def _check_mask(mask: Any, channels: int) -> FixedMask | TrainableMask | None:
+    """``mask`` if it is None or a 2-D `FixedMask` / `TrainableMask` fitting ``channels``."""
+    if mask is None:
+        return None
+    if not isinstance(mask, (FixedMask, TrainableMask)):
+        raise TypeError(
+            f"mask must be a FixedMask, a TrainableMask or None; got {type(mask).__name__}"
+        )
+    if mask.channels is None:
+        k = channels
+    else:
+        bad = [c for c in mask.channels if not -channels <= c < channels]
+        if bad or len({c % channels for c in mask.channels}) != len(mask.channels):
+            raise ValueError(
+                f"mask.channels must name distinct channels of the {channels} state channels; "
+                f"got {list(mask.channels)}"
+            )
+        k = len(mask.channels)
+    array = _mask_array(mask)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[0] != k):
+        raise ValueError(
+            f"mask: its mask must have shape [H, W] or [{k}, H, W] (one per selected channel); "
+            f"got shape {tuple(array.shape)}"
+        )
+    values = getattr(mask, "values", None)
+    if values is not None and not (
+        values.ndim == 0
+        or tuple(values.shape) == (k,)
+        or tuple(values.shape) == (k, *array.shape[-2:])
+    ):
+        raise ValueError(
+            f"mask: its values must be a scalar, [{k}] or [{k}, {array.shape[-2]}, "
+            f"{array.shape[-1]}]; got shape {tuple(values.shape)}"
+        )
+    return mask
+
+
+def _mask_spec(mask: FixedMask | TrainableMask) -> dict[str, Any]:
+    """The JSON description of a mask: its kind, settings and array shapes."""
+    channels = None if mask.channels is None else list(mask.channels)
+    spec = {"shape": list(_mask_array(mask).shape), "channels": channels, "padding": mask.padding}
+    if isinstance(mask, TrainableMask):
+        return {"kind": "trainable", **spec}
+    values = None if mask.values is None else list(mask.values.shape)
+    return {"kind": "fixed", "mode": mask.mode, "values_shape": values, **spec}
+
+
+def _mask_from_spec(spec: dict[str, Any]) -> FixedMask | TrainableMask:
+    """A mask of the kind, settings and shapes `_mask_spec` records, its arrays zero."""
+    kinds = ("fixed", "trainable")
+    if spec.get("kind") not in kinds or not isinstance(spec.get("shape"), (list, tuple)):
+        raise ValueError(
+            f"mask: a dict describes a mask as hyperparameters() writes it (kind one of "
+            f"{list(kinds)}, shape, channels, padding); got {spec!r}"
+        )
+    zeros = np.zeros(tuple(spec["shape"]))
+    channels, padding = spec.get("channels"), spec.get("padding", "zeros")
+    if spec["kind"] == "trainable":
+        return TrainableMask(zeros, channels=channels, padding=padding)
+    shape = spec.get("values_shape")
+    values = None if shape is None else np.zeros(tuple(shape))
+    return FixedMask(zeros, spec.get("mode", "hard"), channels, values, padding)
 
 
 def _check_cells(cells: Any, owner: str) -> Cells:
@@ -362,6 +477,36 @@ class AbstractNCA(AbstractModel):
         if last:
             frames = jnp.moveaxis(frames, -1, 1)
         return jnp.concatenate([x0[None], frames])
+
+
+def boundary_regulariser(
+    model_or_cells: AbstractNCA | Cells, x: Float[ArrayLike, "*B C H W"]
+) -> Float[Array, ""]:
+    r"""The content of ``x`` where the mask forbids it: $\frac{1}{N} \sum |x - M(x)|$.
+
+    $M$ is the mask of the cells (``model.cells.mask``), $N$ the number of entries of ``x``
+    (a state ``[C, H, W]`` or a batch ``[B, C, H, W]``). It is 0 for every state the masked
+    dynamics can reach (for a hard mask: zero outside the mask) and grows linearly with the
+    forbidden content; for a hard mask $m$ on every channel it is
+    $\frac{1}{N} \sum (1 - m) |x|$. The area of a `TrainableMask`, for a penalty of its own,
+    is ``model.cells.mask.coverage()``. Cells without a mask are refused.
+    """
+    cells = model_or_cells.cells if isinstance(model_or_cells, AbstractNCA) else model_or_cells
+    if not isinstance(cells, Cells):
+        raise TypeError(
+            f"model_or_cells must be an NCA or its Cells; got {type(model_or_cells).__name__}"
+        )
+    if cells.mask is None:
+        raise ValueError("boundary_regulariser needs cells with a mask; these cells have none")
+    if not hasattr(x, "shape") or len(x.shape) not in (3, 4):
+        raise ValueError(
+            f"x must have shape [C, H, W] or [B, C, H, W]; got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
+        )
+    cells.check(x[0] if len(x.shape) == 4 else x)
+    x = jnp.asarray(x)
+    masked = jax.vmap(cells.mask)(x) if x.ndim == 4 else cells.mask(x)
+    return jnp.mean(jnp.abs(x - masked))
 
 
 def rollout_batch(

@@ -1,10 +1,12 @@
 """The NCA workflows behind ``diffdyn nca train`` and ``diffdyn nca run``, as library calls.
 
 - `fit_nca` builds the task, the data and the model that an `NCATrainConfig` describes
-  (for task sequence: reads the recorded frames with `load_sequence`), trains with the
-  common `Trainer` and evaluates the result;
-- `run_nca` loads a trained growing NCA, finds its target and grid (from the training's
-  ``config.yaml`` next to the model) and grows, damages and regrows it (`evaluate_growth`).
+  (for task sequence: reads the recorded frames with `load_sequence`; for task texture: draws
+  the example with `texture_image` or reads a PNG), trains with the common `Trainer` and
+  evaluates the result;
+- `run_nca` loads a trained growing NCA (models of other tasks are refused), finds its
+  target and grid (from the training's ``config.yaml`` next to the model) and grows, damages
+  and regrows it (`evaluate_growth`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from diffdyn.common import Logger, Trainer, TrainResult, load_config_file, load_sequence
+from diffdyn.common._helpers import read_image
 
-from ._config import _SEQUENCE_HIDDEN, NCARunConfig, NCATrainConfig, build_model
+from ._config import (
+    _SEQUENCE_HIDDEN,
+    NCARunConfig,
+    NCATrainConfig,
+    TextureConfig,
+    _is_texture_file,
+    build_model,
+)
 from ._grow import GrowTask, GrowthEvaluation, evaluate_growth
-from ._model import AbstractNCA
+from ._model import AbstractNCA, rollout_batch
 from ._pde_task import (
     TrajectoryTask,
     evaluate_trajectory,
@@ -33,8 +44,9 @@ from ._pde_task import (
 )
 from ._sequence import SequenceTask
 from ._targets import make_target
+from ._texture import TextureTask, texture_image
 
-__all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca"]
+__all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca", "load_texture"]
 
 
 @dataclasses.dataclass
@@ -45,13 +57,19 @@ class NCAFit:
         result: the trainer's result (final and best model, losses, validation history).
         metrics: scalar metrics of the run (see `fit_nca`).
         growth: grow: the final model's `GrowthEvaluation` (with the frames of one rollout).
-        target: grow: the target ``[O, H, W]``.
+        target: grow: the target ``[O, H, W]``; texture: the example texture ``[3, H, W]``.
         truth: pde: the test trajectory ``[N, O, H, W]`` (an unseen initial condition);
             sequence: the held-out frames of every sequence ``[B, K, O, H, W]``.
         prediction: pde: the final model's free rollout from the test trajectory's first
             frame, every channel ``[N, C, H, W]``; sequence: the final model's free rollout
             from the first held-out frame ``[B, K, C, H, W]``.
         times: sequence: the times of the held-out frames ``[K]``.
+        grown: texture: states grown from noise for ``rollout_max`` steps by the final model
+            ``[S, C, H, W]``.
+        untrained: texture: states grown from the same noise, with the same keys, by the
+            untrained model ``[S, C, H, W]``.
+        frames: texture: one rollout of the final model from noise over twice
+            ``rollout_max`` steps ``[T, C, H, W]``.
     """
 
     result: TrainResult
@@ -61,6 +79,9 @@ class NCAFit:
     truth: np.ndarray | None = None
     prediction: np.ndarray | None = None
     times: np.ndarray | None = None
+    grown: np.ndarray | None = None
+    untrained: np.ndarray | None = None
+    frames: np.ndarray | None = None
 
 
 def _frame_every(steps: int, frames: int = 16) -> int:
@@ -115,6 +136,15 @@ def fit_nca(
       (the best model's, on the same frames that selected it, so optimistic), the data's
       ``sequences``, ``frames``, ``observed_channels`` and ``interval_steps`` (NCA steps per
       interval), and the trainer's numbers as for grow.
+    - texture: `TextureTask` on ``cfg.texture``'s example (`load_texture`), trained from one
+      noise seed state that fills the pool; the best model is the one whose states grown from
+      fresh noise have the lowest texture loss. Keys: ``k_model, k_seed, k_train, k_eval =
+      split(key, 4)``. Metrics: ``texture_loss`` (the final model's `TextureTask.evaluate`:
+      the mean `texture_loss` of ``texture.samples`` states grown from noise for
+      ``texture.rollout_max`` steps), ``best_texture_loss`` and ``untrained_texture_loss``
+      (the best and the untrained model's, same key), and the trainer's numbers as for grow.
+      `NCAFit.grown` and ``untrained`` are the states these losses score; ``frames`` is a
+      rollout from the noise ``fold_in(k_eval, 1)``.
 
     ``logger``, ``out`` and ``resume`` go to the `Trainer` (``out`` receives the checkpoints,
     ``model.eqx`` and ``best.eqx``); the final metrics are also logged under ``eval/``.
@@ -123,6 +153,8 @@ def fit_nca(
         fit = _fit_grow(cfg, key, logger=logger, out=out, resume=resume)
     elif cfg.task == "pde":
         fit = _fit_pde(cfg, key, logger=logger, out=out, resume=resume)
+    elif cfg.task == "texture":
+        fit = _fit_texture(cfg, key, logger=logger, out=out, resume=resume)
     else:
         fit = _fit_sequence(cfg, key, logger=logger, out=out, resume=resume)
     if logger is not None:
@@ -257,6 +289,80 @@ def _fit_sequence(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> 
     )
 
 
+def load_texture(cfg: TextureConfig) -> np.ndarray:
+    """The example texture of ``cfg``: `texture_image` of a built-in name (``cfg.size``
+    cells, ``cfg.period``), or a PNG read as RGB in ``[0, 1]`` at its own resolution,
+    ``[3, H, W]`` float32."""
+    if not _is_texture_file(cfg.texture):
+        return texture_image(cfg.texture, cfg.size, period=cfg.period)
+    image = read_image(cfg.texture, "texture.texture", "RGB")
+    return np.moveaxis(np.asarray(image, np.float32) / 255.0, -1, 0)
+
+
+def _fit_texture(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    t = cfg.texture
+    target = load_texture(t)
+    k_model, k_seed, k_train, k_eval = jax.random.split(key, 4)
+    model = build_model(cfg.model, "texture", k_model)
+    task = TextureTask(
+        target,
+        (t.rollout_min, t.rollout_max),
+        grid=(t.size, t.size),
+        pool_size=t.pool_size,
+        batch_size=t.batch_size,
+        reseed=t.reseed,
+        levels=t.levels,
+        projections=t.projections,
+        overflow=t.overflow,
+        checkpoint=t.checkpoint,
+        samples=t.samples,
+    )
+    seed = task.seed(model.channels, key=k_seed)
+    res, seconds = _fit(task, cfg, model, seed, k_train, **fit_kwargs)
+
+    def loss(m: AbstractNCA) -> float:
+        return float(task.evaluate(m, k_eval)["loss"])
+
+    def grow(m: AbstractNCA) -> np.ndarray:
+        return np.asarray(_grow_from_noise(m, task, k_eval))
+
+    k_frames = jax.random.fold_in(k_eval, 1)
+    frames = res.model.rollout(
+        task.seed(model.channels, key=k_frames),
+        2 * t.rollout_max,
+        k_frames,
+        every=_frame_every(2 * t.rollout_max, 32),
+    )
+    metrics = {
+        "texture_loss": loss(res.model),
+        "best_texture_loss": loss(res.best_model),
+        "untrained_texture_loss": loss(model),
+        **_selection(res),
+        "seconds": seconds,
+        "parameters": res.model.num_parameters(),
+    }
+    return NCAFit(
+        res,
+        metrics,
+        target=np.asarray(target),
+        grown=grow(res.model),
+        untrained=grow(model),
+        frames=np.asarray(frames),
+    )
+
+
+@eqx.filter_jit
+def _grow_from_noise(model: AbstractNCA, task: TextureTask, key: PRNGKeyArray) -> jax.Array:
+    """``task.samples`` states grown for ``T_max`` steps from fresh noise; seeds and rollout
+    keys drawn from ``key`` as `TextureTask.evaluate` draws them, so the states are the ones
+    it scores."""
+    k_seed, k_run, _ = jax.random.split(key, 3)
+    seeds = jnp.stack(
+        [task.seed(model.channels, key=k) for k in jax.random.split(k_seed, task.samples)]
+    )
+    return rollout_batch(model, seeds, task.rollout_steps[1], k_run)
+
+
 def _fit(
     task: Any,
     cfg: NCATrainConfig,
@@ -308,6 +414,13 @@ def _training_settings(folder: Path) -> dict[str, Any]:
         raise ValueError(
             f"{file} is the config of a `diffdyn nca run`, not of a training: the training's "
             "config.yaml was overwritten (run `nca run` with its own --out)"
+        )
+    if trained.get("task") == "texture":
+        raise ValueError(
+            f"nca run grows a model from its seed cell and scores it against a target; the "
+            f"model in {str(folder)!r} was trained on task 'texture', which grows from noise "
+            "and has no target to score (its grown samples are texture.png and "
+            "texture_rollout.gif in the training folder)"
         )
     if trained.get("task", "grow") != "grow":
         raise ValueError(

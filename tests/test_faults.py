@@ -147,6 +147,11 @@ BAD_INPUT = {
         (["--model", "m.eqx", "--every", "0"], "every must be an int >= 1"),
         (["--model", "/nonexistent/m.eqx", "--target", "x.png"], "does not exist"),
     ],
+    ("nca", "analyse"): [
+        (["--model", "/nonexistent/m.eqx"], "does not exist"),
+        (["--model", "m.eqx", "--top", "x"], "'top' must be an integer"),
+        (["--model", "m.eqx", "--method", "nope"], "invalid choice: 'nope'"),
+    ],
     ("oscillators", "kuramoto"): [
         (["--steps", "x"], "'steps' must be an integer"),
         (["--delay", "-1"], "delay must be >= 0"),

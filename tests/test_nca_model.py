@@ -12,7 +12,7 @@ import optax
 import pytest
 from jax.scipy.stats import norm
 
-from diffdyn.common import AbstractModel
+from diffdyn.common import AbstractModel, FixedMask, TrainableMask
 from diffdyn.nca import (
     KANCA,
     NCA,
@@ -391,12 +391,32 @@ def test_rollout_frames_take_raw_and_typed_keys_alike():
     np.testing.assert_array_equal(raw[-1], model.rollout(x, 32, jax.random.PRNGKey(4)))
 
 
-@pytest.mark.parametrize("boundary", ["periodic", "neumann", "dirichlet"])
-@pytest.mark.parametrize("alive_threshold", [None, 0.1])
-def test_the_channels_last_rollout_equals_the_step_loop(boundary, alive_threshold):
+def _mask(kind):
+    """A mask of the 12 x 10 grid for every channel: a hard disc, trainable logits, or none."""
+    if kind is None:
+        return None
+    rows, cols = np.mgrid[:12, :10]
+    disc = ((rows - 5.5) ** 2 + (cols - 4.5) ** 2 < 16).astype(float)
+    if kind == "hard":
+        return FixedMask(disc)
+    return TrainableMask(4.0 * disc - 2.0 + 0.1 * np.arange(10))
+
+
+@pytest.mark.parametrize(
+    "boundary, alive_threshold, mask",
+    [
+        *[(b, a, None) for b in ("periodic", "neumann", "dirichlet") for a in (None, 0.1)],
+        ("periodic", None, "hard"),
+        ("dirichlet", 0.1, "trainable"),
+    ],
+)
+def test_the_channels_last_rollout_equals_the_step_loop(boundary, alive_threshold, mask):
     """`NCA.rollout` keeps its state channels-last between steps; the result, its frames and
-    its gradient equal those of the channels-first step loop up to float32 rounding."""
-    cells = Cells(6, fire_rate=0.5, alive_threshold=alive_threshold, boundary=boundary)
+    its gradient (a trainable mask's logits included) equal those of the channels-first step
+    loop up to float32 rounding, with and without a mask."""
+    cells = Cells(
+        6, fire_rate=0.5, alive_threshold=alive_threshold, boundary=boundary, mask=_mask(mask)
+    )
     model = NCA(cells, hidden=16, key=jax.random.key(0))
     weight = 0.1 * jax.random.normal(jax.random.key(1), model.net.output_layer.weight.shape)
     model = eqx.tree_at(lambda m: m.net.output_layer.weight, model, weight)
