@@ -40,6 +40,9 @@ from ._discovery import (
     build_discovery_model as build_discovery_model,
 )
 from ._discovery import (
+    check_model_dim as check_model_dim,
+)
+from ._discovery import (
     discovery_settings as discovery_settings,
 )
 from ._discovery import (
@@ -53,6 +56,12 @@ from ._discovery import (
 )
 from ._discovery import (
     fit_systems as fit_systems,
+)
+from ._discovery import (
+    load_trajectory as load_trajectory,
+)
+from ._discovery import (
+    trajectory_dataset as trajectory_dataset,
 )
 from ._discovery import (
     trajectory_of as trajectory_of,
@@ -73,10 +82,16 @@ from ._experiments import (
     KuraNetTask as KuraNetTask,
 )
 from ._experiments import (
+    SubsampledNetwork as SubsampledNetwork,
+)
+from ._experiments import (
     configure_experiment as configure_experiment,
 )
 from ._experiments import (
     evaluate_kuranet as evaluate_kuranet,
+)
+from ._experiments import (
+    evaluate_sizes as evaluate_sizes,
 )
 from ._experiments import (
     get_experiment as get_experiment,
@@ -98,6 +113,9 @@ from ._experiments import (
 )
 from ._experiments import (
     simulate_network as simulate_network,
+)
+from ._experiments import (
+    subsample_nodes as subsample_nodes,
 )
 from ._experiments import (
     train_experiment as train_experiment,
@@ -164,6 +182,9 @@ from ._kuranet import (
 )
 from ._kuranet import (
     circular_variance as circular_variance,
+)
+from ._kuranet import (
+    cohn_loss as cohn_loss,
 )
 from ._kuranet import (
     feature_assortativity as feature_assortativity,
@@ -256,6 +277,7 @@ __all__ = [
     "circular_variance",
     "circular_moments",
     "segmentation_loss",
+    "cohn_loss",
     "feature_assortativity",
     "ExperimentConfig",
     "EXPERIMENTS",
@@ -265,8 +287,11 @@ __all__ = [
     "kuranet_data",
     "load_kuranet_image",
     "make_kuranet",
+    "subsample_nodes",
+    "SubsampledNetwork",
     "KuraNetTask",
     "evaluate_kuranet",
+    "evaluate_sizes",
     "ExperimentResult",
     "train_experiment",
     "image_phase_map",
@@ -296,11 +321,14 @@ __all__ = [
     "DiscoverySettings",
     "discovery_settings",
     "build_discovery_model",
+    "check_model_dim",
     "discovery_task",
     "evaluate_field",
     "fit_system",
     "fit_systems",
     "trajectory_of",
+    "load_trajectory",
+    "trajectory_dataset",
     "DiscoverConfig",
     "resolve_discovery",
     "discovery_run",

@@ -18,12 +18,21 @@ training tasks), and `fit_system` runs it and scores the selected model with `ev
 interpolation MSE on the training window (against the noisy observations and against the clean
 trajectory) and extrapolation MSE beyond it (against the clean continuation). The selected model
 is the one with the lowest uncoupled training MSE after the first logging block.
+
+A user's own trajectory replaces the simulated data through `load_trajectory` (a ``.csv``,
+``.npy`` or ``.npz`` file of times and states) and `trajectory_dataset`, which splits it as
+`make_dataset` splits a simulation: a training (interpolation) window of the first samples and
+an extrapolation window of the rest.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
+import os
+import zipfile
+from pathlib import Path
 from typing import Any, Literal
 
 import equinox as eqx
@@ -61,11 +70,14 @@ __all__ = [
     "DiscoverySettings",
     "discovery_settings",
     "build_discovery_model",
+    "check_model_dim",
     "discovery_task",
     "evaluate_field",
     "fit_system",
     "fit_systems",
     "trajectory_of",
+    "load_trajectory",
+    "trajectory_dataset",
 ]
 
 Method = Literal["plain", "multiple-shooting", "homotopy"]
@@ -320,33 +332,249 @@ def build_discovery_model(
     *,
     learn_rates: bool = False,
     inputs: Literal["state", "interaction"] = "state",
+    state_dim: int | None = None,
 ) -> AbstractModel:
     """The model ``model`` (one of `DISCOVERY_MODELS`) for ``system`` with the width and depth
     of ``settings``, in the current default float dtype. ``learn_rates`` and ``inputs`` are
-    settings of the gray box (`LotkaVolterraGrayBox`), refused for the other models."""
+    settings of the gray box (`LotkaVolterraGrayBox`), refused for the other models.
+
+    ``state_dim`` is the dimension $D$ of the data (default: the system's). The black box takes
+    any $D$; the gray box only Lotka-Volterra's $D = 2$; the second-order field an even $D$
+    (positions, then velocities)."""
     if model not in DISCOVERY_MODELS:
         raise ValueError(f"unknown model {model!r}; known models: {', '.join(DISCOVERY_MODELS)}")
     if model != "graybox" and (learn_rates or inputs != "state"):
         raise ValueError(
             f"learn_rates and inputs are settings of the gray box, not of model {model!r}"
         )
-    dim = len(SYSTEMS[system].y0)
+    dim = len(SYSTEMS[system].y0) if state_dim is None else state_dim
+    check_model_dim(system, model, dim)
     if model == "blackbox":
         return MLPField(dim, settings.width, settings.depth, activation="gelu", key=key)
     if model == "graybox":
-        if system != "lotka-volterra":
-            raise ValueError(
-                f"model 'graybox' exists for system 'lotka-volterra' only, got {system!r}"
-            )
         return LotkaVolterraGrayBox(
             settings.width, settings.depth, learn_rates=learn_rates, inputs=inputs, key=key
         )
     return SecondOrderField(dim, settings.width, settings.depth, key=key)
 
 
+def check_model_dim(system: str, model: str, state_dim: int) -> None:
+    """Refuse (`ValueError`) a ``model`` of `DISCOVERY_MODELS` that cannot fit ``state_dim``
+    state components: the black box fits any, the gray box only ``system`` Lotka-Volterra's
+    two, the second-order field an even number (positions, then velocities)."""
+    dim = check_int(state_dim, "state_dim")
+    if model not in DISCOVERY_MODELS:
+        raise ValueError(f"unknown model {model!r}; known models: {', '.join(DISCOVERY_MODELS)}")
+    if model == "graybox":
+        if system != "lotka-volterra":
+            raise ValueError(
+                f"model 'graybox' exists for system 'lotka-volterra' only, got {system!r}"
+            )
+        if dim != 2:
+            raise ValueError(
+                f"model 'graybox' is the Lotka-Volterra gray box of the 2-D state (x, y); the "
+                f"data have D = {dim} state components (the black box fits any D)"
+            )
+    if model == "second-order" and dim % 2:
+        raise ValueError(
+            f"model 'second-order' needs an even state dimension (positions, then velocities); "
+            f"the data have D = {dim} state components (the black box fits any D)"
+        )
+
+
 def trajectory_of(dataset: Dataset) -> Trajectory:
     """The training `Trajectory` of a dataset (noisy observations, clean initial state)."""
     return Trajectory(jnp.asarray(dataset.ts), jnp.asarray(dataset.ys), jnp.asarray(dataset.y0))
+
+
+def load_trajectory(
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A user's trajectory from ``path``: times ``ts [T]`` and states ``ys [T, D]`` (float64)
+    and the names of the ``D`` state components.
+
+    File formats, by suffix:
+
+    - ``.csv``: a header row of column names, then one row per sample: the time in the first
+      column and the ``D`` state components in the others (comma-separated numbers; the names
+      are the header's, after its first column).
+    - ``.npy``: one numeric array ``[T, 1 + D]``: the time in column 0, the states in columns
+      ``1..D`` (names ``y1..yD``).
+    - ``.npz``: two arrays, ``ts [T]`` and ``ys [T, D]`` (names ``y1..yD``).
+
+    Nothing is unpickled. The times must be finite and strictly increasing, the states finite,
+    with at least 3 samples and ``D >= 1``; every way a file breaks these rules (or is missing,
+    or holds text that is not a number) is a one-line `ValueError` naming the file.
+    """
+    path = Path(path)
+    where = f"data file {str(path)!r}"
+    if not path.is_file():
+        raise ValueError(f"{where} does not exist or is not a file")
+    suffix = path.suffix.lower()
+    names: tuple[str, ...] | None = None
+    if suffix == ".csv":
+        ts, ys, names = _read_csv(path, where)
+    elif suffix in (".npy", ".npz"):
+        ts, ys = _read_numpy(path, where, suffix)
+    else:
+        raise ValueError(
+            f"{where}: unknown format {suffix or '(no suffix)'!r}; use .csv, .npy or .npz"
+        )
+    _check_trajectory(ts, ys, where)
+    if names is None:
+        names = tuple(f"y{i + 1}" for i in range(ys.shape[1]))
+    return ts, ys, names
+
+
+def _read_csv(path: Path, where: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{where}: cannot read it as CSV text: {e}") from None
+    if not rows:
+        raise ValueError(f"{where} is empty; it needs a header row, then time,state... rows")
+    header = [c.strip() for c in rows[0]]
+    if len(header) < 2:
+        raise ValueError(
+            f"{where}: the header has {len(header)} column; it needs the time and at least one "
+            "state component"
+        )
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"{where}: row {line} has {len(row)} columns, the header {len(header)}"
+            )
+        try:
+            values.append([float(c) for c in row])
+        except ValueError:
+            bad = next(c for c in row if not _is_float(c))
+            raise ValueError(f"{where}: row {line} holds {bad.strip()!r}, not a number") from None
+    data = np.asarray(values, np.float64).reshape(-1, len(header))
+    return data[:, 0], data[:, 1:], tuple(header[1:])
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_numpy(path: Path, where: str, suffix: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("it is not a .npz archive")
+            with loaded:
+                if set(loaded.files) != {"ts", "ys"}:
+                    raise ValueError(
+                        f"a .npz trajectory holds exactly the arrays ts [T] and ys [T, D]; this "
+                        f"one holds {sorted(loaded.files)}"
+                    )
+                ts, ys = loaded["ts"], loaded["ys"]
+        else:
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded.close()
+                raise ValueError("it is a .npz archive, not a .npy array")
+            array = np.asarray(loaded)
+            _check_numeric(array, where, "the array")
+            if array.ndim != 2 or array.shape[1] < 2:
+                raise ValueError(
+                    f"a .npy trajectory is one array [T, 1 + D] (time in column 0, D >= 1 "
+                    f"states); got shape {array.shape}"
+                )
+            ts, ys = array[:, 0], array[:, 1:]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if text.startswith(where):
+            raise ValueError(text) from None
+        raise ValueError(f"{where}: {text}") from None
+    _check_numeric(np.asarray(ts), where, "ts")
+    _check_numeric(np.asarray(ys), where, "ys")
+    ts, ys = np.asarray(ts, np.float64), np.asarray(ys, np.float64)
+    if ts.ndim != 1 or ys.ndim != 2 or ys.shape[0] != ts.shape[0] or ys.shape[1] < 1:
+        raise ValueError(
+            f"{where}: ts must have shape [T] and ys [T, D] with D >= 1; got {ts.shape} and "
+            f"{ys.shape}"
+        )
+    return ts, ys
+
+
+def _check_numeric(array: np.ndarray, where: str, name: str) -> None:
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{where}: {name} holds {array.dtype} values, not real numbers")
+
+
+def _check_trajectory(ts: np.ndarray, ys: np.ndarray, where: str) -> None:
+    """The rules every trajectory obeys (see `load_trajectory`), as one-line errors."""
+    if ts.ndim != 1 or ys.ndim != 2 or ys.shape[0] != ts.shape[0] or ys.shape[1] < 1:
+        raise ValueError(
+            f"{where}: times must have shape [T] and states [T, D] with D >= 1; got "
+            f"{ts.shape} and {ys.shape}"
+        )
+    if len(ts) < 3:
+        raise ValueError(
+            f"{where} has {len(ts)} samples; a trajectory needs at least 3 (a training window "
+            "of 2 and an extrapolation window of 1)"
+        )
+    if not np.all(np.isfinite(ts)):
+        i = int(np.argmin(np.isfinite(ts)))
+        raise ValueError(f"{where}: the time of sample {i} is {ts[i]}, not a finite number")
+    steps = np.diff(ts)
+    if not np.all(steps > 0):
+        i = int(np.argmin(steps > 0))
+        raise ValueError(
+            f"{where}: times must be strictly increasing; sample {i + 1} (t = {ts[i + 1]!r}) "
+            f"does not come after sample {i} (t = {ts[i]!r})"
+        )
+    finite = np.isfinite(ys)
+    if not finite.all():
+        i, d = (int(v) for v in np.argwhere(~finite)[0])
+        kind = "NaN" if np.isnan(ys[i, d]) else "inf"
+        raise ValueError(f"{where}: the states hold {kind} (sample {i}, component {d + 1})")
+
+
+def trajectory_dataset(
+    ts: Float[np.ndarray, " T"],
+    ys: Float[np.ndarray, "T D"],
+    *,
+    train_points: int | None = None,
+    name: str = "data",
+) -> Dataset:
+    r"""A `Dataset` of an observed trajectory (e.g. from `load_trajectory`), split as
+    `make_dataset` splits a simulation: the first ``train_points`` samples are the training
+    (interpolation) window, the rest the extrapolation window.
+
+    ``train_points`` defaults to $T - \lfloor T/3 \rfloor$ (two thirds, rounded up: 61 of 91
+    samples, Lotka-Volterra's split) and must leave at least 2 training samples and 1
+    extrapolation sample. An observed trajectory has no clean version: ``clean`` holds the
+    training observations (so ``interp_mse_clean`` of `evaluate_field` equals ``interp_mse``),
+    ``ys_extrap`` the observed continuation, ``y0`` the first observation (the fit integrates
+    from it) and ``noise_std`` is NaN (unknown)."""
+    ts, ys = np.asarray(ts, np.float64), np.asarray(ys, np.float64)
+    _check_trajectory(ts, ys, "the trajectory")
+    total = len(ts)
+    n = total - total // 3 if train_points is None else train_points
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= total - 1:
+        raise ValueError(
+            f"train_points must be an int in [2, {total - 1}] (T = {total} samples: at least 2 "
+            f"to train on and 1 to extrapolate to); got {train_points!r}"
+        )
+    n = int(n)
+    return Dataset(
+        name=name,
+        ts=ts[:n],
+        ys=ys[:n],
+        clean=ys[:n],
+        ts_extrap=ts[n:],
+        ys_extrap=ys[n:],
+        y0=ys[0].copy(),
+        noise_std=np.full(ys.shape[1], np.nan),
+    )
 
 
 def discovery_task(

@@ -35,8 +35,17 @@ segments one picture by synchrony: features ``[R, G, B, x/w, y/h]`` per pixel, p
 Training is one `Trainer` run of a `KuraNetTask`. The task holds ``eval_networks`` held-out
 validation networks (fixed networks and initial phases, so that scores at different steps
 differ only by the model) and the trainer keeps the model with the lowest validation loss.
-`train_experiment` then evaluates that model and its untrained initialisation (the control)
-on networks of the test split: at the training window, on a long run and at other sizes.
+Every ``train.validate_every`` steps (KuraNet: once per epoch, `ExperimentConfig.steps_per_epoch`
+steps) the validation loss, its spread, the order parameter and Brede's $c_x$ go to
+TensorBoard under ``validation/``; with ``measure_cx`` the $c_x$ of each step's couplings goes
+under ``train/cx``. `train_experiment` then evaluates that model and its untrained
+initialisation (the control) on networks of the test split: at the training window, on a long
+run and at other sizes (`evaluate_sizes`, up to the whole split, e.g. $10^4$ nodes).
+
+With ``population = M`` a training network is a population of ``M`` nodes of which, at every
+Euler step, a fresh random sub-network of ``num_units`` nodes is updated with couplings computed
+on that sub-network alone (`SubsampledNetwork`, KuraNet's ``rand_inds``); the loss is taken on
+the whole population.
 
 Deviations from KuraNet, on purpose: pair batch norm always uses the current network's
 statistics (see `diffdyn.oscillators`); the delay pre-history is always ``max_delay``
@@ -72,11 +81,18 @@ from diffdyn.common._helpers import read_array, read_image
 from ._kuramoto import (
     Kuramoto,
     XYModel,
+    coupling_sum,
     one_hot_groups,
     order_parameter,
     simulate,
 )
-from ._kuranet import KuraNet, circular_moments, circular_variance
+from ._kuranet import (
+    KuraNet,
+    circular_moments,
+    circular_variance,
+    cohn_loss,
+    feature_assortativity,
+)
 
 __all__ = [
     "ExperimentConfig",
@@ -87,8 +103,11 @@ __all__ = [
     "kuranet_data",
     "load_kuranet_image",
     "make_kuranet",
+    "subsample_nodes",
+    "SubsampledNetwork",
     "KuraNetTask",
     "evaluate_kuranet",
+    "evaluate_sizes",
     "ExperimentResult",
     "train_experiment",
     "image_phase_map",
@@ -133,7 +152,14 @@ class ExperimentConfig:
         burn_in: grid points run without gradient before the loss window.
         gd: grid points of the loss window.
         initial_phase: theta(0) = 0 (zero) or ~ N(pi, 1) (normal).
-        loss: the synchrony loss (circular-moments needs num_classes >= 1).
+        loss: the synchrony loss: circular variance (global), circular moments (groups; needs
+            num_classes >= 1) or cohn (groups with Cohn's logarithmic repulsion between their
+            phases; needs num_classes >= 2).
+        measure_cx: log Brede's c_x statistic of the couplings (train/cx every step,
+            validation/cx at each validation).
+        population: 0, or nodes M >= num_units per training network of which num_units
+            random ones are updated at each Euler step, with couplings computed on them alone
+            (KuraNet's rand_inds; not with delays); the loss is on all M.
         networks_per_step: networks drawn per training step (the loss is their mean).
         eval_networks: held-out networks for validation during training and for each
             evaluation.
@@ -173,7 +199,9 @@ class ExperimentConfig:
     burn_in: int = 100
     gd: int = 50
     initial_phase: Literal["zero", "normal"] = "zero"
-    loss: Literal["circular-variance", "circular-moments"] = "circular-variance"
+    loss: Literal["circular-variance", "circular-moments", "cohn"] = "circular-variance"
+    measure_cx: bool = True
+    population: int = 0
     networks_per_step: int = 1
     eval_networks: int = 10
     eval_burn_in: int = 100
@@ -199,6 +227,29 @@ class ExperimentConfig:
             raise ValueError(f"alpha must be > 0; got {self.alpha}")
         if self.loss == "circular-moments" and self.num_classes < 1:
             raise ValueError("loss 'circular-moments' needs num_classes >= 1; got 0")
+        if self.loss == "cohn" and self.num_classes < 2:
+            raise ValueError(
+                f"loss 'cohn' repels pairs of groups: it needs num_classes >= 2; got "
+                f"{self.num_classes}"
+            )
+        if self.population:
+            if self.population < self.num_units:
+                raise ValueError(
+                    f"population must be 0 or >= num_units = {self.num_units} (the sub-network "
+                    f"updated at each step); got {self.population}"
+                )
+            if self.uses_delays:
+                raise ValueError(
+                    "population (sub-sampled updates) does not apply to delayed networks: their "
+                    "phase history is of every node at every step"
+                )
+            if self.population > self.num_samples:
+                raise ValueError(
+                    f"a population of {self.population} nodes needs num_samples >= "
+                    f"{self.population}; got {self.num_samples}"
+                )
+        elif self.population < 0:
+            raise ValueError(f"population must be 0 or >= num_units; got {self.population}")
         if self.features != "oscillator" and self.model == "full":
             raise ValueError(f"features {self.features!r} need model 'xy'; got 'full'")
         if self.features == "oscillator" and self.model == "xy":
@@ -221,6 +272,17 @@ class ExperimentConfig:
     def feature_dim(self) -> int:
         """Features per node."""
         return {"oscillator": 3, "gmm": 2, "image": 5}[self.features]
+
+    @property
+    def network_size(self) -> int:
+        """Nodes per training network: ``population``, or ``num_units`` without one."""
+        return self.population or self.num_units
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per pass over the training samples (KuraNet's epoch):
+        ``num_samples // (network_size * networks_per_step)``, at least 1."""
+        return max(1, self.num_samples // (self.network_size * self.networks_per_step))
 
 
 def _train(steps: int) -> TrainConfig:
@@ -261,6 +323,7 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
         eval_burn_in=0,
         eval_window=500,
         data_seed=3,
+        measure_cx=False,
         optim=OptimConfig("adam", 5e-5, clip_norm=10.0),
         train=_train(300),
     ),
@@ -307,6 +370,7 @@ def quick_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
         cfg,
         num_samples=min(cfg.num_samples, 2000),
         num_units=min(cfg.num_units, 60),
+        population=min(cfg.population, 200) if cfg.population > 60 else cfg.population,
         hidden=min(cfg.hidden, 32),
         eval_networks=min(cfg.eval_networks, 4),
         eval_window=min(cfg.eval_window, 300),
@@ -477,10 +541,11 @@ def kuranet_data(cfg: ExperimentConfig) -> dict[str, dict[str, Array]]:
             "test": make(cfg, k_test),
         }
     for name, split in splits.items():
-        if split["x"].shape[0] < cfg.num_units:
+        if split["x"].shape[0] < cfg.network_size:
+            what = "population" if cfg.population else "num_units"
             raise ValueError(
                 f"the {name} split has {split['x'].shape[0]} samples, fewer than "
-                f"num_units = {cfg.num_units}"
+                f"{what} = {cfg.network_size}"
             )
     return splits
 
@@ -498,6 +563,63 @@ def make_kuranet(cfg: ExperimentConfig, key: PRNGKeyArray) -> KuraNet:
     )
 
 
+# ---------------------------------------------------------------------- sub-sampled networks
+def subsample_nodes(key: PRNGKeyArray, population: int, size: int) -> Int[Array, " size"]:
+    """``size`` distinct node indices drawn uniformly from ``0..population-1`` (without
+    replacement)."""
+    if not 1 <= size <= population:
+        raise ValueError(f"size must be in [1, population = {population}]; got {size}")
+    return jax.random.choice(key, population, (size,), replace=False)
+
+
+class SubsampledNetwork(eqx.Module):
+    r"""Phase dynamics of a population of ``M`` nodes updated ``size`` nodes at a time
+    (KuraNet's ``rand_inds``), for fixed-step Euler with step ``dt``.
+
+    At step $k$ (time $t = k\,\mathrm{dt}$) the nodes $S_k$ = `subsample_nodes` of
+    ``fold_in(key, k)`` get the couplings $K^{S} = \mathrm{KuraNet}(x_{S})$ of that
+    sub-network alone (its own normalisation) and, for $i \in S_k$,
+
+    $$
+    \dot	heta_i = \omega_i + \sum_{j \in S_k} K^{S}_{ij}\sin(	heta_j - 	heta_i)
+    + h_i \sin	heta_i \quad 	ext{(full)}, \qquad
+    \dot	heta_i = rac1{|S_k|}\sum_{j \in S_k} K^{S}_{ij}\sin(	heta_j - 	heta_i)
+    \quad 	ext{(xy)},
+    $$
+
+    ($x_i = (h_i, \omega_i, 	au_i)$ for the full model); the other nodes do not move. With
+    ``size = M`` every node moves every step and, since KuraNet is equivariant under a
+    permutation of the nodes, the dynamics are those of the whole network.
+
+    Args:
+        model: the coupling network.
+        x: the population's features ``[M, F]``.
+        key: the key of the draws (its ``jax.random.key_data``, so that it can be a leaf).
+        size: nodes updated per step.
+        dt: the Euler step.
+        kind: ``full`` or ``xy``.
+    """
+
+    model: KuraNet
+    x: Float[Array, "m f"]
+    key: Array
+    size: int = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    kind: str = eqx.field(static=True)
+
+    def __call__(self, t: Any, theta: Float[Array, " m"], args: Any = None) -> Array:
+        step = jnp.round(t / self.dt).astype(jnp.int32)
+        key = jax.random.fold_in(jax.random.wrap_key_data(self.key), step)
+        idx = subsample_nodes(key, theta.shape[-1], self.size)
+        x, th = self.x[idx], theta[idx]
+        coupling = self.model(x)
+        if self.kind == "full":
+            rate = x[:, 1] + coupling_sum(coupling, th) + x[:, 0] * jnp.sin(th)
+        else:
+            rate = coupling_sum(coupling, th) / self.size
+        return jnp.zeros_like(theta).at[idx].set(rate)
+
+
 # ---------------------------------------------------------------------- the training task
 class KuraNetTask(AbstractTask):
     r"""The KuraNet training task: the synchrony loss of networks whose couplings KuraNet
@@ -505,10 +627,14 @@ class KuraNetTask(AbstractTask):
 
     ``loss(model, batch, key)`` takes ``batch = {"x": [B*N, F], "labels": [B*N]}`` (``B``
     networks of ``N`` = ``num_units`` nodes, as the task's `augmenter` draws them from a data
-    split) and returns the mean loss over the networks and the mean order parameter on the
-    loss window. Each network starts from `initial_phase`, runs the pre-history and burn-in
+    split) and returns the mean loss over the networks and, as ``aux``, the mean order
+    parameter on the loss window and (with ``cfg.measure_cx``) the mean Brede $c_x$ of the
+    networks' couplings (`feature_assortativity`; of the first ``subsample`` nodes when
+    sub-sampled). Each network starts from `initial_phase`, runs the pre-history and burn-in
     without gradient (`window_start`) and ``window`` grid points with gradient
-    (`window_phases`).
+    (`window_phases`). With ``subsample`` (default ``cfg.num_units`` when ``cfg.population``
+    is set) only that many random nodes move per step (`SubsampledNetwork`; the burn-in and
+    the window draw from two keys split off the network's key).
 
     With ``validation`` (a data split) and ``key`` the task draws ``cfg.eval_networks``
     held-out networks and their initial phases once; `evaluate` scores a model on exactly
@@ -517,7 +643,9 @@ class KuraNetTask(AbstractTask):
 
     Args:
         cfg: the experiment.
-        num_units: nodes per network (default ``cfg.num_units``).
+        num_units: nodes per network (default ``cfg.network_size``).
+        subsample: nodes updated per Euler step, 0 for all (default ``cfg.num_units`` with a
+            population, else 0).
         burn_in: burn-in grid points (default ``cfg.burn_in``).
         window: loss-window grid points (default ``cfg.gd``).
         validation: a data split ``{"x": [S, F], "labels": [S]}`` to draw the validation
@@ -527,6 +655,7 @@ class KuraNetTask(AbstractTask):
 
     cfg: ExperimentConfig = eqx.field(static=True)
     num_units: int = eqx.field(static=True)
+    subsample: int = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
     window: int = eqx.field(static=True)
     held_out: dict[str, Array] | None
@@ -536,6 +665,7 @@ class KuraNetTask(AbstractTask):
         cfg: ExperimentConfig,
         *,
         num_units: int | None = None,
+        subsample: int | None = None,
         burn_in: int | None = None,
         window: int | None = None,
         validation: dict[str, Array] | None = None,
@@ -544,7 +674,16 @@ class KuraNetTask(AbstractTask):
         if not isinstance(cfg, ExperimentConfig):
             raise TypeError(f"cfg must be an ExperimentConfig; got {type(cfg).__name__}")
         self.cfg = cfg
-        self.num_units = cfg.num_units if num_units is None else int(num_units)
+        self.num_units = cfg.network_size if num_units is None else int(num_units)
+        if subsample is None:
+            subsample = cfg.num_units if cfg.population else 0
+        self.subsample = int(subsample)
+        if not 0 <= self.subsample <= self.num_units:
+            raise ValueError(
+                f"subsample must be in [0, num_units = {self.num_units}]; got {self.subsample}"
+            )
+        if self.subsample and cfg.uses_delays:
+            raise ValueError("sub-sampled updates do not apply to delayed networks")
         self.burn_in = cfg.burn_in if burn_in is None else int(burn_in)
         self.window = cfg.gd if window is None else int(window)
         if self.num_units < 2 or self.burn_in < 0 or self.window < 2:
@@ -567,6 +706,8 @@ class KuraNetTask(AbstractTask):
             "x": batch["x"].reshape(networks, self.num_units, -1),
             "labels": batch["labels"].reshape(networks, self.num_units),
             "theta0": jax.vmap(lambda k: self.initial_phase(k, self.num_units))(keys),
+            # the draws of sub-sampled updates (unused without them)
+            "keys": jax.random.key_data(jax.random.split(jax.random.fold_in(key, 1), networks)),
         }
 
     # ------------------------------------------------------------------ dynamics
@@ -617,20 +758,59 @@ class KuraNetTask(AbstractTask):
         """The phases on the loss window ``[window, N]`` from ``theta`` (and ``past``)."""
         return self._run(field, theta, self.window - 1, past)
 
+    def subsampled_field(self, model: KuraNet, x: Array, key: PRNGKeyArray) -> SubsampledNetwork:
+        """The `SubsampledNetwork` of features ``x`` updating ``subsample`` nodes per step."""
+        return SubsampledNetwork(
+            model, x, jax.random.key_data(key), self.subsample, self.cfg.alpha, self.cfg.model
+        )
+
+    def network(
+        self,
+        model: KuraNet,
+        x: Float[Array, "n f"],
+        theta0: Float[Array, " n"],
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, "t n"], Float[Array, ""]]:
+        """The window phases of `phases` and Brede's $c_x$ of the network's couplings (of
+        its first ``subsample`` nodes when sub-sampled; no gradient)."""
+        if self.subsample:
+            if key is None:
+                raise ValueError("a sub-sampled network draws its nodes with a key: give key")
+            k_burn, k_window = jax.random.split(key)
+            theta, _ = self.window_start(self.subsampled_field(model, x, k_burn), theta0)
+            phases = self.window_phases(self.subsampled_field(model, x, k_window), theta, None)
+            x_cx = x[: self.subsample]
+            coupling = model(x_cx)
+        else:
+            coupling = model(x)
+            field = self.vector_field(coupling, x)
+            theta, past = self.window_start(field, theta0)
+            phases = self.window_phases(field, theta, past)
+            x_cx = x
+        cx = feature_assortativity(jax.lax.stop_gradient(coupling), x_cx)
+        return phases, cx
+
     def phases(
-        self, model: KuraNet, x: Float[Array, "n f"], theta0: Float[Array, " n"]
+        self,
+        model: KuraNet,
+        x: Float[Array, "n f"],
+        theta0: Float[Array, " n"],
+        key: PRNGKeyArray | None = None,
     ) -> Float[Array, "t n"]:
         """The phases on the loss window ``[window, N]`` of the network with features ``x``
-        from ``theta0`` (gradients only through the window)."""
-        field = self.vector_field(model(x), x)
-        theta, past = self.window_start(field, theta0)
-        return self.window_phases(field, theta, past)
+        from ``theta0`` (gradients only through the window); ``key`` draws the updated nodes
+        of a sub-sampled network (unused otherwise)."""
+        return self.network(model, x, theta0, key)[0]
 
     def network_loss(self, phases: Float[Array, "t n"], labels: Int[Array, " n"]) -> Array:
-        """The loss of one network's window phases (circular variance or moments)."""
+        """The loss of one network's window phases (circular variance, circular moments or
+        Cohn's loss)."""
         if self.cfg.loss == "circular-variance":
             return circular_variance(phases)
-        return circular_moments(phases, one_hot_groups(labels, self.cfg.num_classes))
+        masks = one_hot_groups(labels, self.cfg.num_classes)
+        if self.cfg.loss == "cohn":
+            return cohn_loss(phases, masks)
+        return circular_moments(phases, masks)
 
     # ------------------------------------------------------------------ the task
     def loss(
@@ -646,14 +826,18 @@ class KuraNetTask(AbstractTask):
         keys = jax.random.split(key, b)
 
         def one(xi, li, ki):
-            th = self.phases(model, xi, self.initial_phase(ki, n))
-            return self.network_loss(th, li), jnp.mean(order_parameter(th))
+            th, cx = self.network(model, xi, self.initial_phase(ki, n), jax.random.fold_in(ki, 1))
+            return self.network_loss(th, li), jnp.mean(order_parameter(th)), cx
 
         if b == 1:  # KuraNet's case; a vmapped solve loop would cost more than the network
-            loss, r = one(x[0], labels[0], keys[0])
-            return loss, {"order_parameter": r}
-        losses, r = jax.vmap(one)(x, labels, keys)
-        return jnp.mean(losses), {"order_parameter": jnp.mean(r)}
+            loss, r, cx = one(x[0], labels[0], keys[0])
+        else:
+            losses, rs, cxs = jax.vmap(one)(x, labels, keys)
+            loss, r, cx = jnp.mean(losses), jnp.mean(rs), jnp.mean(cxs)
+        aux = {"order_parameter": r}
+        if self.cfg.measure_cx:
+            aux["cx"] = cx
+        return loss, aux
 
     def augmenter(self) -> ArrayAugmenter:
         """``networks_per_step`` networks of ``num_units`` nodes per step, drawn without
@@ -661,18 +845,22 @@ class KuraNetTask(AbstractTask):
         return ArrayAugmenter(self.num_units * self.cfg.networks_per_step)
 
     def evaluate(self, model: KuraNet, key: PRNGKeyArray) -> dict[str, Any]:
-        """Mean loss (``loss``), its spread over the networks (``loss_sd``) and the mean order
-        parameter on the window (``order_parameter``) of the validation networks. ``key`` is
-        not used: the networks and their initial phases are the task's."""
+        """Mean loss (``loss``), its spread over the networks (``loss_sd``), the mean order
+        parameter on the window (``order_parameter``) and, with ``cfg.measure_cx``, the mean
+        Brede $c_x$ (``cx``) of the validation networks. ``key`` is not used: the networks,
+        their initial phases and their draws are the task's."""
         del key
         if self.held_out is None:
             return super().evaluate(model, None)  # type: ignore[arg-type]
-        losses, r = _held_out_scores(self, model)
-        return {
+        losses, r, cx = _held_out_scores(self, model)
+        out = {
             "loss": float(jnp.mean(losses)),
             "loss_sd": float(jnp.std(losses)),
             "order_parameter": float(jnp.mean(r)),
         }
+        if self.cfg.measure_cx:
+            out["cx"] = float(jnp.mean(cx))
+        return out
 
     def visualise(self, model: KuraNet, key: PRNGKeyArray) -> dict[str, Any]:
         """``{"phases": [3, N, T]}``: the window phases of the first validation network as
@@ -697,20 +885,21 @@ class KuraNetTask(AbstractTask):
 
 
 @eqx.filter_jit
-def _held_out_scores(task: KuraNetTask, model: KuraNet) -> tuple[Array, Array]:
+def _held_out_scores(task: KuraNetTask, model: KuraNet) -> tuple[Array, Array, Array]:
     def one(args):
-        x, labels, theta0 = args
-        th = task.phases(model, x, theta0)
-        return task.network_loss(th, labels), jnp.mean(order_parameter(th))
+        x, labels, theta0, key = args
+        th, cx = task.network(model, x, theta0, jax.random.wrap_key_data(key))
+        return task.network_loss(th, labels), jnp.mean(order_parameter(th)), cx
 
     held = task.held_out
-    return jax.lax.map(one, (held["x"], held["labels"], held["theta0"]))
+    return jax.lax.map(one, (held["x"], held["labels"], held["theta0"], held["keys"]))
 
 
 @eqx.filter_jit
 def _first_held_out_phases(task: KuraNetTask, model: KuraNet) -> Array:
     held = task.held_out
-    return task.phases(model, held["x"][0], held["theta0"][0])
+    key = jax.random.wrap_key_data(held["keys"][0])
+    return task.phases(model, held["x"][0], held["theta0"][0], key)
 
 
 def _hue_image(phases: np.ndarray) -> np.ndarray:
@@ -745,22 +934,27 @@ def evaluate_kuranet(
     num_units: int,
     burn_in: int,
     window: int,
+    subsample: int | None = None,
 ) -> dict[str, Any]:
     """Mean loss over ``networks`` networks of ``num_units`` nodes drawn from ``split``, each
     run for ``burn_in`` + ``window`` grid points; also the loss's spread over the networks,
     the mean $R(t)$ on the window and the phases of the first network (for figures).
+    ``subsample`` nodes move per step (0: all; default: as `KuraNetTask` trains ``cfg``).
 
     Returns:
         ``{"loss", "loss_sd", "order_parameter" [window], "example": {"phases" [window, N],
         "x" [N, F], "labels" [N]}}``.
     """
-    task = KuraNetTask(cfg, num_units=num_units, burn_in=burn_in, window=window)
+    task = KuraNetTask(
+        cfg, num_units=num_units, subsample=subsample, burn_in=burn_in, window=window
+    )
     k_draw, k_run = jax.random.split(key)
     batch = draw_networks(split, k_draw, networks, num_units)
 
     @eqx.filter_jit
     def run(model, x, labels, k):
-        th = task.phases(model, x, task.initial_phase(k, num_units))
+        theta0 = task.initial_phase(k, num_units)
+        th = task.phases(model, x, theta0, jax.random.fold_in(k, 1))
         return task.network_loss(th, labels), order_parameter(th), th
 
     losses, curves, first = [], [], {}
@@ -781,6 +975,61 @@ def evaluate_kuranet(
         "loss_sd": float(np.std(losses)),
         "order_parameter": np.mean(curves, 0),
         "example": first,
+    }
+
+
+def evaluate_sizes(
+    model: KuraNet,
+    cfg: ExperimentConfig,
+    split: dict[str, Array],
+    key: PRNGKeyArray,
+    *,
+    sizes: tuple[int, ...],
+    networks: int = 1,
+    burn_in: int | None = None,
+    window: int | None = None,
+    subsample: int = 0,
+    row_chunk: int | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Size generalisation: `evaluate_kuranet` of ``model`` on ``networks`` networks of each
+    size ``n`` of ``sizes``, drawn from ``split`` (so up to its number of samples: the whole
+    10,000-sample test split of KuraNet's experiments is one network of $10^4$ nodes) with the
+    key ``fold_in(key, n)``, for ``burn_in`` + ``window`` grid points (default
+    ``cfg.eval_burn_in`` and ``cfg.eval_window``).
+
+    The couplings of a large network are computed in blocks of ``row_chunk`` rows of pairs
+    (`KuraNet.with_row_chunk`; default: the model's own setting, whose 0 holds at most
+    $2^{27}$ hidden activations at once: ~100-row blocks at $N = 10^4$, $H = 128$), so only
+    the $N \times N$ coupling matrix itself has to fit. With ``subsample > 0`` only that many
+    random nodes move per step, with couplings computed on them (KuraNet's evaluation of size
+    generalisation, which updates 500 of 10,000 nodes per step).
+
+    Returns:
+        ``{n: evaluate_kuranet(...)}`` for each size.
+    """
+    total = split["x"].shape[0]
+    for n in sizes:
+        if not 2 <= n <= total:
+            raise ValueError(f"sizes must be in [2, {total}] (the split's samples); got {n}")
+        if subsample > n:
+            raise ValueError(f"subsample = {subsample} exceeds the network size {n}")
+    if row_chunk is not None:
+        model = model.with_row_chunk(row_chunk)
+    burn_in = cfg.eval_burn_in if burn_in is None else burn_in
+    window = cfg.eval_window if window is None else window
+    return {
+        n: evaluate_kuranet(
+            model,
+            cfg,
+            split,
+            jax.random.fold_in(key, n),
+            networks=networks,
+            num_units=n,
+            burn_in=burn_in,
+            window=window,
+            subsample=subsample,
+        )
+        for n in sizes
     }
 
 
@@ -905,24 +1154,31 @@ def _evaluate_seed(
         "train_seconds": fit.seconds,
         "steps_per_second": fit.steps_per_second,
     }
+    n = cfg.network_size  # at the training size, sub-sampled as in training
     runs = {
-        "test": (cfg.num_units, cfg.burn_in, cfg.gd, cfg.eval_networks),
-        "long": (cfg.num_units, cfg.eval_burn_in, cfg.eval_window, cfg.eval_networks),
+        "test": (cfg.burn_in, cfg.gd, cfg.eval_networks),
+        "long": (cfg.eval_burn_in, cfg.eval_window, cfg.eval_networks),
     }
-    for n in cfg.size_eval:
-        runs[f"size{n}"] = (n, cfg.eval_burn_in, cfg.eval_window, cfg.size_eval_networks)
     evaluations: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, (n, burn, window, nets) in runs.items():
-        if n > split["x"].shape[0]:
-            continue
-        k = jax.random.fold_in(k_eval, n)
-        evaluations[name] = {}
-        for label, m in (("trained", trained), ("control", control)):
-            ev = evaluate_kuranet(
-                m, cfg, split, k, networks=nets, num_units=n, burn_in=burn, window=window
-            )
-            metrics[f"{name}_loss_{label}"] = ev["loss"]
-            evaluations[name][label] = ev
+    if n <= split["x"].shape[0]:
+        for name, (burn, window, nets) in runs.items():
+            k = jax.random.fold_in(k_eval, n)
+            evaluations[name] = {}
+            for label, m in (("trained", trained), ("control", control)):
+                ev = evaluate_kuranet(
+                    m, cfg, split, k, networks=nets, num_units=n, burn_in=burn, window=window
+                )
+                metrics[f"{name}_loss_{label}"] = ev["loss"]
+                evaluations[name][label] = ev
+    # other sizes: whole networks (every node moves every step)
+    sizes = tuple(s for s in cfg.size_eval if s <= split["x"].shape[0])
+    for label, m in (("trained", trained), ("control", control)):
+        by_size = evaluate_sizes(
+            m, cfg, split, k_eval, sizes=sizes, networks=cfg.size_eval_networks
+        )
+        for size, ev in by_size.items():
+            metrics[f"size{size}_loss_{label}"] = ev["loss"]
+            evaluations.setdefault(f"size{size}", {})[label] = ev
     return metrics, evaluations
 
 
@@ -949,6 +1205,7 @@ def image_phase_map(
     task = KuraNetTask(
         cfg,
         num_units=h * w,
+        subsample=0,
         burn_in=cfg.eval_burn_in if burn_in is None else burn_in,
         window=cfg.eval_window if window is None else window,
     )

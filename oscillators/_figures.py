@@ -174,16 +174,25 @@ def discovery_fit_plot(
     *,
     names: Any = None,
     title: str = "",
+    observed: bool = False,
 ) -> Path:
     """A learnt model against its data, one panel per state variable: the noisy training
     observations of ``dataset`` (a `Dataset`), the clean continuation beyond the training window
-    (dotted line at its end) and the model's trajectory ``prediction [T, D]`` at ``times [T]``."""
+    (dotted line at its end) and the model's trajectory ``prediction [T, D]`` at ``times [T]``.
+    With ``observed`` (a user's data file) the continuation is drawn as observations too."""
     ys = np.asarray(prediction)
     names = [f"u{i}" for i in range(ys.shape[1])] if names is None else list(names)
     fig, axes = figure(len(names), 1, figsize=(6, 1.9 * len(names)), sharex=True, squeeze=False)
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(dataset.ts, dataset.ys[:, i], "k.", ms=3, label="data (noisy)")
-        ax.plot(dataset.ts_extrap, dataset.ys_extrap[:, i], "k-", lw=0.8, alpha=0.5, label="truth")
+        if observed:
+            ax.plot(
+                dataset.ts_extrap, dataset.ys_extrap[:, i], "kx", ms=3, alpha=0.5, label="held out"
+            )
+        else:
+            ax.plot(
+                dataset.ts_extrap, dataset.ys_extrap[:, i], "k-", lw=0.8, alpha=0.5, label="truth"
+            )
         ax.plot(np.asarray(times), ys[:, i], "tab:red", lw=1.2, label="model")
         ax.axvline(dataset.ts[-1], color="grey", ls=":", label="end of training data")
         ax.set_ylabel(names[i])

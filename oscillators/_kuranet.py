@@ -31,12 +31,15 @@ running state. Large networks are processed in blocks of rows (``row_chunk``) in
 
 Losses on phase trajectories ``[T, N]`` (all averaged over the ``T`` time points):
 `circular_variance` $= 1 - R$, `circular_moments` (group synchrony with
-splay-balanced group phases, in [0, 1]) and `segmentation_loss` (the same with the
-groups given by class labels).
+splay-balanced group phases, in [0, 1]), `cohn_loss` (group synchrony with Cohn's
+logarithmic repulsion between group phases, KuraNet's experimental loss) and
+`segmentation_loss` (circular moments with the groups given by class labels). Brede's
+statistic $c_x$ of a coupling matrix is `feature_assortativity`.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import equinox as eqx
@@ -55,6 +58,7 @@ __all__ = [
     "circular_variance",
     "circular_moments",
     "segmentation_loss",
+    "cohn_loss",
     "feature_assortativity",
 ]
 
@@ -237,6 +241,16 @@ class KuraNet(AbstractModel):
         out = jax.lax.map(lambda ub: self._out(self._pre2(ub, v, mean, var), mean2, var2), u_blocks)
         return out.reshape(blocks * chunk, n)[:n]
 
+    def with_row_chunk(self, row_chunk: int) -> KuraNet:
+        """The same model (the same weights, the same couplings) processing ``row_chunk`` rows
+        of pairs at a time (``0``: as many as $2^{27}$ hidden activations allow), e.g. to
+        evaluate networks of $10^4$ nodes ($10^8$ pairs) in bounded memory."""
+        if not isinstance(row_chunk, int) or isinstance(row_chunk, bool) or row_chunk < 0:
+            raise ValueError(f"row_chunk must be an int >= 0; got {row_chunk!r}")
+        new = copy.copy(self)
+        object.__setattr__(new, "row_chunk", row_chunk)  # a static field: no tree_at
+        return new
+
     def __call__(
         self, x: Float[Array, "n f"], mask: Bool[Array, "n n"] | None = None
     ) -> Float[Array, "n n"]:
@@ -279,6 +293,33 @@ def circular_moments(theta: Float[Array, "t n"], masks: Float[Array, "g n"]) -> 
         desynch = desynch + (c**2 + s**2) / (2 * g * m**2)
         bound += g / (2 * m**2)
     return jnp.mean(synch + desynch) / bound
+
+
+def cohn_loss(theta: Float[Array, "t n"], masks: Float[Array, "g n"]) -> Float[Array, ""]:
+    r"""Cluster synchrony with Cohn's logarithmic repulsion between the ``G >= 2`` groups
+    (``masks [G, N]``), KuraNet's experimental ``cohn_loss``:
+
+    $$
+    \frac1T\sum_t \Big[1 - \frac1G\sum_g R_g(t)
+    + \frac{2}{G(G-1)} \sum_{a<b} \Big(\log 2 - \log\big(\big|2\sin\tfrac{\psi_a(t) -
+    \psi_b(t)}{2}\big| + 10^{-5}\big)\Big)\Big],
+    $$
+
+    with $R_g e^{i\psi_g}$ the groups' order parameters (`group_order_parameter`). The chord
+    $|2\sin\frac{\psi_a - \psi_b}2| = |e^{i\psi_a} - e^{i\psi_b}| \le 2$, so each pair term
+    is $\ge \log 2 - \log(2 + 10^{-5}) \approx -5\cdot 10^{-6}$, that value for groups in
+    antiphase, and grows to $\log(2\cdot 10^5)$ as two groups merge; among group phases the
+    balanced (splay) pattern minimises the mean pair term."""
+    masks = jnp.asarray(masks)
+    g = masks.shape[0]
+    if g < 2:
+        raise ValueError(f"cohn_loss repels pairs of groups: masks needs G >= 2 rows; got {g}")
+    r, psi = group_order_parameter(theta, masks)
+    synch = 1.0 - jnp.mean(r, axis=-1)
+    a, b = jnp.triu_indices(g, k=1)
+    chord = jnp.abs(2 * jnp.sin((psi[..., a] - psi[..., b]) / 2))
+    repel = jnp.mean(jnp.log(2.0) - jnp.log(chord + _EPS), axis=-1)
+    return jnp.mean(synch + repel)
 
 
 def segmentation_loss(
