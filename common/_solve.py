@@ -105,7 +105,11 @@ class _RK4Interpolation(diffrax.AbstractLocalInterpolation):
         del left
         if t1 is not None:
             return jtu.tree_map(jnp.subtract, self.evaluate(t1), self.evaluate(t0))
-        theta = (t0 - self.t0) / (self.t1 - self.t0)
+        # a step of zero length (a batch of solves ending at different times pads with them)
+        # has no interior: theta = 0, not 0 / 0, whose NaN would reach the gradients
+        h = self.t1 - self.t0
+        zero = h == 0
+        theta = jnp.where(zero, 0.0, (t0 - self.t0) / jnp.where(zero, 1.0, h))
 
         def _eval(_coeffs):
             with jax.numpy_dtype_promotion("standard"):

@@ -57,7 +57,7 @@ def simulate(cfg: SimulateConfig, ctx: RunContext) -> dict[str, Any]:
 
 def _quick_fit(cfg: FitConfig) -> FitConfig:
     small: dict[str, Any] = {}
-    if not cfg.data:  # the generator's settings apply to generated data only
+    if cfg.data is None:  # the generator's settings apply to generated data only
         small = {
             "size": min(cfg.size, 16),
             "frames": min(cfg.frames, 13),

@@ -46,6 +46,8 @@ def files(tmp_path):
     np.savez(f["two"], a=np.zeros(3), b=np.ones(3))
     f["nan"] = tmp_path / "nan.npy"
     np.save(f["nan"], np.full((3, 3), np.nan, np.float32))
+    f["nan_frames"] = tmp_path / "nan_frames.npy"
+    np.save(f["nan_frames"], np.full((3, 1, 4, 4), np.nan, np.float32))
     f["text"] = tmp_path / "words.npy"
     np.save(f["text"], np.array(["a", "b"]))
     f["garbage"] = tmp_path / "garbage.npy"
@@ -78,7 +80,13 @@ def test_bad_coupling_files(tmp_path, capsys, files, kind, message):
 
 @pytest.mark.parametrize(
     "kind, message",
-    [("empty", "is empty"), ("two", "exactly one array"), ("nan", "NaN"), ("zero", "shape")],
+    [
+        ("empty", "is empty"),
+        ("two", "name the frames 'frames'"),
+        ("nan_frames", "frames contain NaN or inf"),
+        ("nan", "frames must be [T, C, H, W]"),
+        ("zero", "frames must be [T, C, H, W]"),
+    ],
 )
 def test_bad_pde_data_files(tmp_path, capsys, files, kind, message):
     argv = ["pde", "fit", "--data", str(files[kind]), "--out", str(tmp_path / "run")]

@@ -391,3 +391,27 @@ def test_a_field_shaped_unlike_y0_is_refused_before_compiling():
     np.testing.assert_allclose(
         solve(lambda t, y, a: -y, jnp.ones(2), ts)[-1], np.exp(-1.0) * np.ones(2), rtol=1e-5
     )
+
+
+def test_rk4_solves_batched_over_different_end_times_have_finite_gradients():
+    """A vmapped batch of fixed-step rk4 solves whose spans differ pads the shorter ones with
+    zero-length steps; their dense output must not divide 0 by 0 (NaN gradients)."""
+
+    def final(a, t1):
+        ts = jnp.stack([jnp.zeros(()), t1])
+        ys = solve(
+            lambda t, y, args: -a * y,
+            jnp.ones(1),
+            ts,
+            solver="rk4",
+            dt0=0.1,
+            adaptive=False,
+            max_steps=64,
+        )
+        return ys[-1, 0]
+
+    t1s = jnp.array([0.45, 1.0, 2.35])
+    grads = jax.vmap(jax.grad(final), in_axes=(None, 0))(0.7, t1s)
+    assert np.all(np.isfinite(grads))
+    # y(t1) = exp(-a t1) up to rk4's error: dy/da = -t1 exp(-a t1)
+    np.testing.assert_allclose(grads, -t1s * np.exp(-0.7 * t1s), rtol=1e-3)
