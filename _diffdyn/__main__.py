@@ -53,7 +53,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "node": (
         "neural ODEs: classification and density estimation",
-        {"fit": "fit a neural ODE classifier or a CNF to a toy dataset"},
+        {"fit": "fit a neural ODE classifier, CNF, image or graph classifier, or series model"},
     ),
 }
 """Groups by name: their one-line description and their verbs with one-line help."""

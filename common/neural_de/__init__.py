@@ -100,19 +100,31 @@ from ._events import (
     solve_to_event as solve_to_event,
 )
 from ._figures import (
+    confusion_figure as confusion_figure,
+)
+from ._figures import (
     decision_boundary_figure as decision_boundary_figure,
 )
 from ._figures import (
     density_figure as density_figure,
 )
 from ._figures import (
+    digit_predictions_figure as digit_predictions_figure,
+)
+from ._figures import (
     flow_figure as flow_figure,
+)
+from ._figures import (
+    node_accuracy_figure as node_accuracy_figure,
 )
 from ._figures import (
     node_fit_figures as node_fit_figures,
 )
 from ._figures import (
     sample_figure as sample_figure,
+)
+from ._figures import (
+    series_prediction_figure as series_prediction_figure,
 )
 from ._fit import (
     NodeFitConfig as NodeFitConfig,
@@ -122,6 +134,9 @@ from ._fit import (
 )
 from ._fit import (
     fit_node as fit_node,
+)
+from ._fit import (
+    node_fit_preset as node_fit_preset,
 )
 from ._graph import (
     GraphConv as GraphConv,
@@ -235,10 +250,19 @@ from ._shooting import (
     MultipleShootingLayer as MultipleShootingLayer,
 )
 from ._tasks import (
+    SERIES_OBJECTIVES as SERIES_OBJECTIVES,
+)
+from ._tasks import (
     ClassificationTask as ClassificationTask,
 )
 from ._tasks import (
     DensityTask as DensityTask,
+)
+from ._tasks import (
+    IrregularSeriesTask as IrregularSeriesTask,
+)
+from ._tasks import (
+    NodeClassificationTask as NodeClassificationTask,
 )
 from ._tasks import (
     RegressionTask as RegressionTask,
@@ -303,10 +327,15 @@ __all__ = [
     "flow_figure",
     "density_figure",
     "sample_figure",
+    "digit_predictions_figure",
+    "confusion_figure",
+    "node_accuracy_figure",
+    "series_prediction_figure",
     "node_fit_figures",
     "NodeFitConfig",
     "NodeFitResult",
     "fit_node",
+    "node_fit_preset",
     "GraphData",
     "block_model",
     "GraphODEClassifier",
@@ -323,4 +352,7 @@ __all__ = [
     "ClassificationTask",
     "RegressionTask",
     "DensityTask",
+    "NodeClassificationTask",
+    "IrregularSeriesTask",
+    "SERIES_OBJECTIVES",
 ]

@@ -1,10 +1,28 @@
-"""``diffdyn node fit``: a neural ODE classifier or a CNF trained on a toy dataset.
+"""``diffdyn node fit``: a neural ODE model trained on a toy dataset.
 
-The workflow is `fit_node` (models, datasets and options: `NodeFitConfig`). Outputs under
-``--out``: ``config.yaml``, TensorBoard events (training, validation and test scalars, the
-decision boundary or density image), ``model.eqx`` (final) and ``best.eqx`` (best on the
-validation points), ``figures/`` (decision boundary and flows, or density and samples, and the
-loss curves) and ``metrics.json``.
+The workflow is `fit_node` (models, datasets and options: `NodeFitConfig`); ``--model``
+chooses the defaults of every other option (`node_fit_preset`), so that ``--model
+conv-node`` trains on digits, ``--model graph-node`` on the block-model graph and ``--model
+odernn`` or ``--model latent-ode`` on the irregular oscillators. Outputs under ``--out``:
+``config.yaml``, TensorBoard events (training, validation and test scalars, the decision
+boundary or density image of the 2-D datasets), ``model.eqx`` (final) and ``best.eqx`` (best
+on the validation data), ``figures/`` and ``metrics.json``:
+
+- toy classifiers: decision boundary and flows; ``test_accuracy`` and ``test_loss``
+  (``test_mse`` on crossing);
+- cnf: density and samples; ``test_nll``;
+- conv-node on digits: confusion matrix and test images with their predicted labels;
+  ``test_accuracy`` and ``test_loss``;
+- graph-node on block-model: accuracy on the training, validation and test nodes beside a
+  per-node MLP trained alike; ``test_accuracy``, ``test_loss`` and ``baseline_accuracy``
+  (the MLP's);
+- odernn and latent-ode on irregular-oscillators: a test series predicted from its
+  context; ``test_interpolation_mse`` (every third observation held out),
+  ``test_extrapolation_mse`` (the observations at t >= 5 predicted from those before),
+  ``test_loss`` (the training objective) and the same errors of predicting zeros
+  (``baseline_interpolation_mse``, ``baseline_extrapolation_mse``);
+
+and the loss curves for all.
 """
 
 from __future__ import annotations
@@ -16,21 +34,24 @@ import jax
 
 from ..cli import RunContext, command, quickstart_part
 from ._figures import node_fit_figures
-from ._fit import NodeFitConfig, fit_node
+from ._fit import NodeFitConfig, fit_node, node_fit_preset
 
 __all__ = ["fit", "quick"]
 
 
 def quick(cfg: NodeFitConfig) -> NodeFitConfig:
-    """The reduced run of ``--quick``: at most 512 training and test points, 150 steps, a
-    field 16 wide and batches of 128."""
+    """The reduced run of ``--quick``, at most: 512 training and test points (series), 150
+    steps, a field 16 wide and batches of 128; 40 steps for digits. The fixed splits of
+    digits and block-model and the full-graph steps of block-model stay as they are."""
+    fixed = cfg.dataset in ("digits", "block-model")
+    steps = 40 if cfg.dataset == "digits" else 150
     return dataclasses.replace(
         cfg,
-        n_samples=min(cfg.n_samples, 512),
-        test_samples=min(cfg.test_samples, 512),
+        n_samples=cfg.n_samples if fixed else min(cfg.n_samples, 512),
+        test_samples=cfg.test_samples if fixed else min(cfg.test_samples, 512),
         width=min(cfg.width, 16),
-        batch_size=min(cfg.batch_size, 128),
-        train=dataclasses.replace(cfg.train, steps=min(cfg.train.steps, 150)),
+        batch_size=cfg.batch_size if cfg.dataset == "block-model" else min(cfg.batch_size, 128),
+        train=dataclasses.replace(cfg.train, steps=min(cfg.train.steps, steps)),
     )
 
 
@@ -38,13 +59,13 @@ def quick(cfg: NodeFitConfig) -> NodeFitConfig:
     "node",
     "fit",
     NodeFitConfig,
-    help="fit a neural ODE classifier or a CNF to a toy dataset",
+    help="fit a neural ODE classifier, CNF, image or graph classifier, or series model",
     quick=quick,
+    presets=("model", node_fit_preset),
     trains=True,
 )
 def fit(cfg: NodeFitConfig, ctx: RunContext) -> dict[str, Any]:
-    """Train a neural ODE / ANODE / CNF on a toy dataset; write the model, figures and
-    metrics."""
+    """Train a neural ODE model on its dataset; write the model, figures and metrics."""
     result = fit_node(cfg, ctx.key, logger=ctx.logger(), out=ctx.out, resume=ctx.resume)
     figures = node_fit_figures(result, ctx.path("figures"), key=jax.random.fold_in(ctx.key, 1))
     return {**result.metrics(), "figures": [str(p) for p in figures]}

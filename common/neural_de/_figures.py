@@ -10,12 +10,18 @@ turn the same figures into images for TensorBoard, and `node_fit_figures` writes
   of the first two state coordinates for 2-D inputs, else the first coordinate against $t$;
 - `density_figure`: a density model's $p(x)$ over the plane;
 - `sample_figure`: samples of a density model beside the data;
+- `digit_predictions_figure`: images titled with their true and predicted labels;
+- `confusion_figure`: a classifier's confusion matrix;
+- `node_accuracy_figure`: accuracies of node classifiers on the splits of a graph's nodes;
+- `series_prediction_figure`: an irregularly observed series and a model's predictions of
+  its held-out steps;
 - `training_figure`: the training loss per step and the validation loss.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,10 @@ __all__ = [
     "flow_figure",
     "density_figure",
     "sample_figure",
+    "digit_predictions_figure",
+    "confusion_figure",
+    "node_accuracy_figure",
+    "series_prediction_figure",
     "node_fit_figures",
 ]
 
@@ -200,20 +210,207 @@ def sample_figure(model: Any, x: Any, *, key: PRNGKeyArray, n: int = 512) -> Any
     return fig
 
 
+def digit_predictions_figure(
+    images: Any, labels: Any, predicted: Any, *, n: int = 16, title: str = ""
+) -> Any:
+    """The first ``n`` of ``images [N, 1, H, W]`` (or ``[N, H, W]``) in grey, each titled
+    ``true -> predicted`` (red where the prediction is wrong)."""
+    images, labels, predicted = np.asarray(images), np.asarray(labels), np.asarray(predicted)
+    if images.ndim == 4:
+        images = images[:, 0]
+    if images.ndim != 3 or not len(images) == len(labels) == len(predicted):
+        raise ValueError(
+            f"images [N, (1,) H, W], labels [N] and predicted [N] must agree; got shapes "
+            f"{images.shape}, {labels.shape} and {predicted.shape}"
+        )
+    n = min(n, len(images))
+    cols = min(n, 8)
+    rows = -(-n // cols)
+    fig, axes = figure(rows, cols, figsize=(1.3 * cols, 1.5 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r")
+            wrong = labels[i] != predicted[i]
+            ax.set_title(
+                f"{int(labels[i])} -> {int(predicted[i])}",
+                fontsize=9,
+                color="tab:red" if wrong else "k",
+            )
+    correct = float(np.mean(labels[:n] == predicted[:n]))
+    fig.suptitle(title or f"test images: true -> predicted ({correct:.0%} right here)")
+    return fig
+
+
+def confusion_figure(
+    labels: Any, predicted: Any, *, classes: int | None = None, title: str = ""
+) -> Any:
+    """The confusion matrix: how many samples of each true class (rows) went to each
+    predicted class (columns), counts written in the cells, with the accuracy in the
+    title."""
+    labels, predicted = np.asarray(labels, int), np.asarray(predicted, int)
+    if labels.shape != predicted.shape or labels.ndim != 1:
+        raise ValueError(
+            f"labels and predicted must be [N] alike; got {labels.shape} and {predicted.shape}"
+        )
+    k = int(max(labels.max(), predicted.max()) + 1) if classes is None else classes
+    counts = np.zeros((k, k), int)
+    np.add.at(counts, (labels, predicted), 1)
+    fig, ax = figure(figsize=(5.2, 4.4))
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="samples")
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                light = counts[i, j] > counts.max() / 2
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if light else "k",
+                )
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = float(np.mean(labels == predicted))
+    ax.set_title(title or f"confusion matrix (accuracy {accuracy:.1%})")
+    return fig
+
+
+def node_accuracy_figure(
+    accuracies: Mapping[str, Mapping[str, float]], *, chance: float | None = None, title: str = ""
+) -> Any:
+    """Grouped bars of accuracies: ``accuracies[model][split]`` (e.g. train, validation and
+    test nodes), with the chance level as a dashed line."""
+    models = list(accuracies)
+    if not models:
+        raise ValueError("accuracies must name at least one model")
+    splits = list(accuracies[models[0]])
+    fig, ax = figure(figsize=(5.5, 3.8))
+    width = 0.8 / len(models)
+    for m, name in enumerate(models):
+        values = [accuracies[name][split] for split in splits]
+        where = np.arange(len(splits)) + (m - (len(models) - 1) / 2) * width
+        bars = ax.bar(where, values, width, label=name, color=_colour(m))
+        for bar, value in zip(bars, values, strict=True):
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                value + 0.01,
+                f"{value:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=0.8, label=f"chance ({chance:.2f})")
+    ax.set_xticks(np.arange(len(splits)))
+    ax.set_xticklabels([f"{split} nodes" for split in splits])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "node classification accuracy")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def series_prediction_figure(
+    ts: Any,
+    xs: Any,
+    panels: Mapping[str, tuple[Any, Any, Any]],
+    *,
+    dim: int = 0,
+    ylabel: str = "",
+) -> Any:
+    """One series ``ts [T]``, ``xs [T, D]`` and a model's predictions of it: one panel per
+    entry ``name: (context [T, D], targets [T, D], predicted [T, D])`` (bool masks), drawing
+    coordinate ``dim``: the context observations (dots), the held-out targets (crosses)
+    and the predictions at the observed steps (line, targets ringed)."""
+    ts, xs = np.asarray(ts), np.asarray(xs)
+    if not panels:
+        raise ValueError("panels must hold at least one (context, targets, predicted)")
+    fig, axes = figure(1, len(panels), figsize=(5.2 * len(panels), 3.6), sharey=True, squeeze=False)
+    for ax, (name, (context, target, predicted)) in zip(axes[0], panels.items(), strict=True):
+        context = np.asarray(context)[:, dim]
+        target = np.asarray(target)[:, dim]
+        predicted = np.asarray(predicted)[:, dim]
+        seen = context | target
+        ax.plot(ts[seen], predicted[seen], "-", color="tab:blue", lw=1, label="prediction")
+        ax.plot(ts[target], predicted[target], "o", mfc="none", color="tab:blue", ms=6)
+        ax.plot(ts[context], xs[context, dim], "k.", ms=7, label="context")
+        ax.plot(ts[target], xs[target, dim], "x", color="tab:red", ms=7, label="targets")
+        ax.set_title(name)
+        ax.set_xlabel("t")
+    axes[0, 0].set_ylabel(ylabel or f"$x_{dim + 1}$")
+    axes[0, -1].legend(loc="best", fontsize="small")
+    return fig
+
+
+@eqx.filter_jit
+def _predicted_labels(model: Any, x: Array) -> Array:
+    return jnp.argmax(jax.vmap(model)(x), -1)
+
+
+@eqx.filter_jit
+def _node_predictions(model: Any, x: Array) -> Array:
+    return jnp.argmax(model(x), -1)
+
+
 def node_fit_figures(fit: Any, folder: str | os.PathLike, *, key: PRNGKeyArray) -> list[Path]:
     """Write the figures of a `NodeFitResult` (of `fit_node`) under ``folder``: the
-    decision boundary and the flows of a classifier (the flows alone for regression), or the
-    density and samples of a CNF, and the training curves. Returns the paths."""
+    decision boundary and the flows of a classifier (the flows alone for regression), the
+    density and samples of a CNF, the confusion matrix and some test images with their
+    predicted labels (digits), the accuracy on each split of the nodes beside the per-node
+    MLP's (block-model), or a test series predicted from its context (irregular series),
+    and the training curves. Returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model, (x, y) = fit.model, fit.data
+    model, data, cfg = fit.model, fit.data, fit.config
     paths = []
-    if fit.config.model == "cnf":
+    if cfg.model == "cnf":
+        x = data[0]
         k_density, k_samples = jax.random.split(key)
         paths.append(save_figure(density_figure(model, x, key=k_density), folder / "density.png"))
         paths.append(save_figure(sample_figure(model, x, key=k_samples), folder / "samples.png"))
+    elif cfg.dataset == "digits":
+        images, labels = fit.test_data
+        predicted = np.asarray(_predicted_labels(model, images))
+        figure_ = confusion_figure(labels, predicted, classes=10)
+        paths.append(save_figure(figure_, folder / "confusion.png"))
+        figure_ = digit_predictions_figure(images, labels, predicted)
+        paths.append(save_figure(figure_, folder / "digits.png"))
+    elif cfg.dataset == "block-model":
+        x, labels, train = data
+        masks = {
+            "train": train,
+            "validation": fit.task.validation[2],
+            "test": fit.test_data[2],
+        }
+        accuracies = {}
+        for name, m in (("graph neural ODE", model), ("per-node MLP", fit.baseline_model)):
+            right = np.asarray(_node_predictions(m, x)) == np.asarray(labels)
+            accuracies[name] = {s: float(right[np.asarray(k)].mean()) for s, k in masks.items()}
+        chance = 1.0 / (int(np.max(np.asarray(labels))) + 1)
+        figure_ = node_accuracy_figure(accuracies, chance=chance)
+        paths.append(save_figure(figure_, folder / "node_accuracy.png"))
+    elif cfg.dataset == "irregular-oscillators":
+        ts, xs, mask = fit.test_data
+        splits = fit.task.splits(ts[:1], mask[:1])
+        panels = {
+            f"{name} ({cfg.model})": (
+                np.asarray(context[0]),
+                np.asarray(target[0]),
+                np.asarray(fit.predictions[name][0]),
+            )
+            for name, (context, target) in splits.items()
+        }
+        figure_ = series_prediction_figure(ts[0], xs[0], panels, ylabel="position q")
+        paths.append(save_figure(figure_, folder / "series.png"))
     else:
-        if fit.config.dataset != "crossing":
+        x, y = data
+        if cfg.dataset != "crossing":
             figure_ = decision_boundary_figure(model, x, y)
             paths.append(save_figure(figure_, folder / "decision_boundary.png"))
         paths.append(save_figure(flow_figure(model, x, y), folder / "flows.png"))
