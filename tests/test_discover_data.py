@@ -98,6 +98,7 @@ def test_the_model_must_match_the_state_dimension():
     check_model_dim("lotka-volterra", "graybox", 2)
 
 
+@pytest.mark.heavy
 def test_a_data_file_trains_as_the_simulated_system_and_the_fit_learns(lv, files):
     """The same data and model key: the same loss at step 0 whichever way the data came; a
     short plain fit of the black box brings the interpolation MSE far below the variance."""

@@ -404,6 +404,7 @@ def test_discovery_figures_are_written(tmp_path, lv):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.heavy
 # ----------------------------------------------------------------------------- fitting
 def test_the_best_model_is_scored_by_its_uncoupled_mse_after_the_first_block(lv):
     settings = discovery_settings("lotka-volterra", "blackbox", "plain", steps=30)
@@ -421,6 +422,7 @@ def test_the_best_model_is_scored_by_its_uncoupled_mse_after_the_first_block(lv)
     assert metrics["interp_mse"] == pytest.approx(losses[result.best_step], rel=1e-5)
 
 
+@pytest.mark.heavy
 def test_an_ensemble_of_seeds_equals_one_run_per_seed(tmp_path):
     cfg = DiscoverConfig(
         method="plain",

@@ -147,6 +147,7 @@ def test_ensembles_are_checked():
     assert one_device.fit_ensemble(models, data(), keys).best_member in (0, 1)
 
 
+@pytest.mark.heavy
 def test_an_ensemble_split_over_two_devices_equals_separate_runs():
     script = Path(__file__).with_name("ensemble_devices_check.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIFFDYN_")}

@@ -292,6 +292,7 @@ def small_experiment(**extra):
     )
 
 
+@pytest.mark.heavy
 def test_training_keeps_the_model_with_the_lowest_validation_loss_and_compares_it_with_control():
     cfg = small_experiment()
     key = jax.random.key(8)

@@ -204,6 +204,7 @@ def test_one_step_prediction_is_the_readout_of_the_state_before_each_step():
 # ------------------------------------------------------------------ training runs
 
 
+@pytest.mark.heavy
 def test_digits_cli_run_beats_chance_and_writes_metrics_and_figures(tmp_path, capsys):
     out = tmp_path / "digits"
     argv = ["--model", "conv-node", "--quick", "--out", str(out), "--train.steps", "20"]
@@ -219,6 +220,7 @@ def test_digits_cli_run_beats_chance_and_writes_metrics_and_figures(tmp_path, ca
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
 
 
+@pytest.mark.heavy
 def test_graph_cli_run_beats_chance_and_the_per_node_mlp(tmp_path, capsys):
     out = tmp_path / "graph"
     argv = ["--model", "graph-node", "--quick", "--out", str(out), "--train.steps", "40"]
@@ -232,6 +234,7 @@ def test_graph_cli_run_beats_chance_and_the_per_node_mlp(tmp_path, capsys):
     assert int(jnp.sum(best.flow.vector_field.adjacency > 0)) > 300  # it carries its graph
 
 
+@pytest.mark.heavy
 def test_odernn_interpolates_far_better_than_zeros(tmp_path):
     cfg = dataclasses.replace(
         node_fit_preset("odernn"),

@@ -8,6 +8,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 #: Notebooks whose quick mode takes over ~40 s on 2 cores: run by ``-m heavy`` (CI does).
 HEAVY = {
+    "core",
     "discovery",
     "homotopy",
     "kuranet_cluster",

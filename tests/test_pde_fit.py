@@ -325,6 +325,7 @@ def test_settings_that_do_not_apply_are_refused():
         FitConfig(fit=PDEFitConfig(strategy="homotopy"), train=TrainConfig(steps=100))
 
 
+@pytest.mark.heavy
 def test_a_short_pde_fit_never_saves_the_untrained_model_as_best(tmp_path, capsys):
     """``diffdyn pde fit`` with fewer steps than one logging block: the held-out frames still
     score the trained model at the end, and best.eqx is that model, not the one training

@@ -92,6 +92,7 @@ def test_windows_recover_the_coefficients_of_two_recorded_sequences(recordings):
     assert run.metrics["held_out_rmse"] < 0.02 * scale  # persistence is 50 times worse
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("strategy", ["plain", "multiple-shooting", "homotopy"])
 def test_whole_trajectory_strategies_fit_a_npz_with_irregular_times(recordings, strategy):
     """A .npz holding 'frames' and irregular 'times': each strategy of diffdyn.common recovers
@@ -146,6 +147,7 @@ def test_data_settings_are_checked_before_anything_compiles(recordings, tmp_path
         fit_pde(config(two, "plain"), jax.random.key(0))
 
 
+@pytest.mark.heavy
 def test_the_command_fits_a_recording_with_given_times(recordings, tmp_path, capsys):
     """``diffdyn pde fit --data one.npy --times ... --quick`` writes metrics.json, the models
     and config.yaml with what ran (3 held-out frames, 20 steps); even these 20 steps move the

@@ -180,6 +180,7 @@ def test_non_negative_projection_holds_after_every_update():
     assert float(params.rhs.feed) < 0.0623 - 0.5  # unconstrained parameters move freely
 
 
+@pytest.mark.heavy
 def test_grid_and_boundary_stay_fixed_under_a_plain_training_loop():
     """Nothing of the grid is a leaf (the Dirichlet value is a constant of the solve), nor is
     the input normalisation of a neural model: a plain ``eqx.filter_grad`` + adam loop over

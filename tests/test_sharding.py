@@ -108,6 +108,7 @@ def _scalar_steps(logdir: Path, tag: str) -> list[int]:
     return [event.step for event in acc.Scalars(tag)]
 
 
+@pytest.mark.heavy
 def test_two_processes_checkpoint_survive_sigkill_and_resume_exactly(
     single_device_params, tmp_path
 ):

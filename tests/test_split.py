@@ -18,6 +18,7 @@ from diffdyn.pde import GrayScott, Grid, PDESolver
 SCRIPT = Path(__file__).with_name("split_grid_check.py")
 
 
+@pytest.mark.heavy
 def test_a_gray_scott_solve_and_an_nca_rollout_split_four_ways_equal_one_device():
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIFFDYN_")}
     env.update(
