@@ -370,7 +370,8 @@ def fixed_point(
         kind: ``"map"`` or ``"flow"``; required for a callable, implied by a model.
         args: passed to a PDE's right-hand side or to a callable.
         mask: NCAs only: the fixed mask $m$ of updated cells (``[H, W]``, 0/1 or booleans).
-        rtol, atol: tolerances (default $10^{-5}$ in float32, $10^{-10}$ in float64).
+        rtol: relative tolerance (default $10^{-5}$ in float32, $10^{-10}$ in float64).
+        atol: absolute tolerance (the same defaults).
         max_steps: the most Newton (or Levenberg-Marquardt) steps.
         method: ``"newton"`` or ``"levenberg-marquardt"``.
         linear_solver: ``"auto"``, ``"dense"`` or ``"gmres"``.
@@ -526,7 +527,9 @@ def stability(
         fn: an `AbstractNCA`, an `AbstractPDE` or a callable with ``kind`` (as `fixed_point`).
         x_star: the fixed point ``[C, H, W]`` (e.g. ``fixed_point(...).point``).
         k: how many leading eigenvalues to return (default: all that were computed).
-        kind, args, mask: as in `fixed_point`.
+        kind: as in `fixed_point`.
+        args: as in `fixed_point`.
+        mask: as in `fixed_point`.
         dense_limit: the largest state size with a dense Jacobian.
         krylov: Arnoldi steps for larger maps.
         tolerance: $\epsilon$ of the verdict (default $100\,\varepsilon_{\text{mach}}

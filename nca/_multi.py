@@ -412,8 +412,12 @@ class MorphTask(AbstractTask):
         code_channels: the hidden channels (each ``>= 4``) set to 1 on the cells the source
             occupies (``source[3] > 0``); every other hidden channel starts at 0. ``()`` gives
             no code.
-        pool_size, batch_size, damage, reseed, radius, checkpoint: as in `GrowTask` (the
-            reseeded samples restart from the source state).
+        pool_size: as in `GrowTask`.
+        batch_size: as in `GrowTask`.
+        damage: as in `GrowTask`.
+        reseed: as in `GrowTask` (the reseeded samples restart from the source state).
+        radius: as in `GrowTask`.
+        checkpoint: as in `GrowTask`.
         samples: the stochastic rollouts averaged by `evaluate`.
     """
 

@@ -581,17 +581,17 @@ class SubsampledNetwork(eqx.Module):
     sub-network alone (its own normalisation) and, for $i \in S_k$,
 
     $$
-    \dot	heta_i = \omega_i + \sum_{j \in S_k} K^{S}_{ij}\sin(	heta_j - 	heta_i)
-    + h_i \sin	heta_i \quad 	ext{(full)}, \qquad
-    \dot	heta_i = rac1{|S_k|}\sum_{j \in S_k} K^{S}_{ij}\sin(	heta_j - 	heta_i)
-    \quad 	ext{(xy)},
+    \dot\theta_i = \omega_i + \sum_{j \in S_k} K^{S}_{ij}\sin(\theta_j - \theta_i)
+    + h_i \sin\theta_i \quad \text{(full)}, \qquad
+    \dot\theta_i = \frac1{|S_k|}\sum_{j \in S_k} K^{S}_{ij}\sin(\theta_j - \theta_i)
+    \quad \text{(xy)},
     $$
 
-    ($x_i = (h_i, \omega_i, 	au_i)$ for the full model); the other nodes do not move. With
+    ($x_i = (h_i, \omega_i, \tau_i)$ for the full model); the other nodes do not move. With
     ``size = M`` every node moves every step and, since KuraNet is equivariant under a
     permutation of the nodes, the dynamics are those of the whole network.
 
-    Args:
+    Attributes:
         model: the coupling network.
         x: the population's features ``[M, F]``.
         key: the key of the draws (its ``jax.random.key_data``, so that it can be a leaf).
