@@ -73,7 +73,10 @@ _DENSE_LIMIT = 2**27
 
 
 def _leaky(x: Array) -> Array:
-    return jnp.maximum(x, _SLOPE * x)  # LeakyReLU for a slope in (0, 1)
+    # LeakyReLU as a select: the gradient of `maximum(x, slope * x)` compares x with the
+    # maximum it produced, and XLA:CPU can recompute the two with different rounding inside
+    # fusions, which silently zeroes or corrupts the gradient under jit (tested)
+    return jnp.where(x > 0, x, _SLOPE * x)
 
 
 def normalise_coupling(
