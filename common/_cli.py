@@ -204,6 +204,9 @@ def _type_text(tp: Any) -> str:
         return "{" + ",".join(str(a) for a in args) + "}"
     if origin in (tuple, list):
         inner = _type_text(args[0]) if args else "VALUE"
+        pair = typing.get_args(args[0]) if args else ()
+        if typing.get_origin(args[0]) is tuple and len(pair) == 2 and pair[1] is not Ellipsis:
+            inner = f"{_type_text(pair[0])}={_type_text(pair[1])}"  # a list of KEY=VALUE pairs
         return (
             f"{inner},..."
             if (origin is list or args[-1] is Ellipsis)

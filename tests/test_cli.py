@@ -203,6 +203,8 @@ def test_every_option_has_help_and_enumerations_list_their_choices(group, verb, 
         if typing.get_origin(tp) is Literal:
             choices = "{" + ",".join(str(c) for c in typing.get_args(tp)) + "}"
             assert choices in text.replace("\n", "").replace(" ", ""), (name, choices)
+        if name.endswith("group_learning_rates"):  # a list of pairs reads PATTERN=RATE,...
+            assert f"--{name} TEXT=FLOAT,..." in text
         assert f"--{name}" in text
     names = [name for name, *_ in leaf_fields(cmd.config)]
     for name in names:
