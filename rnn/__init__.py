@@ -162,6 +162,9 @@ from ._train import (
     TRAINABLE as TRAINABLE,
 )
 from ._train import (
+    ParameterSubset as ParameterSubset,
+)
+from ._train import (
     SpectrumFit as SpectrumFit,
 )
 from ._train import (
@@ -174,10 +177,19 @@ from ._train import (
     SpectrumTrainConfig as SpectrumTrainConfig,
 )
 from ._train import (
+    SubsetConfig as SubsetConfig,
+)
+from ._train import (
     TrainNetworkConfig as TrainNetworkConfig,
 )
 from ._train import (
+    fit_spectra as fit_spectra,
+)
+from ._train import (
     fit_spectrum as fit_spectrum,
+)
+from ._train import (
+    random_subset as random_subset,
 )
 
 __all__ = [
@@ -226,11 +238,15 @@ __all__ = [
     "ImportConnectomeConfig",
     "import_reference_connectome",
     "TRAINABLE",
+    "ParameterSubset",
+    "random_subset",
     "SpectrumParams",
     "SpectrumTask",
+    "SubsetConfig",
     "TrainNetworkConfig",
     "SpectrumTrainConfig",
     "SpectrumFit",
+    "fit_spectra",
     "fit_spectrum",
     "plot_spectrum",
     "plot_convergence",

@@ -207,18 +207,50 @@ def quick_train(cfg: SpectrumTrainConfig) -> SpectrumTrainConfig:
     trains=True,
 )
 def run_train(cfg: SpectrumTrainConfig, ctx: RunContext) -> dict[str, Any]:
-    """Gradient descent on weights, or gains and shifts, towards a target Lyapunov spectrum."""
+    """Gradient descent on weights, gains and shifts, or a random subset of them, towards a
+    target Lyapunov spectrum (or a larger sum of exponents), for one or several networks."""
     jax.config.update("jax_enable_x64", True)
     from ._figures import plot_training_spectra
-    from ._train import fit_spectrum
+    from ._train import fit_spectra
 
-    fit = fit_spectrum(cfg, key=ctx.key, logger=ctx.logger(), out=ctx.out, resume=ctx.resume)
-    plot_training_spectra(fit.before, fit.after, fit.target, ctx.path("spectrum_before_after.png"))
+    fits = fit_spectra(cfg, key=ctx.key, logger=ctx.logger(), out=ctx.out, resume=ctx.resume)
+    target = fits[0].target
+    before = np.stack([f.before for f in fits])
+    after = np.stack([f.after for f in fits])
+    one = len(fits) == 1
+    plot_training_spectra(
+        before[0] if one else before,
+        after[0] if one else after,
+        target,
+        ctx.path("spectrum_before_after.png"),
+    )
     _write_json(
         ctx.path("spectra.json"),
-        {"before": fit.before.tolist(), "after": fit.after.tolist(), "target": fit.target.tolist()},
+        {
+            "before": (before[0] if one else before).tolist(),
+            "after": (after[0] if one else after).tolist(),
+            "target": None if target is None else target.tolist(),
+        },
     )
-    return fit.metrics()
+    if cfg.trainable == "subset":
+        _write_json(
+            ctx.path("trained_subset.json"),
+            {
+                "counts": fits[0].subset.counts(),  # type: ignore[union-attr]
+                "samples": [f.subset.indices() for f in fits],  # type: ignore[union-attr]
+            },
+        )
+    if one:
+        return fits[0].metrics()
+    samples = [f.metrics() for f in fits]
+    _write_json(ctx.path("samples.json"), samples)
+    metrics: dict[str, Any] = {"n_samples": len(fits)}
+    for name, value in samples[0].items():
+        if isinstance(value, float) and name != "seconds":
+            values = np.asarray([m[name] for m in samples], np.float64)
+            metrics[f"{name}_mean"], metrics[f"{name}_std"] = values.mean(), values.std()
+    metrics.update(steps=samples[0]["steps"], seconds=samples[0]["seconds"])
+    return metrics
 
 
 # ---------------------------------------------------------------------- connectome import

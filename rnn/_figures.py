@@ -106,12 +106,21 @@ def plot_training_spectra(
     title: str = "Spectrum before and after training",
 ) -> Path:
     r"""The exponents $\lambda_i$ (sorted decreasingly) before and after training, and the
-    target."""
+    target (``None``: no target, as for the sinai loss). ``before`` and ``after`` are ``[k]``
+    (one network) or ``[S, k]`` (``S`` networks, one line each)."""
+    before, after = np.atleast_2d(np.asarray(before)), np.atleast_2d(np.asarray(after))
     fig, ax = figure(figsize=(6, 4))
-    index = np.arange(1, np.size(before) + 1)
-    ax.plot(index, np.sort(np.asarray(before))[::-1], ".-", label="before")
-    ax.plot(index, np.sort(np.asarray(after))[::-1], ".-", label="after")
-    ax.plot(index, np.sort(np.asarray(target))[::-1], "k--", label="target")
+    index = np.arange(1, before.shape[1] + 1)
+    several = before.shape[0] > 1
+    alpha = 0.5 if several else 1.0
+    for values, name, color in ((before, "before", "tab:blue"), (after, "after", "tab:orange")):
+        for s, row in enumerate(values):
+            label = None if s else (f"{name} ({values.shape[0]} networks)" if several else name)
+            ax.plot(index, np.sort(row)[::-1], ".-", color=color, alpha=alpha, label=label)
+    if target is not None:
+        ax.plot(index, np.sort(np.asarray(target))[::-1], "k--", label="target")
+    else:
+        ax.axhline(0.0, color="k", lw=0.8, label="0")
     ax.set_xlabel("index i")
     ax.set_ylabel(r"$\lambda_i$")
     ax.set_title(title)
