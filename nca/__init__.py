@@ -3,7 +3,8 @@
 An NCA perceives each cell's neighbourhood with fixed stencils (`diffdyn.common.Perception`),
 proposes an update with a per-cell network whose last layer starts at zero, and applies it
 where a stochastic fire-rate mask fires. Variants, growing a target from a seed with a sample
-pool, learning PDE trajectories frame to frame, targets and figures.
+pool, several targets at once and morphing, masks that confine the cells to a shape,
+learning PDE trajectories frame to frame, targets and figures.
 """
 
 from ._analysis import (
@@ -37,6 +38,9 @@ from ._config import (
     GrowConfig as GrowConfig,
 )
 from ._config import (
+    MorphConfig as MorphConfig,
+)
+from ._config import (
     NCAModelConfig as NCAModelConfig,
 )
 from ._config import (
@@ -50,6 +54,9 @@ from ._config import (
 )
 from ._config import (
     SequenceConfig as SequenceConfig,
+)
+from ._config import (
+    SpeciesConfig as SpeciesConfig,
 )
 from ._config import (
     TextureConfig as TextureConfig,
@@ -67,10 +74,16 @@ from ._figures import (
     plot_growth as plot_growth,
 )
 from ._figures import (
+    plot_morph as plot_morph,
+)
+from ._figures import (
     plot_perception as plot_perception,
 )
 from ._figures import (
     plot_sequence as plot_sequence,
+)
+from ._figures import (
+    plot_species as plot_species,
 )
 from ._figures import (
     plot_texture as plot_texture,
@@ -92,6 +105,9 @@ from ._figures import (
 )
 from ._figures import (
     weight_matrices as weight_matrices,
+)
+from ._grow import (
+    AbstractPoolTask as AbstractPoolTask,
 )
 from ._grow import (
     GrowTask as GrowTask,
@@ -175,10 +191,16 @@ from ._targets import (
     BUILTIN_TARGETS as BUILTIN_TARGETS,
 )
 from ._targets import (
+    MASK_SHAPES as MASK_SHAPES,
+)
+from ._targets import (
     builtin_target as builtin_target,
 )
 from ._targets import (
     load_png as load_png,
+)
+from ._targets import (
+    make_mask as make_mask,
 )
 from ._targets import (
     make_target as make_target,
@@ -261,6 +283,7 @@ __all__ = [
     "PointwiseMLP",
     "GaussianKAN",
     "ACTIVATIONS",
+    "AbstractPoolTask",
     "GrowTask",
     "GrowthEvaluation",
     "erase_half",
@@ -274,6 +297,8 @@ __all__ = [
     "load_png",
     "make_target",
     "to_rgb",
+    "MASK_SHAPES",
+    "make_mask",
     "PerceptionSensitivity",
     "perception_sensitivity",
     "FixedPoint",
@@ -285,6 +310,8 @@ __all__ = [
     "analyse_nca",
     "NCAModelConfig",
     "GrowConfig",
+    "SpeciesConfig",
+    "MorphConfig",
     "PDEConfig",
     "SequenceConfig",
     "TextureConfig",
@@ -303,6 +330,8 @@ __all__ = [
     "save_trajectory_gif",
     "plot_texture",
     "save_texture_gif",
+    "plot_species",
+    "plot_morph",
     "MorphTask",
     "MultiTargetTask",
     "SpeciesPool",

@@ -14,19 +14,23 @@ import os
 import typing
 from typing import Any, Literal
 
-from jaxtyping import PRNGKeyArray
+import numpy as np
+from jaxtyping import Float, PRNGKeyArray
 
-from diffdyn.common import PERCEPTION_FILTERS, OptimConfig, TrainConfig
+from diffdyn.common import PERCEPTION_FILTERS, FixedMask, OptimConfig, TrainableMask, TrainConfig
 from diffdyn.common._helpers import check_int, check_number
 
 from ._layers import ACTIVATIONS
 from ._model import DEFAULT_FILTERS, NCA, AbstractNCA, Cells
+from ._targets import _check_spec
 from ._texture import TEXTURES
 from ._variants import KANCA, AttentionNCA, BoundedNCA, GatedNCA, MultiScaleNCA, PolynomialNCA
 
 __all__ = [
     "NCAModelConfig",
     "GrowConfig",
+    "SpeciesConfig",
+    "MorphConfig",
     "PDEConfig",
     "SequenceConfig",
     "TextureConfig",
@@ -35,13 +39,17 @@ __all__ = [
     "build_model",
 ]
 
-Task = Literal["grow", "pde", "sequence", "texture"]
+Task = Literal["grow", "species", "morph", "pde", "sequence", "texture"]
 Variant = Literal["nca", "gated", "multiscale", "kan", "polynomial", "attention", "bounded"]
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu"]
 Boundary = Literal["periodic", "dirichlet", "neumann"]
+MaskKind = Literal["hard", "soft", "trainable"]
 
+_GROW_DEFAULTS = {"channels": 16, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": True}
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "grow": {"channels": 16, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": True},
+    "grow": _GROW_DEFAULTS,
+    "species": _GROW_DEFAULTS,
+    "morph": _GROW_DEFAULTS,
     "pde": {"channels": 8, "filters": ("identity", "laplacian"), "fire_rate": 1.0, "alive": False},
     "sequence": {"channels": 8, "filters": DEFAULT_FILTERS, "fire_rate": 1.0, "alive": False},
     "texture": {"channels": 12, "filters": DEFAULT_FILTERS, "fire_rate": 0.5, "alive": False},
@@ -51,6 +59,13 @@ _SEQUENCE_HIDDEN = 6
 NCA has 8 channels for 2 observed ones."""
 _HIDDEN, _ACTIVATION, _SCALES, _BASIS, _ALIVE_THRESHOLD = 96, "relu", (1, 2), 8, 0.1
 _DEGREE, _TOKEN_SIZE, _HEADS, _BOUND = 2, 16, 4, 1.0
+_BOUNDARY_WEIGHT = 1.0
+"""The weight of the boundary regulariser of a masked NCA: ``BOUNDARY_REGULARISER = 1`` in
+Differentiable-Patterning's trainer."""
+_MASK_LOGIT = 4.0
+"""A trainable mask starts at logits ``±4`` (sigmoid 0.982 inside the shape, 0.018 outside)."""
+_POOL_TASKS = ("grow", "species", "morph")
+"""The tasks trained from a sample pool on a target's grid (the ones a mask can confine)."""
 _VARIANT_SETTINGS = {
     "scales": "multiscale",
     "basis": "kan",
@@ -93,6 +108,17 @@ class NCAModelConfig:
             only).
         heads: the attention heads (None: 4; attention only).
         bound: the largest change of a channel in one step (None: 1.0; bounded only).
+        mask: confine the cells to a shape on the task's grid (tasks grow, species and morph):
+            disk, the alpha of a built-in target (smiley, heart, ring, glyph:X) or of a PNG
+            file, 1 where it exceeds 1/2 (None: no mask). It is saved with the model.
+        mask_kind: how the mask acts after every step (None: hard; only with a mask): hard
+            (every channel times the 0/1 shape: cells outside stay exactly 0), soft (the last
+            channel is held at the shape, a structure channel the cells perceive, as
+            Differentiable-Patterning's soft boundary; nothing else is confined) or trainable
+            (every channel times sigmoid(logits), logits trained from +-4 on the shape).
+        boundary_weight: weight of the boundary regulariser, mean |x - M(x)| of the update
+            every final state proposes before the mask acts (None: 1.0, as in
+            Differentiable-Patterning; 0: off; only with a mask).
     """
 
     variant: Variant = "nca"
@@ -110,8 +136,20 @@ class NCAModelConfig:
     token_size: int | None = None
     heads: int | None = None
     bound: float | None = None
+    mask: str | None = None
+    mask_kind: MaskKind | None = None
+    boundary_weight: float | None = None
 
     def __post_init__(self) -> None:
+        if self.mask is not None:
+            _check_spec(self.mask, "model.mask", disk=True)
+        for name in ("mask_kind", "boundary_weight"):
+            if self.mask is None and getattr(self, name) is not None:
+                raise ValueError(
+                    f"model.{name}={getattr(self, name)!r} is a setting of a mask: give model.mask"
+                )
+        if self.boundary_weight is not None:
+            check_number(self.boundary_weight, "model.boundary_weight", 0.0)
         if self.variant == "kan" and self.activation is not None:
             raise ValueError("model.activation is not a setting of the kan variant")
         if self.variant in _NO_HIDDEN and self.hidden is not None:
@@ -147,50 +185,132 @@ class NCAModelConfig:
             )
 
 
+def _pool_field(default: Any, help_text: str) -> Any:
+    """A field of the pool settings, its ``--help`` text held with it (the same in every
+    pool-trained task's section)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
-class GrowConfig:
-    """Growing a target from one seed cell (``--task grow``).
+class _PoolSection:
+    """The settings every pool-trained task (grow, species, morph) shares; their help is
+    held with the fields. A section names itself by ``section``."""
 
-    Attributes:
-        target: a built-in target (smiley, heart, ring, glyph:X) or a PNG file.
-        size: the side of the target in cells.
-        pad: empty cells around the target (the grid side is size + 2 pad).
-        rollout_steps: NCA steps of every rollout (training and evaluation).
-        pool_size: states in the sample pool.
-        batch_size: states drawn from the pool per training step.
-        damage: the best samples of each batch that lose a random disk.
-        reseed: the worst samples of each batch restarted from the seed cell.
-        checkpoint: wrap every NCA step in jax.checkpoint (less memory for long rollouts).
-        samples: stochastic rollouts averaged by the growth evaluation (validation and the
-            final metrics).
-    """
-
-    target: str = "smiley"
-    size: int = 40
-    pad: int = 0
-    rollout_steps: int = 64
-    pool_size: int = 256
-    batch_size: int = 8
-    damage: int = 2
-    reseed: int = 2
-    checkpoint: bool = False
-    samples: int = 8
+    section: typing.ClassVar[str]
+    size: int = _pool_field(40, "the side of the targets in cells.")
+    pad: int = _pool_field(0, "empty cells around the targets (the grid side is size + 2 pad).")
+    rollout_steps: int = _pool_field(64, "NCA steps of every rollout (training and evaluation).")
+    pool_size: int = _pool_field(256, "states in the sample pool.")
+    batch_size: int = _pool_field(8, "states drawn from the pool per training step.")
+    damage: int = _pool_field(2, "the best samples of each batch that lose a random disk.")
+    reseed: int = _pool_field(2, "the worst samples of each batch restarted from their seed.")
+    checkpoint: bool = _pool_field(
+        False, "wrap every NCA step in jax.checkpoint (less memory for long rollouts)."
+    )
+    samples: int = _pool_field(
+        8, "stochastic rollouts averaged by the evaluation (validation and final metrics)."
+    )
 
     def __post_init__(self) -> None:
+        at = self.section
         for name in ("size", "rollout_steps", "pool_size", "batch_size", "samples"):
-            check_int(getattr(self, name), f"grow.{name}", 1)
+            check_int(getattr(self, name), f"{at}.{name}", 1)
         for name in ("pad", "damage", "reseed"):
-            check_int(getattr(self, name), f"grow.{name}", 0)
+            check_int(getattr(self, name), f"{at}.{name}", 0)
         for name in ("damage", "reseed"):
             if getattr(self, name) > self.batch_size:
                 raise ValueError(
-                    f"grow.{name} must be <= grow.batch_size = {self.batch_size}; got "
+                    f"{at}.{name} must be <= {at}.batch_size = {self.batch_size}; got "
                     f"{getattr(self, name)}"
                 )
         if self.batch_size > self.pool_size:
             raise ValueError(
-                f"grow.batch_size must be <= grow.pool_size = {self.pool_size}; got "
+                f"{at}.batch_size must be <= {at}.pool_size = {self.pool_size}; got "
                 f"{self.batch_size}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowConfig(_PoolSection):
+    """Growing a target from one seed cell (``--task grow``), with the pool settings that
+    the pool-trained tasks share (size, pad, rollout_steps, pool_size, batch_size, damage,
+    reseed, checkpoint, samples: see ``--help``).
+
+    Attributes:
+        target: a built-in target (smiley, heart, ring, glyph:X) or a PNG file.
+    """
+
+    section: typing.ClassVar[str] = "grow"
+    target: str = "smiley"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeciesConfig(_PoolSection):
+    """Growing several targets with one NCA (``--task species``), each from its own seed
+    cell carrying a one-hot species code in the hidden channels 4, 5, ... (the model needs
+    at least 4 + S channels), with the pool settings that the pool-trained tasks share
+    (see `GrowConfig`).
+
+    Attributes:
+        targets: the S >= 2 distinct targets, each a built-in target (smiley, heart, ring,
+            glyph:X) or a PNG file; species s grows targets[s].
+    """
+
+    section: typing.ClassVar[str] = "species"
+    targets: tuple[str, ...] = ("smiley", "heart")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        targets = tuple(self.targets)
+        for spec in targets:
+            _check_spec(spec, "species.targets")
+        if len(targets) < 2:
+            raise ValueError(
+                f"species.targets must name at least two targets (one is --task grow); got "
+                f"{list(targets)}"
+            )
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"species.targets must be distinct; got {list(targets)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MorphConfig(_PoolSection):
+    """Morphing one target into another (``--task morph``): the NCA starts from the source
+    pattern (its RGBA, with the code channels at 1 on the cells it occupies) and is trained
+    to reach the target after rollout_steps steps (the morph schedule) and to hold it (the
+    pool keeps the morphed states), with the pool settings that the pool-trained tasks share
+    (see `GrowConfig`).
+
+    Attributes:
+        source: the pattern to start from: a built-in target (smiley, heart, ring, glyph:X)
+            or a PNG file.
+        target: the pattern to morph into (another one than the source).
+        code_channels: hidden channels (each >= 4, below the model's channels) set to 1 on
+            the cells the source occupies.
+        damage: the best samples of each batch that lose a random disk (none by default: the
+            morph itself is the task).
+    """
+
+    section: typing.ClassVar[str] = "morph"
+    damage: int = 0
+    source: str = "smiley"
+    target: str = "heart"
+    code_channels: tuple[int, ...] = (4,)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_spec(self.source, "morph.source")
+        _check_spec(self.target, "morph.target")
+        if self.source == self.target:
+            raise ValueError(
+                f"morph.source and morph.target are both {self.source!r}: a morph needs two "
+                "different patterns"
+            )
+        for c in self.code_channels:
+            check_int(c, "morph.code_channels", 4)
+        if len(set(self.code_channels)) != len(self.code_channels):
+            raise ValueError(
+                f"morph.code_channels must be distinct; got {list(self.code_channels)}"
             )
 
 
@@ -383,14 +503,16 @@ _NCA_OPTIM = OptimConfig(
 
 @dataclasses.dataclass(frozen=True)
 class NCATrainConfig:
-    """``diffdyn nca train``: grow a target from a seed cell, learn Gray-Scott, learn a
-    recorded sequence, or grow a texture from noise.
+    """``diffdyn nca train``: grow a target from a seed cell, grow several targets at once,
+    morph one target into another, learn Gray-Scott, learn a recorded sequence, or grow a
+    texture from noise.
 
     Attributes:
-        task: grow (a target image from one seed cell, with a sample pool and damage), pde
-            (Gray-Scott trajectories frame to frame), sequence (recorded frames, --data) or
-            texture (an example texture grown from noise; the default optimiser, Adam at 2e-3
-            on normalised gradients, trains it).
+        task: grow (a target image from one seed cell, with a sample pool and damage),
+            species (several targets, each from its own coded seed cell), morph (one target
+            into another), pde (Gray-Scott trajectories frame to frame), sequence (recorded
+            frames, --data) or texture (an example texture grown from noise; the default
+            optimiser, Adam at 2e-3 on normalised gradients, trains it).
         data: the recorded frames of task sequence: a .npy/.npz array [T, C, H, W] or
             [B, T, C, H, W], or a folder of PNG frames (required for task sequence, refused
             with the others).
@@ -399,6 +521,8 @@ class NCATrainConfig:
             decaying to a tenth over the run; texture trains well with it).
         train: the training loop.
         grow: the growing task (its settings are refused with the other tasks).
+        species: the several-targets task (its settings are refused with the other tasks).
+        morph: the morphing task (its settings are refused with the other tasks).
         pde: the trajectory task (its settings are refused with the other tasks).
         sequence: the recorded-sequence task (its settings are refused with the other tasks).
         texture: the texture task (its settings are refused with the other tasks).
@@ -412,6 +536,8 @@ class NCATrainConfig:
         steps=2000, log_every=25, image_every=250, checkpoint_every=250, validate_every=100
     )
     grow: GrowConfig = GrowConfig()
+    species: SpeciesConfig = SpeciesConfig()
+    morph: MorphConfig = MorphConfig()
     pde: PDEConfig = PDEConfig()
     sequence: SequenceConfig = SequenceConfig()
     texture: TextureConfig = TextureConfig()
@@ -419,6 +545,8 @@ class NCATrainConfig:
     def __post_init__(self) -> None:
         sections = (
             ("grow", GrowConfig()),
+            ("species", SpeciesConfig()),
+            ("morph", MorphConfig()),
             ("pde", PDEConfig()),
             ("sequence", SequenceConfig()),
             ("texture", TextureConfig()),
@@ -444,11 +572,42 @@ class NCATrainConfig:
             raise ValueError(
                 f"data={self.data!r}: --data belongs to task sequence, not to task {self.task}"
             )
-        alive = _resolve(self.model, self.task)["alive"]
-        if not alive and self.model.alive_threshold is not None:
+        resolved = _resolve(self.model, self.task)
+        if not resolved["alive"] and self.model.alive_threshold is not None:
             raise ValueError(
                 f"model.alive_threshold needs alive masking, which is off (model.alive = "
                 f"{self.model.alive}, task {self.task})"
+            )
+        self._check_channels(resolved["channels"])
+
+    def _check_channels(self, channels: int) -> None:
+        """Refuse a mask on a task without a target grid, and channels that cannot hold the
+        species or morph codes (and a soft mask's structure channel besides)."""
+        m = self.model
+        if m.mask is not None and self.task not in _POOL_TASKS:
+            raise ValueError(
+                f"model.mask confines the cells of tasks {', '.join(_POOL_TASKS)}, not of task "
+                f"{self.task}"
+            )
+        structure = {channels - 1} if m.mask is not None and m.mask_kind == "soft" else set()
+        if structure and channels - 1 <= 3:
+            raise ValueError(
+                f"model.mask_kind soft holds the last channel at the shape; with model.channels "
+                f"= {channels} that is one of the RGBA channels 0-3 (give model.channels >= 5)"
+            )
+        if self.task == "species":
+            codes = set(range(4, 4 + len(self.species.targets)))
+            what = f"the {len(codes)} species codes of species.targets (channels 4-{max(codes)})"
+        elif self.task == "morph":
+            codes = set(self.morph.code_channels)
+            what = f"morph.code_channels {sorted(codes)}"
+        else:
+            return
+        if max(codes, default=3) >= channels or codes & structure:
+            extra = " and the soft mask's structure channel" if structure else ""
+            raise ValueError(
+                f"model.channels = {channels} cannot hold RGBA, {what}{extra}: give "
+                f"model.channels >= {max(codes, default=3) + 1 + len(structure)}"
             )
 
 
@@ -496,11 +655,41 @@ def _resolve(cfg: NCAModelConfig, task: str) -> dict[str, Any]:
     return {k: defaults[k] if getattr(cfg, k) is None else getattr(cfg, k) for k in defaults}
 
 
-def build_model(cfg: NCAModelConfig, task: Task, key: PRNGKeyArray) -> AbstractNCA:
+def _boundary_weight(cfg: NCAModelConfig) -> float:
+    """The weight of the boundary regulariser that ``cfg`` trains with: 0 without a mask,
+    else ``cfg.boundary_weight`` (None: 1.0, as in Differentiable-Patterning)."""
+    if cfg.mask is None:
+        return 0.0
+    return _BOUNDARY_WEIGHT if cfg.boundary_weight is None else float(cfg.boundary_weight)
+
+
+def _cells_mask(kind: str, shape: np.ndarray) -> FixedMask | TrainableMask:
+    """The `Cells` mask of kind ``kind`` made from the 0/1 field ``shape [H, W]``."""
+    if kind == "hard":
+        return FixedMask(shape)
+    if kind == "soft":  # the last channel held at the shape everywhere
+        return FixedMask(np.ones_like(shape), "soft", channels=(-1,), values=shape[None])
+    return TrainableMask(_MASK_LOGIT * (2.0 * shape - 1.0))
+
+
+def build_model(
+    cfg: NCAModelConfig,
+    task: Task,
+    key: PRNGKeyArray,
+    *,
+    mask: Float[np.ndarray, "H W"] | None = None,
+) -> AbstractNCA:
     """The NCA that ``cfg`` describes, with the defaults of ``task`` for its ``None``
-    fields."""
+    fields. ``mask`` is the 0/1 field of ``cfg.mask`` on the task's grid (`make_mask`),
+    given exactly when ``cfg.mask`` is."""
     if task not in _TASK_DEFAULTS:
         raise ValueError(f"task must be one of {list(_TASK_DEFAULTS)}; got {task!r}")
+    if (cfg.mask is None) != (mask is None):
+        raise ValueError(
+            "build_model: give the argument mask (the field make_mask(cfg.mask, ...) on the "
+            "task's grid) exactly when cfg.mask names a shape; got cfg.mask = "
+            f"{cfg.mask!r} and mask {'None' if mask is None else 'given'}"
+        )
     pick = _resolve(cfg, task)
     threshold = _ALIVE_THRESHOLD if cfg.alive_threshold is None else cfg.alive_threshold
     cells = Cells(
@@ -510,6 +699,7 @@ def build_model(cfg: NCAModelConfig, task: Task, key: PRNGKeyArray) -> AbstractN
         alive_threshold=threshold if pick["alive"] else None,
         alive_channel=3,
         boundary=cfg.boundary,
+        mask=None if mask is None else _cells_mask(cfg.mask_kind or "hard", np.asarray(mask)),
     )
     hidden = _HIDDEN if cfg.hidden is None else cfg.hidden
     activation = _ACTIVATION if cfg.activation is None else cfg.activation

@@ -15,7 +15,9 @@ trajectories and training curves; GIFs of rollouts.
 - `plot_eigenvalues`: eigenvalues in the complex plane with the stability boundary;
 - `save_rollout_gif`, `save_trajectory_gif`: animations, small grids upscaled (`upscale`);
 - `plot_texture`: an example texture beside states grown from noise by an untrained and a
-  trained NCA, with their texture losses; `save_texture_gif`: an RGB rollout as a GIF.
+  trained NCA, with their texture losses; `save_texture_gif`: an RGB rollout as a GIF;
+- `plot_species`: every species of a multi-target NCA growing from its seed over time,
+  beside its target; `plot_morph`: a source pattern morphing into a target over time.
 
 Every function writes one file and returns its path.
 """
@@ -47,6 +49,8 @@ __all__ = [
     "save_trajectory_gif",
     "plot_texture",
     "save_texture_gif",
+    "plot_species",
+    "plot_morph",
 ]
 
 
@@ -62,9 +66,23 @@ def _hide_ticks(ax: Any) -> None:
     ax.set_yticks([])
 
 
+def _show_rgba(ax: Any, state: np.ndarray, mask: np.ndarray | None) -> None:
+    """A premultiplied RGBA state over white, with the outline of a 0/1 ``mask``."""
+    ax.imshow(to_rgb(state).transpose(1, 2, 0), interpolation="nearest")
+    if mask is not None:
+        ax.contour(mask, levels=[0.5], colors="0.3", linewidths=0.6)
+    _hide_ticks(ax)
+
+
+def _columns(n: int, columns: int) -> np.ndarray:
+    """Up to ``columns`` evenly spaced indices of ``n`` frames, the first and the last
+    included."""
+    return np.unique(np.linspace(0, n - 1, min(columns, n)).round().astype(int))
+
+
 def weight_matrices(model: AbstractNCA) -> dict[str, np.ndarray]:
     """Every 2-D (or KAN 3-D, summed in ``|.|`` over the basis) weight of the update network,
-    by name."""
+    by name (a trainable mask's logits, trained with it, are not a weight of the network)."""
     import equinox as eqx
     import jax
 
@@ -72,6 +90,8 @@ def weight_matrices(model: AbstractNCA) -> dict[str, np.ndarray]:
     params = eqx.filter(model, model.trainable_filter())
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         name = jax.tree_util.keystr(path)
+        if name.startswith(".cells."):
+            continue
         a = np.asarray(leaf)
         if a.ndim == 2:
             out[name] = a
@@ -455,4 +475,102 @@ def plot_eigenvalues(
     ax.set_ylabel("Im λ")
     ax.set_title(title or f"Jacobian eigenvalues ({kind})", fontsize=9)
     ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+def plot_species(
+    targets: Any,
+    frames: Any,
+    path: str | os.PathLike,
+    *,
+    names: Any,
+    times: Any,
+    mse: Any = None,
+    mask: Any = None,
+    columns: int = 6,
+) -> Path:
+    """One row per species: its growth from its seed cell (``frames [S, T, C, H, W]``, up to
+    ``columns`` of the ``T`` frames, titled with their NCA step from ``times [T]``), then its
+    target (``targets [S, 4, H, W]``). Rows are labelled with ``names`` and, when given, the
+    species' growth error ``mse`` (one per species); a 0/1 ``mask [H, W]`` is outlined."""
+    targets, frames = np.asarray(targets), np.asarray(frames)
+    if targets.ndim != 4 or frames.ndim != 5 or frames.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"targets [S, 4, H, W] and frames [S, T, C, H, W] must share S; got "
+            f"{targets.shape} and {frames.shape}"
+        )
+    n = targets.shape[0]
+    if len(names) != n or (mse is not None and len(mse) != n) or len(times) != frames.shape[1]:
+        raise ValueError(
+            f"names (and mse) need one entry per species ({n}) and times one per frame "
+            f"({frames.shape[1]}); got {len(names)} names and {len(times)} times"
+        )
+    mask = None if mask is None else np.asarray(mask)
+    show = _columns(frames.shape[1], columns)
+    fig, axes = figure(
+        n, len(show) + 1, figsize=(1.8 * (len(show) + 1) + 0.6, 1.9 * n + 0.5), squeeze=False
+    )
+    for s in range(n):
+        for j, t in enumerate(show):
+            _show_rgba(axes[s, j], frames[s, t], mask)
+            if s == 0:
+                axes[s, j].set_title(f"step {times[t]}", fontsize=8)
+        _show_rgba(axes[s, -1], targets[s], mask)
+        axes[s, -1].set_title(f"target: {names[s]}", fontsize=8)
+        label = names[s] if mse is None else f"{names[s]}\nMSE {float(mse[s]):.4f}"
+        axes[s, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle("one NCA, several species: each grown from its own seed cell", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_morph(
+    source: Any,
+    target: Any,
+    frames: Any,
+    path: str | os.PathLike,
+    *,
+    times: Any,
+    names: Any = ("source", "target"),
+    rollout_steps: int | None = None,
+    mask: Any = None,
+    columns: int = 7,
+) -> Path:
+    """A morph over time: up to ``columns`` of the frames ``[T, C, H, W]`` of one rollout
+    from the ``source [4, H, W]`` (step 0), each titled with its NCA step (``times [T]``) and
+    its per-pixel MSE to the ``target [4, H, W]``, shown last. Steps beyond
+    ``rollout_steps`` (the trained morph length) are marked as held; ``names`` labels the
+    source and the target; a 0/1 ``mask [H, W]`` is outlined."""
+    source, target, frames = np.asarray(source), np.asarray(target), np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1] < 4 or len(times) != frames.shape[0]:
+        raise ValueError(
+            f"frames must have shape [T, C >= 4, H, W] with one time each; got {frames.shape} "
+            f"and {len(times)} times"
+        )
+    if source.shape != target.shape or source.shape[1:] != frames.shape[2:] or len(source) != 4:
+        raise ValueError(
+            f"source and target must be [4, H, W] on the frames' grid; got {source.shape}, "
+            f"{target.shape} and frames {frames.shape}"
+        )
+    mask = None if mask is None else np.asarray(mask)
+    show = _columns(frames.shape[0], columns)
+    fig, axes = figure(1, len(show) + 1, figsize=(2.0 * (len(show) + 1), 2.7), squeeze=False)
+    for j, t in enumerate(show):
+        mse = float(np.mean((frames[t, :4] - target) ** 2))
+        step = int(times[t])
+        if step == 0:
+            title = f"{names[0]} (step 0)"
+        elif rollout_steps is not None and step > rollout_steps:
+            title = f"step {step} (held)"
+        elif rollout_steps is not None and step == rollout_steps:
+            title = f"step {step} (trained)"
+        else:
+            title = f"step {step}"
+        _show_rgba(axes[0, j], frames[t], mask)
+        axes[0, j].set_title(f"{title}\nMSE {mse:.4f}", fontsize=8)
+    _show_rgba(axes[0, -1], target, mask)
+    axes[0, -1].set_title(f"target: {names[1]}", fontsize=8)
+    fig.suptitle(
+        f"morph {names[0]} -> {names[1]}: one stochastic rollout (per-pixel MSE to the target)",
+        fontsize=10,
+    )
     return save_figure(fig, path)

@@ -1,30 +1,38 @@
 r"""Growing an image from one seed cell, with a sample pool and damage (Mordvintsev et al. 2020).
 
-`GrowTask` minimises, over a batch of ``B`` states drawn from a `SamplePool`,
+`AbstractPoolTask` is every task trained on states drawn from a sample pool. It minimises,
+over a batch of ``B`` states drawn from the pool,
 
 $$
 L = \frac{1}{B} \sum_b \frac{1}{O H W} \sum_{c < O,\, h,\, w}
-    \big(x_b^{(T)}[c, h, w] - y[c, h, w]\big)^2 ,
+    \big(x_b^{(T)}[c, h, w] - y_b[c, h, w]\big)^2
+  + \lambda \frac{1}{B} \sum_b R\big(x_b^{(T)} + f(P(x_b^{(T)}))\big) ,
 $$
 
 the per-pixel MSE between the first $O$ channels (premultiplied RGBA, $O = 4$) of the state
-after $T$ NCA steps and the target $y$. The final states go back into the pool
+after $T$ NCA steps and the sample's target $y_b$. The final states go back into the pool
 (persistence); the worst ``reseed`` samples of each batch restart from a fresh seed state (more
 reseeds speed up learning to grow, fewer stress persistence), and the best ``damage`` samples
 are damaged by erasing a random disk (`RandomErase`), which teaches regeneration. The NCA's
 optimiser normalises the gradient of every parameter block before Adam
-(``OptimConfig(normalise_gradients=True)``).
+(``OptimConfig(normalise_gradients=True)``). For an NCA whose `Cells` have a mask, the
+second term ($\lambda$ = ``boundary_weight``, 0 by default) is the `boundary_regulariser`
+$R$ of the update each final state proposes, before the mask acts: the states themselves are
+masked in every step, so it is what the network *tries* to put where the mask forbids it.
 
-The task's held-out check is growth itself: `GrowTask.evaluate` grows ``samples`` states from
-the seed cell and scores them against the target, which is what the pool loss (over states
-that were grown, persisted and damaged) only approximates; the trainer keeps the model that
-grows best. `evaluate_growth` adds persistence and regeneration after erasing half.
+`GrowTask` grows one target $y$ from one seed cell. Its held-out check is growth itself:
+`GrowTask.evaluate` grows ``samples`` states from the seed cell and scores them against the
+target, which is what the pool loss (over states that were grown, persisted and damaged) only
+approximates; the trainer keeps the model that grows best. `evaluate_growth` adds persistence
+and regeneration after erasing half.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -34,12 +42,12 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from diffdyn.common import AbstractTask, RandomErase, SamplePool, fixed_field
-from diffdyn.common._helpers import check_int
+from diffdyn.common._helpers import check_int, check_number
 
-from ._model import AbstractNCA, rollout_batch, seed_state
+from ._model import AbstractNCA, boundary_regulariser, rollout_batch, seed_state
 from ._targets import to_rgb
 
-__all__ = ["GrowTask", "GrowthEvaluation", "erase_half", "evaluate_growth"]
+__all__ = ["AbstractPoolTask", "GrowTask", "GrowthEvaluation", "erase_half", "evaluate_growth"]
 
 
 def _mse(x: Float[Array, "C H W"], target: Float[Array, "O H W"]) -> Float[Array, ""]:
@@ -48,6 +56,10 @@ def _mse(x: Float[Array, "C H W"], target: Float[Array, "O H W"]) -> Float[Array
 
 def _errors(x: Float[Array, "B C H W"], target: Float[Array, "O H W"]) -> Float[Array, " B"]:
     return jax.vmap(_mse, in_axes=(0, None))(x, target)
+
+
+def _shape_of(x: Any) -> Any:
+    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
 
 
 def _check_target(target: Any) -> Float[Array, "O H W"]:
@@ -74,25 +86,10 @@ def erase_half(x: Float[ArrayLike, "*B C H W"]) -> Float[Array, "*B C H W"]:
     return x.at[..., w // 2 :].set(0.0)
 
 
-class GrowTask(AbstractTask):
-    """Grow ``target`` from one seed cell (see the module docstring).
+class _PoolSettings(eqx.Module):
+    """The settings that every `AbstractPoolTask` shares, with their defaults, checked once
+    (see its docstring)."""
 
-    Train with ``Trainer(task, optim, config=...).fit(model, task.seed(model.channels), key)``:
-    the data is the seed state, which fills the sample pool.
-
-    Args:
-        target: the target ``[O, H, W]`` (premultiplied RGBA for ``O = 4``); it fixes the grid.
-        rollout_steps: the NCA steps $T$ of every rollout (training and evaluation).
-        pool_size: the states in the sample pool.
-        batch_size: the states drawn from the pool per training step.
-        damage: how many of the best samples of each batch lose a random disk.
-        reseed: how many of the worst samples of each batch restart from the seed state.
-        radius: the range of disk radii (default ``H/10 .. H/5``).
-        checkpoint: wrap every NCA step in ``jax.checkpoint`` (memory of long rollouts).
-        samples: the stochastic rollouts from the seed cell averaged by `evaluate`.
-    """
-
-    target: Float[Array, "O H W"] = fixed_field()
     rollout_steps: int = eqx.field(static=True)
     pool_size: int = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
@@ -101,12 +98,14 @@ class GrowTask(AbstractTask):
     radius: tuple[float, float] = eqx.field(static=True)
     checkpoint: bool = eqx.field(static=True)
     samples: int = eqx.field(static=True)
+    boundary_weight: float = eqx.field(static=True)
 
     def __init__(
         self,
-        target: Float[ArrayLike, "O H W"],
-        rollout_steps: int = 64,
+        rollout_steps: int,
+        side: int,
         *,
+        least_pool: int = 1,
         pool_size: int = 256,
         batch_size: int = 8,
         damage: int = 2,
@@ -114,10 +113,13 @@ class GrowTask(AbstractTask):
         radius: tuple[float, float] | None = None,
         checkpoint: bool = False,
         samples: int = 8,
+        boundary_weight: float = 0.0,
     ):
-        self.target = _check_target(target)
+        """``side``: the grid's height (the default radii are ``side/10 .. side/5``);
+        ``least_pool``: the fewest states the pool may hold; the rest as in
+        `AbstractPoolTask`."""
         self.rollout_steps = check_int(rollout_steps, "rollout_steps", 1)
-        self.pool_size = check_int(pool_size, "pool_size", 1)
+        self.pool_size = check_int(pool_size, "pool_size", least_pool)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         if self.batch_size > self.pool_size:
             raise ValueError(
@@ -130,48 +132,150 @@ class GrowTask(AbstractTask):
                 raise ValueError(
                     f"{name} must be <= batch_size = {self.batch_size}; got {getattr(self, name)}"
                 )
-        h = self.target.shape[-2]
-        self.radius = (h / 10, h / 5) if radius is None else (float(radius[0]), float(radius[1]))
+        self.radius = (
+            (side / 10, side / 5) if radius is None else (float(radius[0]), float(radius[1]))
+        )
         self.checkpoint = bool(checkpoint)
         self.samples = check_int(samples, "samples", 1)
+        self.boundary_weight = check_number(boundary_weight, "boundary_weight", 0.0)
 
-    def seed(self, channels: int) -> Float[Array, "C H W"]:
-        """The seed state of a ``channels``-channel NCA on the target's grid (`seed_state`:
-        one alive cell at the centre)."""
-        return _seed(channels, self.target)
 
-    def errors(self, x: Float[Array, "B C H W"]) -> Float[Array, " B"]:
-        """Per-sample MSE of the first ``O`` channels against the target."""
-        return _errors(x, jax.lax.stop_gradient(self.target))
+class AbstractPoolTask(AbstractTask):
+    r"""A task trained on states drawn from a sample pool (see the module docstring).
+
+    A final subclass holds its targets and one ``settings`` and gives `seed` (the state or
+    states that fill the pool: the data for `Trainer.fit`), ``_batch_errors`` (each final
+    state's error against its own target) and ``_pool`` (the pool and its score). This class
+    gives the loss, the pool with reseeding and damage, and the check of the data.
+
+    Every subclass takes ``rollout_steps`` and these keyword arguments (its ``settings``,
+    defaults in brackets):
+
+    - ``rollout_steps``: the NCA steps $T$ of every rollout (training and evaluation);
+    - ``pool_size``: the states in the sample pool (256);
+    - ``batch_size``: the states drawn from the pool per training step (8);
+    - ``damage``: how many of the best samples of each batch lose a random disk (2; 0 for
+      `MorphTask`);
+    - ``reseed``: how many of the worst samples of each batch restart from their seed (1);
+    - ``radius``: the range of disk radii (default ``H/10 .. H/5``);
+    - ``checkpoint``: wrap every NCA step in ``jax.checkpoint`` (memory of long rollouts;
+      off);
+    - ``samples``: the stochastic rollouts averaged by `evaluate` (8);
+    - ``boundary_weight``: the weight $\lambda$ of the boundary regulariser of the proposed
+      update (0: off; a positive weight needs an NCA with a mask).
+    """
+
+    settings: eqx.AbstractVar[_PoolSettings]
+
+    @property
+    def rollout_steps(self) -> int:
+        """The NCA steps $T$ of every rollout (the other settings are ``settings.*``)."""
+        return self.settings.rollout_steps
+
+    @abc.abstractmethod
+    def seed(self, channels: int) -> Float[Array, "*S C H W"]:
+        """The state (or states) of a ``channels``-channel NCA that fill the pool."""
+
+    @abc.abstractmethod
+    def _batch_errors(self, final: Float[Array, "B C H W"], batch: Any) -> Float[Array, " B"]:
+        """The error of every final state of ``batch`` against its own target."""
+
+    @abc.abstractmethod
+    def _pool(self) -> tuple[type, Callable[..., Array]]:
+        """The pool class (`SamplePool` or a labelled pool) and its score, larger = worse."""
+
+    def _states(self, batch: Any) -> Float[Array, "B C H W"]:
+        """The states of a batch the pool hands out."""
+        return batch
 
     def init(self, model: AbstractNCA, data: Any) -> AbstractNCA:
         seed = self.seed(model.channels)
         if not hasattr(data, "shape") or tuple(data.shape) != tuple(seed.shape):
             raise ValueError(
-                f"GrowTask trains from the seed state {tuple(seed.shape)} (task.seed(channels)); "
-                f"got data of shape {getattr(data, 'shape', type(data).__name__)}"
+                f"{type(self).__name__} trains from the seeds of task.seed(channels) (shape "
+                f"{tuple(seed.shape)}); got data of shape {_shape_of(data)}"
+            )
+        weight = self.settings.boundary_weight
+        if weight > 0 and model.cells.mask is None:
+            raise ValueError(
+                f"boundary_weight = {weight:g} penalises what the NCA proposes "
+                "where its mask forbids it, but this NCA has no mask (Cells(..., mask=...))"
             )
         return model
 
     def loss(
-        self, model: AbstractNCA, batch: Float[Array, "B C H W"], key: PRNGKeyArray
+        self, model: AbstractNCA, batch: Any, key: PRNGKeyArray
     ) -> tuple[Float[Array, ""], dict[str, Array]]:
-        final = rollout_batch(model, batch, self.rollout_steps, key, checkpoint=self.checkpoint)
-        return jnp.mean(self.errors(final)), {"prediction": final}
-
-    def augmenter(self) -> SamplePool:
-        """A `SamplePool` scored by MSE to the target (worst first): the worst ``reseed``
-        samples restart from the seed state, the best ``damage`` lose a random disk."""
-        score = functools.partial(_mse, target=self.target)
-        transforms = (RandomErase(self.radius),) if self.damage else ()
-        return SamplePool(
-            self.pool_size,
-            self.batch_size,
-            reseed=self.reseed,
-            score=score,
-            transforms=transforms,
-            n_transformed=self.damage if self.damage else None,
+        """The mean error of the final states (plus $\\lambda$ times the boundary regulariser
+        of their proposed updates); ``aux`` holds the final states as ``"prediction"``."""
+        s = self.settings
+        final = rollout_batch(
+            model, self._states(batch), s.rollout_steps, key, checkpoint=s.checkpoint
         )
+        loss = jnp.mean(self._batch_errors(final, batch))
+        aux = {"prediction": final}
+        if s.boundary_weight > 0:
+            proposed = final + jax.vmap(model.increment)(final)
+            aux["boundary"] = boundary_regulariser(model, proposed)
+            loss = loss + s.boundary_weight * aux["boundary"]
+        return loss, aux
+
+    def augmenter(self) -> Any:
+        """The pool scored by each state's error (worst first): the worst ``reseed`` samples
+        restart from their seed, the best ``damage`` lose a random disk."""
+        s = self.settings
+        pool, score = self._pool()
+        return pool(
+            s.pool_size,
+            s.batch_size,
+            reseed=s.reseed,
+            score=score,
+            transforms=(RandomErase(s.radius),) if s.damage else (),
+            n_transformed=s.damage if s.damage else None,
+        )
+
+
+class _AbstractTargetTask(AbstractPoolTask):
+    """A pool task that scores every state against one ``target`` (`SamplePool`)."""
+
+    target: eqx.AbstractVar[Float[Array, "O H W"]]
+
+    def errors(self, x: Float[Array, "B C H W"]) -> Float[Array, " B"]:
+        """Per-sample MSE of the first ``O`` channels against the target."""
+        return _errors(x, jax.lax.stop_gradient(self.target))
+
+    def _batch_errors(self, final: Float[Array, "B C H W"], batch: Any) -> Float[Array, " B"]:
+        return self.errors(final)
+
+    def _pool(self) -> tuple[type, Callable[..., Array]]:
+        return SamplePool, functools.partial(_mse, target=self.target)
+
+
+class GrowTask(_AbstractTargetTask):
+    """Grow ``target`` from one seed cell (see the module docstring).
+
+    Train with ``Trainer(task, optim, config=...).fit(model, task.seed(model.channels), key)``:
+    the data is the seed state, which fills the sample pool.
+
+    Args:
+        target: the target ``[O, H, W]`` (premultiplied RGBA for ``O = 4``); it fixes the grid.
+        rollout_steps: the NCA steps $T$ of every rollout (training and evaluation).
+        **settings: the pool settings of `AbstractPoolTask` (``pool_size``, ``batch_size``,
+            ``damage``, ``reseed``, ``radius``, ``checkpoint``, ``samples``: the rollouts
+            from the seed cell averaged by `evaluate`, ``boundary_weight``).
+    """
+
+    target: Float[Array, "O H W"] = fixed_field()
+    settings: _PoolSettings
+
+    def __init__(self, target: Float[ArrayLike, "O H W"], rollout_steps: int = 64, **settings: Any):
+        self.target = _check_target(target)
+        self.settings = _PoolSettings(rollout_steps, self.target.shape[-2], **settings)
+
+    def seed(self, channels: int) -> Float[Array, "C H W"]:
+        """The seed state of a ``channels``-channel NCA on the target's grid (`seed_state`:
+        one alive cell at the centre)."""
+        return _seed(channels, self.target)
 
     def evaluate(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, Array]:
         """``{"loss": MSE}`` of ``samples`` states grown for ``rollout_steps`` steps from the
@@ -191,7 +295,7 @@ class GrowTask(AbstractTask):
 def _grown_error(model: AbstractNCA, task: GrowTask, key: PRNGKeyArray) -> Array:
     k_grow = jax.random.split(key, 3)[0]  # as evaluate_growth draws its growth
     seed = task.seed(model.channels)
-    seeds = jnp.broadcast_to(seed, (task.samples, *seed.shape))
+    seeds = jnp.broadcast_to(seed, (task.settings.samples, *seed.shape))
     return jnp.mean(task.errors(rollout_batch(model, seeds, task.rollout_steps, k_grow)))
 
 

@@ -35,6 +35,9 @@ steps: the initial state is $u$ in the RGBA channels, zero in the hidden channel
 state as "to be morphed". The loss is the RGBA MSE after $T$ steps,
 $\frac{1}{4HW}\|x^{(T)}_{:4} - y\|^2$, over states from a `SamplePool` (persisted states learn
 to hold the target).
+
+Both are `AbstractPoolTask`s, like `GrowTask`: the loss, the pool with reseeding and damage
+and the optional boundary regulariser of a masked NCA are that base's.
 """
 
 from __future__ import annotations
@@ -49,23 +52,24 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from diffdyn.common import AbstractAugmenter, AbstractTask, RandomErase, SamplePool, fixed_field
+from diffdyn.common import AbstractAugmenter, fixed_field
 from diffdyn.common._helpers import check_int
 
+from ._grow import (
+    AbstractPoolTask,
+    _AbstractTargetTask,
+    _mse,
+    _PoolSettings,
+    _shape_of,
+)
 from ._model import AbstractNCA, rollout_batch, seed_state
 from ._targets import to_rgb
 
 __all__ = ["MorphTask", "MultiTargetTask", "SpeciesPool"]
 
 _RGBA = 4
-
-
-def _mse(x: Float[Array, "C H W"], target: Float[Array, "O H W"]) -> Float[Array, ""]:
-    return jnp.mean(jnp.square(x[: target.shape[0]] - target))
-
-
-def _shape_of(x: Any) -> Any:
-    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+_FRAMES = 16
+"""Frames of the rollout videos that `visualise` logs."""
 
 
 def _check_rgba(x: Any, name: str, ndim: int) -> Float[Array, "..."]:
@@ -102,8 +106,12 @@ def _check_channels(channels: Any, code: tuple[int, ...], code_name: str) -> int
     return channels
 
 
-def _radius(h: int, radius: tuple[float, float] | None) -> tuple[float, float]:
-    return (h / 10, h / 5) if radius is None else (float(radius[0]), float(radius[1]))
+def _every(steps: int) -> int:
+    """The largest divisor of ``steps`` that is at most ``steps // _FRAMES`` (at least 1)."""
+    every = max(1, steps // _FRAMES)
+    while steps % every:
+        every -= 1
+    return every
 
 
 class SpeciesPool(AbstractAugmenter):
@@ -229,7 +237,7 @@ def _species_score(x: Array, species: Array, targets: Array) -> Array:
     return _mse(x, targets[species])
 
 
-class MultiTargetTask(AbstractTask):
+class MultiTargetTask(AbstractPoolTask):
     """Grow each of ``S`` targets from its own coded seed (see the module docstring).
 
     Train with ``Trainer(task, optim, config=...).fit(model, task.seed(model.channels), key)``:
@@ -237,29 +245,18 @@ class MultiTargetTask(AbstractTask):
 
     Args:
         targets: ``[S, 4, H, W]`` premultiplied RGBA, ``S >= 2``, all on one grid.
-        rollout_steps: the NCA steps $T$ of every rollout.
+        rollout_steps: the NCA steps $T$ of every rollout (training and evaluation).
         species_channels: the ``S`` hidden channels (each ``>= 4``) that carry the one-hot
             species code in the seeds; default ``(4, ..., 3 + S)``. Updated by the NCA like
             every channel.
-        pool_size: the states in the pool (``>= S``; slot $p$ belongs to species $p \\bmod S$).
-        batch_size: the states drawn from the pool per training step.
-        damage: how many of the best samples of each batch lose a random disk.
-        reseed: how many of the worst samples of each batch restart from their seed.
-        radius: the range of disk radii (default ``H/10 .. H/5``).
-        checkpoint: wrap every NCA step in ``jax.checkpoint``.
-        samples: the stochastic rollouts per species averaged by `evaluate`.
+        **settings: the pool settings of `AbstractPoolTask`; ``pool_size >= S`` (slot $p$
+            belongs to species $p \\bmod S$), the reseeded samples restart from the seed of
+            their own species, and `evaluate` averages ``samples`` rollouts per species.
     """
 
     targets: Float[Array, "S 4 H W"] = fixed_field()
-    rollout_steps: int = eqx.field(static=True)
     species_channels: tuple[int, ...] = eqx.field(static=True)
-    pool_size: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
-    damage: int = eqx.field(static=True)
-    reseed: int = eqx.field(static=True)
-    radius: tuple[float, float] = eqx.field(static=True)
-    checkpoint: bool = eqx.field(static=True)
-    samples: int = eqx.field(static=True)
+    settings: _PoolSettings
 
     def __init__(
         self,
@@ -267,13 +264,7 @@ class MultiTargetTask(AbstractTask):
         rollout_steps: int = 64,
         *,
         species_channels: Sequence[int] | None = None,
-        pool_size: int = 256,
-        batch_size: int = 8,
-        damage: int = 2,
-        reseed: int = 1,
-        radius: tuple[float, float] | None = None,
-        checkpoint: bool = False,
-        samples: int = 8,
+        **settings: Any,
     ):
         if isinstance(targets, (list, tuple)):
             shapes = [_shape_of(t) for t in targets]
@@ -294,23 +285,8 @@ class MultiTargetTask(AbstractTask):
                 f"species_channels must name one channel per species ({s}); got "
                 f"{self.species_channels}"
             )
-        self.rollout_steps = check_int(rollout_steps, "rollout_steps", 1)
-        self.pool_size = check_int(pool_size, "pool_size", s)
-        self.batch_size = check_int(batch_size, "batch_size", 1)
-        if self.batch_size > self.pool_size:
-            raise ValueError(
-                f"batch_size must be <= pool_size = {self.pool_size}; got {self.batch_size}"
-            )
-        self.damage = check_int(damage, "damage", 0)
-        self.reseed = check_int(reseed, "reseed", 0)
-        for name in ("damage", "reseed"):
-            if getattr(self, name) > self.batch_size:
-                raise ValueError(
-                    f"{name} must be <= batch_size = {self.batch_size}; got {getattr(self, name)}"
-                )
-        self.radius = _radius(self.targets.shape[-2], radius)
-        self.checkpoint = bool(checkpoint)
-        self.samples = check_int(samples, "samples", 1)
+        side = self.targets.shape[-2]
+        self.settings = _PoolSettings(rollout_steps, side, least_pool=s, **settings)
 
     @property
     def species(self) -> int:
@@ -333,35 +309,14 @@ class MultiTargetTask(AbstractTask):
         targets = jax.lax.stop_gradient(self.targets)
         return jax.vmap(_mse)(x, targets[species])
 
-    def init(self, model: AbstractNCA, data: Any) -> AbstractNCA:
-        seeds = self.seed(model.channels)
-        if not hasattr(data, "shape") or tuple(data.shape) != tuple(seeds.shape):
-            raise ValueError(
-                f"MultiTargetTask trains from the seeds {tuple(seeds.shape)} "
-                f"(task.seed(channels)); got data of shape {_shape_of(data)}"
-            )
-        return model
+    def _states(self, batch: dict[str, Array]) -> Float[Array, "B C H W"]:
+        return batch["x"]
 
-    def loss(
-        self, model: AbstractNCA, batch: dict[str, Array], key: PRNGKeyArray
-    ) -> tuple[Float[Array, ""], dict[str, Array]]:
-        """The mean over the batch ``{"x": [B, C, H, W], "species": [B]}`` of each final
-        state's RGBA MSE against its own species' target."""
-        x, species = batch["x"], batch["species"]
-        final = rollout_batch(model, x, self.rollout_steps, key, checkpoint=self.checkpoint)
-        return jnp.mean(self.errors(final, species)), {"prediction": final}
+    def _batch_errors(self, final: Float[Array, "B C H W"], batch: Any) -> Float[Array, " B"]:
+        return self.errors(final, batch["species"])
 
-    def augmenter(self) -> SpeciesPool:
-        """A `SpeciesPool` scored by MSE to each state's own target (worst first)."""
-        score = functools.partial(_species_score, targets=self.targets)
-        return SpeciesPool(
-            self.pool_size,
-            self.batch_size,
-            reseed=self.reseed,
-            score=score,
-            transforms=(RandomErase(self.radius),) if self.damage else (),
-            n_transformed=self.damage,
-        )
+    def _pool(self) -> tuple[type, Callable[..., Array]]:
+        return SpeciesPool, functools.partial(_species_score, targets=self.targets)
 
     def evaluate(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, Array]:
         """``{"loss": mean over species, "species_s": growth MSE of species s}``: ``samples``
@@ -373,11 +328,15 @@ class MultiTargetTask(AbstractTask):
 
     def visualise(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
         """``"nca/species"``: the targets (top row) over one grown state per species (bottom
-        row), ``[3, 2H, S W]`` RGB on white."""
-        grown = np.asarray(_grow_each(model, self, key, 1)[:, 0])
+        row), ``[3, 2H, S W]`` RGB on white; ``"nca/species_rollout"``: a video of every
+        species growing side by side over ``rollout_steps``."""
+        k_grow, k_video = jax.random.split(key)
+        grown = np.asarray(_grow_each(model, self, k_grow, 1)[:, 0])
         top = np.concatenate(list(to_rgb(np.asarray(self.targets))), axis=-1)
         bottom = np.concatenate(list(to_rgb(grown)), axis=-1)
-        return {"nca/species": np.concatenate([top, bottom], axis=-2)}
+        frames = np.asarray(_species_video(model, self, k_video))  # [S, F, C, H, W]
+        video = np.concatenate(list(to_rgb(frames)), axis=-1)
+        return {"nca/species": np.concatenate([top, bottom], axis=-2), "nca/species_rollout": video}
 
 
 @eqx.filter_jit
@@ -391,14 +350,20 @@ def _grow_each(
 
 
 @eqx.filter_jit
+def _species_video(model: AbstractNCA, task: MultiTargetTask, key: PRNGKeyArray) -> Array:
+    steps = task.rollout_steps
+    return rollout_batch(model, task.seed(model.channels), steps, key, every=_every(steps))
+
+
+@eqx.filter_jit
 def _species_errors(model: AbstractNCA, task: MultiTargetTask, key: PRNGKeyArray) -> Array:
-    grown = _grow_each(model, task, key, task.samples)
+    grown = _grow_each(model, task, key, task.settings.samples)
     targets = jax.lax.stop_gradient(task.targets)
     per = jax.vmap(lambda xs, y: jax.vmap(_mse, in_axes=(0, None))(xs, y))(grown, targets)
     return jnp.mean(per, axis=1)
 
 
-class MorphTask(AbstractTask):
+class MorphTask(_AbstractTargetTask):
     """Turn ``source`` into ``target`` in ``rollout_steps`` NCA steps (see the module
     docstring).
 
@@ -408,30 +373,18 @@ class MorphTask(AbstractTask):
     Args:
         source: the pattern to start from, ``[4, H, W]`` premultiplied RGBA.
         target: the pattern to reach, ``[4, H, W]`` on the same grid.
-        rollout_steps: the NCA steps $T$ of every rollout.
+        rollout_steps: the NCA steps $T$ of every rollout (training and evaluation).
         code_channels: the hidden channels (each ``>= 4``) set to 1 on the cells the source
             occupies (``source[3] > 0``); every other hidden channel starts at 0. ``()`` gives
             no code.
-        pool_size: as in `GrowTask`.
-        batch_size: as in `GrowTask`.
-        damage: as in `GrowTask`.
-        reseed: as in `GrowTask` (the reseeded samples restart from the source state).
-        radius: as in `GrowTask`.
-        checkpoint: as in `GrowTask`.
-        samples: the stochastic rollouts averaged by `evaluate`.
+        **settings: the pool settings of `AbstractPoolTask` (``damage`` defaults to 0 here;
+            the reseeded samples restart from the source state).
     """
 
     source: Float[Array, "4 H W"] = fixed_field()
     target: Float[Array, "4 H W"] = fixed_field()
-    rollout_steps: int = eqx.field(static=True)
     code_channels: tuple[int, ...] = eqx.field(static=True)
-    pool_size: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
-    damage: int = eqx.field(static=True)
-    reseed: int = eqx.field(static=True)
-    radius: tuple[float, float] = eqx.field(static=True)
-    checkpoint: bool = eqx.field(static=True)
-    samples: int = eqx.field(static=True)
+    settings: _PoolSettings
 
     def __init__(
         self,
@@ -440,13 +393,7 @@ class MorphTask(AbstractTask):
         rollout_steps: int = 64,
         *,
         code_channels: Sequence[int] = (4,),
-        pool_size: int = 256,
-        batch_size: int = 8,
-        damage: int = 0,
-        reseed: int = 1,
-        radius: tuple[float, float] | None = None,
-        checkpoint: bool = False,
-        samples: int = 8,
+        **settings: Any,
     ):
         self.source = _check_rgba(source, "source", 3)
         self.target = _check_rgba(target, "target", 3)
@@ -456,23 +403,8 @@ class MorphTask(AbstractTask):
                 f"and target {tuple(self.target.shape)}"
             )
         self.code_channels = _check_hidden_channels(code_channels, "code_channels")
-        self.rollout_steps = check_int(rollout_steps, "rollout_steps", 1)
-        self.pool_size = check_int(pool_size, "pool_size", 1)
-        self.batch_size = check_int(batch_size, "batch_size", 1)
-        if self.batch_size > self.pool_size:
-            raise ValueError(
-                f"batch_size must be <= pool_size = {self.pool_size}; got {self.batch_size}"
-            )
-        self.damage = check_int(damage, "damage", 0)
-        self.reseed = check_int(reseed, "reseed", 0)
-        for name in ("damage", "reseed"):
-            if getattr(self, name) > self.batch_size:
-                raise ValueError(
-                    f"{name} must be <= batch_size = {self.batch_size}; got {getattr(self, name)}"
-                )
-        self.radius = _radius(self.target.shape[-2], radius)
-        self.checkpoint = bool(checkpoint)
-        self.samples = check_int(samples, "samples", 1)
+        settings = {"damage": 0, **settings}  # the morph itself is the task: no damage
+        self.settings = _PoolSettings(rollout_steps, self.target.shape[-2], **settings)
 
     def seed(self, channels: int) -> Float[Array, "C H W"]:
         """The initial state of a ``channels``-channel NCA: the source in channels 0-3, the
@@ -485,52 +417,33 @@ class MorphTask(AbstractTask):
             x = x.at[jnp.array(self.code_channels)].set(occupied)
         return x
 
-    def errors(self, x: Float[Array, "B C H W"]) -> Float[Array, " B"]:
-        """Per-sample MSE of the RGBA channels against the target."""
-        return jax.vmap(_mse, in_axes=(0, None))(x, jax.lax.stop_gradient(self.target))
-
-    def init(self, model: AbstractNCA, data: Any) -> AbstractNCA:
-        x0 = self.seed(model.channels)
-        if not hasattr(data, "shape") or tuple(data.shape) != tuple(x0.shape):
-            raise ValueError(
-                f"MorphTask trains from the initial state {tuple(x0.shape)} "
-                f"(task.seed(channels)); got data of shape {_shape_of(data)}"
-            )
-        return model
-
-    def loss(
-        self, model: AbstractNCA, batch: Float[Array, "B C H W"], key: PRNGKeyArray
-    ) -> tuple[Float[Array, ""], dict[str, Array]]:
-        final = rollout_batch(model, batch, self.rollout_steps, key, checkpoint=self.checkpoint)
-        return jnp.mean(self.errors(final)), {"prediction": final}
-
-    def augmenter(self) -> SamplePool:
-        """A `SamplePool` of morphing states scored by MSE to the target (worst first)."""
-        score = functools.partial(_mse, target=self.target)
-        transforms = (RandomErase(self.radius),) if self.damage else ()
-        return SamplePool(
-            self.pool_size,
-            self.batch_size,
-            reseed=self.reseed,
-            score=score,
-            transforms=transforms,
-            n_transformed=self.damage if self.damage else None,
-        )
-
     def evaluate(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, Array]:
         """``{"loss": MSE}`` to the target of ``samples`` states after ``rollout_steps``
         steps from the source state."""
-        return {"loss": jnp.mean(self.errors(_morph(model, self, key, self.samples)))}
+        return {"loss": jnp.mean(self.errors(_morph(model, self, key, self.settings.samples)))}
 
     def visualise(self, model: AbstractNCA, key: PRNGKeyArray) -> dict[str, np.ndarray]:
         """``"nca/morph"``: source, two morphed states and target side by side (RGB on
-        white)."""
-        morphed = np.asarray(_morph(model, self, key, 2))
+        white); ``"nca/morph_rollout"``: a video of the morph over twice ``rollout_steps``
+        beside the target."""
+        k_morph, k_video = jax.random.split(key)
+        morphed = np.asarray(_morph(model, self, k_morph, 2))
         tiles = [np.asarray(self.source), *morphed[:, :_RGBA], np.asarray(self.target)]
-        return {"nca/morph": np.concatenate([to_rgb(t) for t in tiles], axis=-1)}
+        frames = to_rgb(np.asarray(_morph_video(model, self, k_video)))
+        target = np.broadcast_to(to_rgb(np.asarray(self.target)), frames.shape)
+        return {
+            "nca/morph": np.concatenate([to_rgb(t) for t in tiles], axis=-1),
+            "nca/morph_rollout": np.concatenate([frames, target], axis=-1),
+        }
 
 
 @eqx.filter_jit
 def _morph(model: AbstractNCA, task: MorphTask, key: PRNGKeyArray, samples: int) -> Array:
     x0 = task.seed(model.channels)
     return rollout_batch(model, jnp.broadcast_to(x0, (samples, *x0.shape)), task.rollout_steps, key)
+
+
+@eqx.filter_jit
+def _morph_video(model: AbstractNCA, task: MorphTask, key: PRNGKeyArray) -> Array:
+    steps = 2 * task.rollout_steps
+    return model.rollout(task.seed(model.channels), steps, key, every=_every(steps))

@@ -8,22 +8,37 @@ at 4x resolution and box-filtered down, which anti-aliases their edges; nothing 
 - ``"heart"``: a red heart, ``(x² + y² - 1)³ - x² y³ <= 0``;
 - ``"ring"``: a blue annulus;
 - ``"glyph:X"``: the character(s) ``X`` rendered by matplotlib in bold green.
+
+`make_mask` turns a shape into the 0/1 field ``[H, W]`` that confines an NCA's cells
+(`Cells(..., mask=...)`): ``"disk"``, the alpha of a built-in target, or a PNG's alpha.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
 
 from diffdyn.common._helpers import read_image
 
-__all__ = ["BUILTIN_TARGETS", "builtin_target", "load_png", "make_target", "to_rgb"]
+__all__ = [
+    "BUILTIN_TARGETS",
+    "MASK_SHAPES",
+    "builtin_target",
+    "load_png",
+    "make_mask",
+    "make_target",
+    "to_rgb",
+]
 
 BUILTIN_TARGETS = ("smiley", "heart", "ring", "glyph:A")
 """Targets drawn in code (``glyph:X`` draws any character X)."""
+MASK_SHAPES = ("disk", *BUILTIN_TARGETS)
+"""Shapes `make_mask` draws in code (besides PNG files): a disk, or any built-in target's
+alpha (``glyph:X`` for any character X)."""
 _SUPERSAMPLE = 4
 
 
@@ -135,17 +150,51 @@ def load_png(path: str | os.PathLike, size: int | None = None) -> Float[np.ndarr
     return _premultiply(rgba)
 
 
+def _is_file(spec: str) -> bool:
+    return spec.lower().endswith(".png") or os.sep in spec
+
+
+def _check_spec(spec: Any, name: str, *, disk: bool = False) -> str:
+    """``spec`` if it names a built-in target (``glyph:X`` for any X; with ``disk``, also
+    ``"disk"``) or a PNG file (a ``.png`` name or a path), else a `ValueError` naming ``name``
+    and the choices. A file is only read when it is used."""
+    known = ["disk"] * disk + [t for t in BUILTIN_TARGETS if not t.startswith("glyph:")]
+    glyph = isinstance(spec, str) and spec.startswith("glyph:") and len(spec) > len("glyph:")
+    if not (isinstance(spec, str) and (spec in known or glyph or _is_file(spec))):
+        choices = ", ".join([*known, "glyph:X"])
+        raise ValueError(f"{name} must be one of {choices} or a PNG file; got {spec!r}")
+    return spec
+
+
 def make_target(spec: str, size: int = 40, pad: int = 0) -> Float[np.ndarray, "4 H W"]:
     """A target from a built-in name or a PNG path, zero-padded by ``pad`` cells per side."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"target must be a built-in name or a PNG path; got {spec!r}")
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise ValueError(f"pad must be a non-negative int; got {pad!r}")
-    if spec.lower().endswith(".png") or os.sep in spec:
+    if _is_file(spec):
         target = load_png(spec, size)
     else:
         target = builtin_target(spec, size)
     return np.pad(target, ((0, 0), (pad, pad), (pad, pad)))
+
+
+def make_mask(spec: str, size: int = 40, pad: int = 0) -> Float[np.ndarray, "H W"]:
+    """The 0/1 field ``[size + 2 pad, size + 2 pad]`` (float32) of a shape: ``"disk"`` (the
+    disk inscribed in the ``size x size`` square), a built-in target's alpha, or a PNG's
+    alpha (fitted like `make_target`); 1 where the alpha exceeds 1/2, then zero-padded by
+    ``pad`` cells per side like the targets."""
+    _check_spec(spec, "mask", disk=True)
+    if spec == "disk":
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ValueError(f"size must be an int >= 8; got {size!r}")
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ValueError(f"pad must be a non-negative int; got {pad!r}")
+        x, y = _grid(size)
+        alpha = np.pad(_downsample(np.hypot(x, y)[None] <= 1.0)[0], pad)
+    else:
+        alpha = make_target(spec, size, pad)[3]
+    return (alpha > 0.5).astype(np.float32)
 
 
 def to_rgb(x: Float[np.ndarray, "... C H W"]) -> Float[np.ndarray, "... 3 H W"]:

@@ -1,9 +1,9 @@
 """The NCA workflows behind ``diffdyn nca train`` and ``diffdyn nca run``, as library calls.
 
-- `fit_nca` builds the task, the data and the model that an `NCATrainConfig` describes
-  (for task sequence: reads the recorded frames with `load_sequence`; for task texture: draws
-  the example with `texture_image` or reads a PNG), trains with the common `Trainer` and
-  evaluates the result;
+- `fit_nca` builds the task, the data and the model (with its mask, `make_mask`) that an
+  `NCATrainConfig` describes (for task sequence: reads the recorded frames with
+  `load_sequence`; for task texture: draws the example with `texture_image` or reads a PNG),
+  trains with the common `Trainer` and evaluates the result;
 - `run_nca` loads a trained growing NCA (models of other tasks are refused), finds its
   target and grid (from the training's ``config.yaml`` next to the model) and grows, damages
   and regrows it (`evaluate_growth`).
@@ -31,11 +31,13 @@ from ._config import (
     NCARunConfig,
     NCATrainConfig,
     TextureConfig,
+    _boundary_weight,
     _is_texture_file,
     build_model,
 )
 from ._grow import GrowTask, GrowthEvaluation, evaluate_growth
 from ._model import AbstractNCA, rollout_batch
+from ._multi import MorphTask, MultiTargetTask
 from ._pde_task import (
     TrajectoryTask,
     evaluate_trajectory,
@@ -43,7 +45,7 @@ from ._pde_task import (
     trajectory_windows,
 )
 from ._sequence import SequenceTask
-from ._targets import make_target
+from ._targets import make_mask, make_target
 from ._texture import TextureTask, texture_image
 
 __all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca", "load_texture"]
@@ -57,19 +59,27 @@ class NCAFit:
         result: the trainer's result (final and best model, losses, validation history).
         metrics: scalar metrics of the run (see `fit_nca`).
         growth: grow: the final model's `GrowthEvaluation` (with the frames of one rollout).
-        target: grow: the target ``[O, H, W]``; texture: the example texture ``[3, H, W]``.
+        target: grow: the target ``[O, H, W]``; species: the targets ``[S, 4, H, W]``;
+            morph: the target ``[4, H, W]``; texture: the example texture ``[3, H, W]``.
+        source: morph: the source pattern ``[4, H, W]``.
+        names: species: a label per target (its built-in name or its file's stem); morph:
+            the source's and the target's.
         truth: pde: the test trajectory ``[N, O, H, W]`` (an unseen initial condition);
             sequence: the held-out frames of every sequence ``[B, K, O, H, W]``.
         prediction: pde: the final model's free rollout from the test trajectory's first
             frame, every channel ``[N, C, H, W]``; sequence: the final model's free rollout
             from the first held-out frame ``[B, K, C, H, W]``.
-        times: sequence: the times of the held-out frames ``[K]``.
+        times: sequence: the times of the held-out frames ``[K]``; species and morph: the
+            NCA step of every frame of ``frames``.
         grown: texture: states grown from noise for ``rollout_max`` steps by the final model
             ``[S, C, H, W]``.
         untrained: texture: states grown from the same noise, with the same keys, by the
             untrained model ``[S, C, H, W]``.
         frames: texture: one rollout of the final model from noise over twice
-            ``rollout_max`` steps ``[T, C, H, W]``.
+            ``rollout_max`` steps ``[T, C, H, W]``; species: the final model growing every
+            species from its seed over ``rollout_steps`` ``[S, T, C, H, W]``; morph: the
+            final model morphing the source over twice ``rollout_steps`` ``[T, C, H, W]``.
+        mask: grow, species and morph with a masked NCA: the 0/1 shape ``[H, W]``.
     """
 
     result: TrainResult
@@ -82,6 +92,9 @@ class NCAFit:
     grown: np.ndarray | None = None
     untrained: np.ndarray | None = None
     frames: np.ndarray | None = None
+    source: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
+    mask: np.ndarray | None = None
 
 
 def _frame_every(steps: int, frames: int = 16) -> int:
@@ -92,13 +105,17 @@ def _frame_every(steps: int, frames: int = 16) -> int:
     return every
 
 
-def _selection(res: TrainResult) -> dict[str, Any]:
+def _selection(res: TrainResult, seconds: float) -> dict[str, Any]:
+    """The trainer's numbers: its losses, which model it selected, the steps it ran, the
+    seconds it took and the model's parameters."""
     return {
         "final_loss": res.final_loss,
         "best_loss": res.best_loss,
         "best_step": res.best_step,
         "selected_by": res.selected_by,
         "steps": res.steps,
+        "seconds": seconds,
+        "parameters": res.model.num_parameters(),
     }
 
 
@@ -112,9 +129,9 @@ def fit_nca(
 ) -> NCAFit:
     """Train the NCA that ``cfg`` describes on its task and evaluate it.
 
-    Keys: ``k_model, k_train, k_eval = split(key, 3)`` (grow) or ``k_data, k_test, k_model,
-    k_train, k_eval = split(key, 5)`` (pde; the validation trajectory starts from
-    ``fold_in(k_test, 1)``).
+    Keys: ``k_model, k_train, k_eval = split(key, 3)`` (grow, species, morph) or ``k_data,
+    k_test, k_model, k_train, k_eval = split(key, 5)`` (pde; the validation trajectory starts
+    from ``fold_in(k_test, 1)``).
 
     - grow: `GrowTask` on ``cfg.grow``'s target; the best model is the one that grows best
       from the seed cell (validation every ``train.validate_every`` steps). Metrics: the
@@ -122,6 +139,17 @@ def fit_nca(
       ``mse_regrown``), ``best_mse`` (the best model's ``mse``, same key), and the trainer's
       ``final_loss`` (pool loss), ``best_loss`` (the selecting loss), ``best_step``,
       ``selected_by``, ``steps``, ``seconds``, ``parameters``.
+    - species: `MultiTargetTask` on ``cfg.species.targets``, every target grown from its own
+      coded seed cell; validation and the metrics grow ``samples`` states per species.
+      Metrics: ``mse`` (the final model's mean over the species), ``mse_<name>`` per target
+      (its built-in name or its file's stem), ``best_mse``, ``untrained_mse`` and
+      ``untrained_mse_<name>`` (the untrained model's, same key), and the trainer's numbers
+      as for grow.
+    - morph: `MorphTask` from ``cfg.morph.source`` to ``cfg.morph.target``. Metrics: ``mse``
+      (the final model's MSE to the target after ``rollout_steps`` steps from the source,
+      mean of ``samples`` rollouts), ``mse_start`` (the source's MSE to the target: where the
+      morph starts), ``mse_persisted`` (after twice ``rollout_steps``: is the target held?),
+      ``best_mse``, ``untrained_mse`` (same key), and the trainer's numbers as for grow.
     - pde: `TrajectoryTask` on ``cfg.pde.trajectories`` Gray-Scott trajectories, validated on
       another initial condition and tested on a third. Metrics: the final model's
       ``train_mse`` (first training trajectory), ``test_mse``, ``test_mse_last`` and
@@ -151,6 +179,10 @@ def fit_nca(
     """
     if cfg.task == "grow":
         fit = _fit_grow(cfg, key, logger=logger, out=out, resume=resume)
+    elif cfg.task == "species":
+        fit = _fit_species(cfg, key, logger=logger, out=out, resume=resume)
+    elif cfg.task == "morph":
+        fit = _fit_morph(cfg, key, logger=logger, out=out, resume=resume)
     elif cfg.task == "pde":
         fit = _fit_pde(cfg, key, logger=logger, out=out, resume=resume)
     elif cfg.task == "texture":
@@ -165,21 +197,42 @@ def fit_nca(
     return fit
 
 
+_rollouts = eqx.filter_jit(rollout_batch)
+"""`rollout_batch`, compiled once per model structure, step count and frame spacing."""
+
+
+def _pool_arguments(cfg: NCATrainConfig, section: Any) -> dict[str, Any]:
+    """The keyword arguments of an `AbstractPoolTask` from a pool section of ``cfg``."""
+    names = ("pool_size", "batch_size", "damage", "reseed", "checkpoint", "samples")
+    return {
+        **{name: getattr(section, name) for name in names},
+        "boundary_weight": _boundary_weight(cfg.model),
+    }
+
+
+def _mask(cfg: NCATrainConfig, section: Any, *, seeded: bool) -> np.ndarray | None:
+    """The 0/1 field of ``cfg.model.mask`` on a pool section's grid (None without a mask).
+    ``seeded``: the task grows from the centre cell, which a confining mask must hold."""
+    m = cfg.model
+    if m.mask is None:
+        return None
+    shape = make_mask(m.mask, section.size, section.pad)
+    h, w = shape.shape
+    if seeded and m.mask_kind != "soft" and shape[h // 2, w // 2] == 0:
+        raise ValueError(
+            f"model.mask {m.mask!r} leaves out the centre cell, where task {cfg.task} grows "
+            "from its seed cell: the mask would erase the seed"
+        )
+    return shape
+
+
 def _fit_grow(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
     g = cfg.grow
     target = make_target(g.target, g.size, g.pad)
+    mask = _mask(cfg, g, seeded=True)
     k_model, k_train, k_eval = jax.random.split(key, 3)
-    model = build_model(cfg.model, "grow", k_model)
-    task = GrowTask(
-        target,
-        g.rollout_steps,
-        pool_size=g.pool_size,
-        batch_size=g.batch_size,
-        damage=g.damage,
-        reseed=g.reseed,
-        checkpoint=g.checkpoint,
-        samples=g.samples,
-    )
+    model = build_model(cfg.model, "grow", k_model, mask=mask)
+    task = GrowTask(target, g.rollout_steps, **_pool_arguments(cfg, g))
     res, seconds = _fit(task, cfg, model, task.seed(model.channels), k_train, **fit_kwargs)
     growth = evaluate_growth(
         res.model,
@@ -193,11 +246,103 @@ def _fit_grow(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAF
     metrics = {
         **growth.metrics(),
         "best_mse": best_mse,
-        **_selection(res),
-        "seconds": seconds,
-        "parameters": res.model.num_parameters(),
+        **_selection(res, seconds),
     }
-    return NCAFit(res, metrics, growth=growth, target=target)
+    return NCAFit(res, metrics, growth=growth, target=target, mask=mask)
+
+
+def _labels(specs: tuple[str, ...]) -> tuple[str, ...]:
+    """A label per target: a built-in name, or a file's stem (prefixed by its index where
+    two stems are the same)."""
+    names = tuple(Path(s).stem if _is_texture_file(s) else s for s in specs)
+    if len(set(names)) == len(names):
+        return names
+    return tuple(f"{i}_{n}" for i, n in enumerate(names))
+
+
+def _fit_species(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    s = cfg.species
+    targets = np.stack([make_target(t, s.size, s.pad) for t in s.targets])
+    mask = _mask(cfg, s, seeded=True)
+    k_model, k_train, k_eval = jax.random.split(key, 3)
+    model = build_model(cfg.model, "species", k_model, mask=mask)
+    task = MultiTargetTask(targets, s.rollout_steps, **_pool_arguments(cfg, s))
+    res, seconds = _fit(task, cfg, model, task.seed(model.channels), k_train, **fit_kwargs)
+    names = _labels(tuple(s.targets))
+
+    def errors(m: AbstractNCA, prefix: str) -> dict[str, float]:
+        out = task.evaluate(m, k_eval)
+        return {
+            f"{prefix}mse": float(out["loss"]),
+            **{f"{prefix}mse_{n}": float(out[f"species_{i}"]) for i, n in enumerate(names)},
+        }
+
+    every = _frame_every(s.rollout_steps)
+    frames = _rollouts(res.model, task.seed(model.channels), s.rollout_steps, k_eval, every=every)
+    metrics = {
+        **errors(res.model, ""),
+        "best_mse": errors(res.best_model, "")["mse"],
+        **errors(model, "untrained_"),
+        **_selection(res, seconds),
+    }
+    return NCAFit(
+        res,
+        metrics,
+        target=targets,
+        frames=np.asarray(frames),
+        times=np.arange(frames.shape[1]) * every,
+        names=names,
+        mask=mask,
+    )
+
+
+def _fit_morph(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
+    m = cfg.morph
+    source = make_target(m.source, m.size, m.pad)
+    target = make_target(m.target, m.size, m.pad)
+    if np.array_equal(source, target):
+        raise ValueError(
+            f"morph.source {m.source!r} and morph.target {m.target!r} are the same pattern: a "
+            "morph needs two different ones"
+        )
+    mask = _mask(cfg, m, seeded=False)
+    k_model, k_train, k_eval = jax.random.split(key, 3)
+    model = build_model(cfg.model, "morph", k_model, mask=mask)
+    task = MorphTask(
+        source,
+        target,
+        m.rollout_steps,
+        code_channels=m.code_channels,
+        **_pool_arguments(cfg, m),
+    )
+    x0 = task.seed(model.channels)
+    res, seconds = _fit(task, cfg, model, x0, k_train, **fit_kwargs)
+    steps = 2 * m.rollout_steps
+    every = _frame_every(steps, 8)
+    frames = _rollouts(res.model, x0[None], steps, k_eval, every=every)[0]
+
+    def errors(net: AbstractNCA, n: int) -> float:  # the mean MSE to the target after n steps
+        x = jnp.broadcast_to(x0, (m.samples, *x0.shape))
+        return float(jnp.mean(task.errors(_rollouts(net, x, n, k_eval))))
+
+    metrics = {
+        "mse": errors(res.model, m.rollout_steps),
+        "mse_start": float(np.mean((source - target) ** 2)),
+        "mse_persisted": errors(res.model, steps),
+        "best_mse": errors(res.best_model, m.rollout_steps),
+        "untrained_mse": errors(model, m.rollout_steps),
+        **_selection(res, seconds),
+    }
+    return NCAFit(
+        res,
+        metrics,
+        target=target,
+        source=source,
+        frames=np.asarray(frames),
+        times=np.arange(frames.shape[0]) * every,
+        names=(m.source, m.target),
+        mask=mask,
+    )
 
 
 def _fit_pde(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFit:
@@ -226,9 +371,7 @@ def _fit_pde(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> NCAFi
         "test_mse_persistence": test_eval["mse_persistence"],
         "test_mse_last": test_eval["mse_last"],
         "best_test_mse": best_eval["mse"],
-        **_selection(res),
-        "seconds": seconds,
-        "parameters": res.model.num_parameters(),
+        **_selection(res, seconds),
     }
     return NCAFit(res, metrics, truth=np.asarray(test), prediction=np.asarray(test_eval["frames"]))
 
@@ -275,9 +418,7 @@ def _fit_sequence(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> 
         "frames": int(data.frames.shape[1]),
         "observed_channels": observed,
         "interval_steps": list(task.steps_per_interval),
-        **_selection(res),
-        "seconds": seconds,
-        "parameters": res.model.num_parameters(),
+        **_selection(res, seconds),
     }
     n = task.training_frames
     return NCAFit(
@@ -337,9 +478,7 @@ def _fit_texture(cfg: NCATrainConfig, key: PRNGKeyArray, **fit_kwargs: Any) -> N
         "texture_loss": loss(res.model),
         "best_texture_loss": loss(res.best_model),
         "untrained_texture_loss": loss(model),
-        **_selection(res),
-        "seconds": seconds,
-        "parameters": res.model.num_parameters(),
+        **_selection(res, seconds),
     }
     return NCAFit(
         res,
