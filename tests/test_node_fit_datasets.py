@@ -18,6 +18,7 @@ from diffdyn.common import AbstractModel, SolveConfig, TrainConfig, cli
 from diffdyn.common.neural_de import (
     ODERNN,
     GraphODEClassifier,
+    GRUDelta,
     IrregularSeriesTask,
     LatentODE,
     NodeClassificationTask,
@@ -201,6 +202,50 @@ def test_one_step_prediction_is_the_readout_of_the_state_before_each_step():
         task.predict(LatentODE(2, 2, key=jax.random.key(2)), ts, xs, context)
 
 
+def test_gru_delta_predicts_each_step_from_the_context_before_it():
+    gru = GRUDelta(2, 6, key=jax.random.key(0))
+    ts = jnp.array([0.5, 1.0, 2.5, 4.0])
+    xs = jax.random.normal(jax.random.key(1), (4, 2))
+    context = jnp.ones((4, 2), bool).at[2].set(False)
+    predicted = gru(ts, xs, context)
+    h, dts = jnp.zeros(6), np.diff(np.asarray(ts), prepend=0.0)
+    for i in range(4):
+        dt = jnp.array([dts[i]])
+        query = gru.cell(jnp.concatenate([jnp.zeros(4), dt]), h)
+        np.testing.assert_allclose(predicted[i], gru.readout(query), rtol=1e-5, atol=1e-6)
+        m = context[i].astype(xs.dtype)
+        h = gru.cell(jnp.concatenate([m * xs[i], m, dt]), h)
+    # what lies outside the context is never read
+    again = gru(ts, xs.at[2].set(jnp.nan), context)
+    np.testing.assert_allclose(again, predicted)
+
+
+def test_context_objective_trains_on_random_contexts_and_validates_on_both_splits():
+    series = irregular_oscillators(8, key=jax.random.key(0), max_points=12)
+    task = IrregularSeriesTask("context", series, split_time=5.0)
+    gru = GRUDelta(2, 4, key=jax.random.key(2))
+    scores = task.evaluate(gru, None)
+    mean = (scores["interpolation_mse"] + scores["extrapolation_mse"]) / 2
+    np.testing.assert_allclose(scores["loss"], mean, rtol=1e-6)
+    # two keys give two random contexts, so two losses; the same key the same loss
+    loss = eqx.filter_jit(task.loss)
+    a, b = loss(gru, series, jax.random.key(3)), loss(gru, series, jax.random.key(4))
+    assert float(a) != float(b)
+    assert float(a) == float(loss(gru, series, jax.random.key(3)))
+    # the full context is the one-step objective
+    one_step = IrregularSeriesTask("one-step", split_time=5.0)
+    ts, xs, mask = series
+    full = np.asarray(jax.vmap(gru)(ts, xs, mask))
+    m = np.asarray(mask)
+    np.testing.assert_allclose(
+        one_step.loss(gru, series, None),
+        np.sum(m * (full - np.asarray(xs)) ** 2) / m.sum(),
+        rtol=1e-5,
+    )
+    with pytest.raises(TypeError, match="ODERNN or GRUDelta"):
+        task.init(LatentODE(2, 2, key=jax.random.key(5)), series)
+
+
 # ------------------------------------------------------------------ training runs
 
 
@@ -248,6 +293,8 @@ def test_odernn_interpolates_far_better_than_zeros(tmp_path):
     assert metrics["baseline"] == "zeros"
     assert metrics["test_interpolation_mse"] < 0.3 * metrics["baseline_interpolation_mse"]
     assert math.isfinite(metrics["test_extrapolation_mse"])
+    for split in ("interpolation", "extrapolation"):  # the GRU fed time deltas, trained alike
+        assert math.isfinite(metrics[f"baseline_gru_dt_{split}_mse"])
     # the zero baseline is the mean square of the held-out entries
     ts, xs, mask = fit.test_data
     _, target = fit.task.splits(ts, mask)["interpolation"]

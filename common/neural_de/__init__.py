@@ -2,7 +2,8 @@ r"""Neural differential equations over diffrax: torchdyn's feature set, in JAX, 
 
 Neural ODEs with any solver and adjoint (`NeuralODE`, `MLPField`, `LinearField`), augmented
 and higher-order systems (ANODE), depth-variant and Galerkin fields, integral losses,
-Hamiltonian, Lagrangian and gradient-flow fields, continuous normalising flows, neural SDEs and
+tracking and linear-quadratic control by integral losses, Hamiltonian, Lagrangian and
+gradient-flow fields, continuous normalising flows, neural SDEs and
 CDEs, graph and convolutional neural ODEs, multiple-shooting layers, events and hybrid
 systems, ODE-RNN, GRU-ODE-Bayes and latent ODEs and SDEs for irregular time series, datasets
 (toy 2-D sets, a block-model graph, scikit-learn's digits, irregular oscillators), and
@@ -44,6 +45,24 @@ from ._cnf import (
 )
 from ._cnf import (
     standard_normal_log_prob as standard_normal_log_prob,
+)
+from ._control import (
+    CONTROL_SOLVE as CONTROL_SOLVE,
+)
+from ._control import (
+    LinearQuadraticOptimum as LinearQuadraticOptimum,
+)
+from ._control import (
+    LinearQuadraticTask as LinearQuadraticTask,
+)
+from ._control import (
+    NeuralController as NeuralController,
+)
+from ._control import (
+    double_integrator as double_integrator,
+)
+from ._control import (
+    linear_quadratic_optimum as linear_quadratic_optimum,
 )
 from ._datasets import (
     DATASETS as DATASETS,
@@ -103,6 +122,9 @@ from ._figures import (
     confusion_figure as confusion_figure,
 )
 from ._figures import (
+    control_figure as control_figure,
+)
+from ._figures import (
     decision_boundary_figure as decision_boundary_figure,
 )
 from ._figures import (
@@ -125,6 +147,9 @@ from ._figures import (
 )
 from ._figures import (
     series_prediction_figure as series_prediction_figure,
+)
+from ._figures import (
+    tracking_figure as tracking_figure,
 )
 from ._fit import (
     NodeFitConfig as NodeFitConfig,
@@ -169,7 +194,19 @@ from ._images import (
     digits as digits,
 )
 from ._integral import (
+    TRACK_SOLVE as TRACK_SOLVE,
+)
+from ._integral import (
     RunningCost as RunningCost,
+)
+from ._integral import (
+    TrackingODE as TrackingODE,
+)
+from ._integral import (
+    TrackingTask as TrackingTask,
+)
+from ._integral import (
+    sinusoid as sinusoid,
 )
 from ._integral import (
     with_cost as with_cost,
@@ -232,6 +269,9 @@ from ._recurrent import (
     ODERNN as ODERNN,
 )
 from ._recurrent import (
+    GRUDelta as GRUDelta,
+)
+from ._recurrent import (
     GRUODEBayes as GRUODEBayes,
 )
 from ._sde import (
@@ -285,6 +325,16 @@ __all__ = [
     "GalerkinMLPField",
     "RunningCost",
     "with_cost",
+    "TrackingODE",
+    "TrackingTask",
+    "sinusoid",
+    "TRACK_SOLVE",
+    "NeuralController",
+    "LinearQuadraticTask",
+    "LinearQuadraticOptimum",
+    "linear_quadratic_optimum",
+    "double_integrator",
+    "CONTROL_SOLVE",
     "ScalarMLP",
     "HamiltonianField",
     "LagrangianField",
@@ -331,6 +381,8 @@ __all__ = [
     "confusion_figure",
     "node_accuracy_figure",
     "series_prediction_figure",
+    "tracking_figure",
+    "control_figure",
     "node_fit_figures",
     "NodeFitConfig",
     "NodeFitResult",
@@ -348,6 +400,7 @@ __all__ = [
     "LatentSDE",
     "ODERNN",
     "GRUODEBayes",
+    "GRUDelta",
     "MultipleShootingLayer",
     "ClassificationTask",
     "RegressionTask",

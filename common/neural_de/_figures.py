@@ -15,6 +15,9 @@ turn the same figures into images for TensorBoard, and `node_fit_figures` writes
 - `node_accuracy_figure`: accuracies of node classifiers on the splits of a graph's nodes;
 - `series_prediction_figure`: an irregularly observed series and a model's predictions of
   its held-out steps;
+- `tracking_figure`: trajectories beside the target they track, and their squared error;
+- `control_figure`: states and controls of controllers of one plant (e.g. a neural
+  controller beside the optimal control);
 - `training_figure`: the training loss per step and the validation loss.
 """
 
@@ -42,6 +45,8 @@ __all__ = [
     "confusion_figure",
     "node_accuracy_figure",
     "series_prediction_figure",
+    "tracking_figure",
+    "control_figure",
     "node_fit_figures",
 ]
 
@@ -348,6 +353,82 @@ def series_prediction_figure(
     return fig
 
 
+def tracking_figure(
+    ts: Any, target: Any, trajectories: Mapping[str, Any], *, title: str = ""
+) -> Any:
+    """Trajectories ``{name: ys [T] or [T, 1]}`` at the times ``ts [T]`` beside the
+    ``target [T]`` they track (left), and their squared errors on a log scale, with the
+    trapezoid-rule integral of each in the legend (right)."""
+    ts, target = np.asarray(ts), np.asarray(target).reshape(-1)
+    if not trajectories:
+        raise ValueError("trajectories must hold at least one entry")
+    fig, (a1, a2) = figure(1, 2, figsize=(10.5, 3.6))
+    a1.plot(ts, target, "k--", lw=1.2, label="target")
+    for i, (name, ys) in enumerate(trajectories.items()):
+        ys = np.asarray(ys).reshape(-1)
+        if ys.shape != ts.shape:
+            raise ValueError(f"trajectory {name!r} must have {ts.shape[0]} values; got {ys.shape}")
+        error = (ys - target) ** 2
+        integral = float(np.sum((error[1:] + error[:-1]) / 2 * np.diff(ts)))
+        a1.plot(ts, ys, color=_colour(i), lw=1, label=name)
+        a2.semilogy(
+            ts, np.maximum(error, 1e-12), color=_colour(i), lw=1, label=f"{name}: {integral:.3g}"
+        )
+    a1.set_xlabel("t")
+    a1.set_ylabel("y(t)")
+    a1.set_title(title or "trajectory and target")
+    a1.legend(loc="best", fontsize="small")
+    a2.set_xlabel("t")
+    a2.set_ylabel("squared error $(y - r)^2$")
+    a2.set_title("tracking error (legend: its integral)")
+    a2.legend(loc="best", fontsize="small")
+    return fig
+
+
+def control_figure(
+    ts: Any,
+    states: Mapping[str, Any],
+    controls: Mapping[str, Any],
+    *,
+    target: Any = None,
+    state_names: tuple[str, ...] = (),
+    title: str = "",
+) -> Any:
+    """Controllers of one plant at the times ``ts [T]``: their states ``{name: zs [T, N]}``
+    (left; every coordinate, named by ``state_names``, with the ``target [N]`` end state
+    marked at the last time) and their controls ``{name: us [T] or [T, M]}`` (right)."""
+    ts = np.asarray(ts)
+    if not states or not controls:
+        raise ValueError("states and controls must hold at least one entry each")
+    fig, (a1, a2) = figure(1, 2, figsize=(10.5, 3.6))
+    styles = ("-", "--", ":", "-.")
+    for i, (name, zs) in enumerate(states.items()):
+        zs = np.asarray(zs).reshape(len(ts), -1)
+        for j in range(zs.shape[1]):
+            coordinate = state_names[j] if j < len(state_names) else f"$z_{j + 1}$"
+            a1.plot(
+                ts, zs[:, j], styles[i % 4], color=_colour(j), lw=1.2, label=f"{coordinate}, {name}"
+            )
+    if target is not None:
+        target = np.asarray(target).reshape(-1)
+        for j, value in enumerate(target):
+            a1.plot([ts[-1]], [value], "*", color=_colour(j), ms=10, mec="k")
+    for i, (name, us) in enumerate(controls.items()):
+        us = np.asarray(us).reshape(len(ts), -1)
+        for j in range(us.shape[1]):
+            suffix = f" ($u_{j + 1}$)" if us.shape[1] > 1 else ""
+            a2.plot(ts, us[:, j], styles[i % 4], color=_colour(i), lw=1.2, label=name + suffix)
+    a1.set_xlabel("t")
+    a1.set_ylabel("state")
+    a1.set_title(title or "trajectory (stars: target end state)")
+    a1.legend(loc="best", fontsize="small")
+    a2.set_xlabel("t")
+    a2.set_ylabel("control u(t)")
+    a2.set_title("control")
+    a2.legend(loc="best", fontsize="small")
+    return fig
+
+
 @eqx.filter_jit
 def _predicted_labels(model: Any, x: Array) -> Array:
     return jnp.argmax(jax.vmap(model)(x), -1)
@@ -363,8 +444,10 @@ def node_fit_figures(fit: Any, folder: str | os.PathLike, *, key: PRNGKeyArray) 
     decision boundary and the flows of a classifier (the flows alone for regression), the
     density and samples of a CNF, the confusion matrix and some test images with their
     predicted labels (digits), the accuracy on each split of the nodes beside the per-node
-    MLP's (block-model), or a test series predicted from its context (irregular series),
-    and the training curves. Returns the paths."""
+    MLP's (block-model), a test series predicted from its context (irregular series), the
+    trajectories before and after training against the target (sinusoid), the trained and
+    the optimal control and trajectory (double-integrator), and the training curves.
+    Returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model, data, cfg = fit.model, fit.data, fit.config
@@ -395,6 +478,10 @@ def node_fit_figures(fit: Any, folder: str | os.PathLike, *, key: PRNGKeyArray) 
         chance = 1.0 / (int(np.max(np.asarray(labels))) + 1)
         figure_ = node_accuracy_figure(accuracies, chance=chance)
         paths.append(save_figure(figure_, folder / "node_accuracy.png"))
+    elif cfg.dataset == "sinusoid":
+        paths.append(save_figure(_tracking(fit), folder / "tracking.png"))
+    elif cfg.dataset == "double-integrator":
+        paths.append(save_figure(_control(fit), folder / "control.png"))
     elif cfg.dataset == "irregular-oscillators":
         ts, xs, mask = fit.test_data
         splits = fit.task.splits(ts[:1], mask[:1])
@@ -416,6 +503,41 @@ def node_fit_figures(fit: Any, folder: str | os.PathLike, *, key: PRNGKeyArray) 
         paths.append(save_figure(flow_figure(model, x, y), folder / "flows.png"))
     paths.append(plot_training(fit.train, folder / "loss.png"))
     return paths
+
+
+def _tracking(fit: Any) -> Any:
+    (y0,) = fit.data
+    ts = jnp.linspace(0.0, fit.model.t1, 401)
+    target = jax.vmap(fit.task.target)(ts)[:, 0]
+    trajectories = {
+        "before training": fit.baseline_model.trajectory(y0, ts)[:, 0],
+        "after training": fit.model.trajectory(y0, ts)[:, 0],
+    }
+    return tracking_figure(
+        ts, target, trajectories, title=f"{fit.config.model}: y(t) against the target sin t"
+    )
+
+
+def _control(fit: Any) -> Any:
+    (z0,) = fit.data
+    task = fit.task
+    optimum = task.optimum(z0)
+    ts = jnp.linspace(0.0, task.t1, 201)
+    states, controls = {}, {}
+    for name, controller in (("neural", fit.model), ("untrained", fit.baseline_model)):
+        states[name], controls[name] = task.rollout(controller, z0, ts)
+    # the optimal open-loop control, applied to the plant
+    opt = lambda t, z, args: task.a @ z + task.b @ optimum.control(t)  # noqa: E731
+    states["optimal"] = task.solve.solve(opt, z0, ts, t0=0.0)
+    controls["optimal"] = jax.vmap(optimum.control)(ts)
+    return control_figure(
+        ts,
+        states,
+        controls,
+        target=task.target,
+        state_names=("x", "v"),
+        title=f"cost {fit.test['cost']:.3f} (optimal {fit.test['optimal_cost']:.3f})",
+    )
 
 
 def _image(fig: Any) -> np.ndarray:

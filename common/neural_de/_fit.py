@@ -14,13 +14,24 @@ with the common `Trainer`:
 - ``graph-node`` is a `GraphODEClassifier` of the nodes of one `block_model` graph, trained
   by a `NodeClassificationTask` on its training nodes; a per-node MLP of the same width and
   depth, trained and selected alike, is the baseline that sees no edges;
-- ``odernn`` (an `ODERNN`, one-step-ahead squared error) and ``latent-ode`` (a `LatentODE`,
-  negative ELBO) learn ``irregular_oscillators`` with an `IrregularSeriesTask`; the test
-  scores interpolation (every third observation held out) and extrapolation (the
-  observations at $t \ge 5$ predicted from those before), beside predicting zeros.
+- ``odernn`` (an `ODERNN`, the squared error of its predictions from random contexts) and
+  ``latent-ode`` (a `LatentODE`, negative ELBO) learn ``irregular_oscillators`` with an
+  `IrregularSeriesTask`; the test scores interpolation (every third observation held out)
+  and extrapolation (the observations at $t \ge 5$ predicted from those before), beside
+  predicting zeros and, for odernn, a `GRUDelta` (a GRU fed the time deltas) trained and
+  selected alike;
+- ``integral-node`` is a `TrackingODE` that tracks the ``sinusoid`` $\sin t$ on
+  $[0, t_1]$ from $y(0) = 0$, trained by a `TrackingTask` on the integral loss
+  $\int_0^{t_1} (y - \sin t)^2\,dt$ that the solver accumulates; the trapezoid rule on a
+  fine grid checks the integral, and the untrained model is the reference;
+- ``controller`` is a `NeuralController` of the ``double-integrator`` $\dot x = v$,
+  $\dot v = u$ (from rest at 0 to rest at 1 at $t_1$), trained by a `LinearQuadraticTask`
+  on $\int_0^{t_1} u^2\,dt + 100\,\lVert z(t_1) - (1, 0) \rVert^2$ and compared with the
+  closed-form optimum (`linear_quadratic_optimum`), the untrained controller and $u = 0$.
 
 The best model is the one with the lowest loss on the validation data; the test data
-score it afterwards.
+score it afterwards (integral-node and controller solve one problem, with no held-out data:
+the best model is the one of lowest training loss).
 """
 
 from __future__ import annotations
@@ -40,13 +51,15 @@ from .._optim import OptimConfig
 from .._solve import SolveConfig
 from .._task import AbstractTask
 from .._trainer import TrainConfig, Trainer, TrainResult
+from ._control import CONTROL_SOLVE, LinearQuadraticTask, NeuralController, double_integrator
 from ._datasets import make
 from ._graph_data import GraphODEClassifier, block_model
 from ._images import ConvODEClassifier, digits
+from ._integral import TRACK_SOLVE, TrackingODE, TrackingTask, sinusoid
 from ._irregular import irregular_oscillators
 from ._latent import LatentODE
 from ._models import MODEL_SOLVE, DensityCNF, ODEClassifier
-from ._recurrent import ODERNN
+from ._recurrent import ODERNN, GRUDelta
 from ._tasks import (
     ClassificationTask,
     DensityTask,
@@ -77,9 +90,23 @@ _DATASETS_OF = {
     "graph-node": ("block-model",),
     "odernn": ("irregular-oscillators",),
     "latent-ode": ("irregular-oscillators",),
+    "integral-node": ("sinusoid",),
+    "controller": ("double-integrator",),
 }
 _MODELS = tuple(_DATASETS_OF)
-_DATASETS = (*_PLANE, "crossing", "digits", "block-model", "irregular-oscillators")
+_DATASETS = (
+    *_PLANE,
+    "crossing",
+    "digits",
+    "block-model",
+    "irregular-oscillators",
+    "sinusoid",
+    "double-integrator",
+)
+#: the control problems: one trajectory each, no samples
+_PROBLEMS = ("sinusoid", "double-integrator")
+#: the double integrator: from rest at 0 to rest at 1, the end-state penalty's weight
+_DOUBLE_INTEGRATOR = {"z0": (0.0, 0.0), "target": (1.0, 0.0), "weight": 100.0}
 #: fixed splits: digits (scikit-learn's 1,797 images, `digits` with its default fractions)
 #: and the block model's nodes (`block_model` with its default size and fractions)
 _DIGITS_SPLIT = (1259, 179, 359)
@@ -90,6 +117,8 @@ _SERIES = {"max_points": 32, "min_points": 16, "missing": 0.2, "t1": 10.0}
 #: the sizes of the conv-node, odernn and latent-ode models that no option sets
 _CONV_CHANNELS = 8
 _SERIES_HIDDEN, _LATENT_DIM, _OBS_STD = 16, 4, 0.05
+#: the hidden size of the GRU-dt baseline of odernn (about the ODE-RNN's parameter count)
+_GRU_HIDDEN = 24
 #: the default noise of each dataset (``noise=None``)
 _NOISE = {"block-model": 2.0, "irregular-oscillators": 0.02}
 
@@ -101,22 +130,30 @@ class NodeFitConfig:
     Each model takes its own datasets (any other pair is refused): the classifiers node,
     anode, input-anode, depth, galerkin and sonode take moons, circles, spirals, gaussians or
     crossing; cnf the four 2-D ones; conv-node takes digits; graph-node block-model; odernn
-    and latent-ode irregular-oscillators. `node_fit_preset` gives the defaults that suit each
-    model (``diffdyn node fit --model M`` starts from them).
+    and latent-ode irregular-oscillators; integral-node sinusoid; controller
+    double-integrator. `node_fit_preset` gives the defaults that suit each model
+    (``diffdyn node fit --model M`` starts from them).
 
     Attributes:
         model: node (plain neural ODE), anode (zero augmentation), input-anode (learned input
             layer), depth (time as an input of the field), galerkin (Galerkin weights), sonode
             (second order), cnf (continuous normalising flow density), conv-node
             (convolutional neural ODE classifier of images), graph-node (graph neural ODE
-            node classifier), odernn (ODE-RNN one-step-ahead predictor) or latent-ode (latent
-            ODE variational autoencoder) of irregular series.
+            node classifier), odernn (ODE-RNN predictor trained from random contexts) or
+            latent-ode (latent ODE variational autoencoder) of irregular series,
+            integral-node (a neural ODE trained on an integral loss to track a target) or
+            controller (a neural feedback controller trained on an integral cost).
         dataset: the dataset; crossing is the 1-D regression x -> -x (classifiers only),
             moons, circles, spirals and gaussians are 2-D (a CNF models their points, ignoring
             the labels); digits are scikit-learn's 8x8 digit images (10 classes);
             block-model is one stochastic block-model graph of 300 nodes in 3 classes with 8
             noisy features each; irregular-oscillators are damped oscillators observed at
-            16 to 32 random times in [0, 10], each entry missing with probability 0.2.
+            16 to 32 random times in [0, 10], each entry missing with probability 0.2;
+            sinusoid is the target sin t of y(t) on [0, t1] from y(0) = 0 (the loss is the
+            integral of (y - sin t)^2); double-integrator is x' = v, v' = u from rest at 0
+            to rest at 1 at t1 (the cost is the integral of u^2 plus 100 times the squared
+            miss of the end state). sinusoid and double-integrator are one trajectory each:
+            they refuse n_samples, validation_samples, test_samples, noise and batch_size.
         n_samples: training points (training series for irregular-oscillators). digits and
             block-model have fixed splits (digits: 1259 training, 179 validation and 359 test
             images drawn at random from the 1797; block-model: 60, 60 and 180 of the 300
@@ -133,11 +170,11 @@ class NodeFitConfig:
         width: hidden width of the vector field (conv-node: its hidden feature maps, the
             flow carrying 8 channels; graph-node: the state channels per node; odernn and
             latent-ode: the width of their MLPs, whose hidden state is 16 and latent
-            state 4).
+            state 4; integral-node and controller: the width of their MLPs).
         depth: hidden layers of the vector field (graph-node: hidden graph convolutions);
             refused for conv-node, whose field is two 3x3 convolutions.
         t1: integration time of the flow; refused for odernn and latent-ode, whose flows run
-            between the observation times.
+            between the observation times (integral-node and controller: the horizon).
         trace: how a CNF computes the divergence: exact or hutchinson (refused for the other
             models).
         batch_size: points (images, series) per training step; refused for block-model,
@@ -159,6 +196,8 @@ class NodeFitConfig:
         "graph-node",
         "odernn",
         "latent-ode",
+        "integral-node",
+        "controller",
     ] = "anode"
     dataset: Literal[
         "moons",
@@ -169,6 +208,8 @@ class NodeFitConfig:
         "digits",
         "block-model",
         "irregular-oscillators",
+        "sinusoid",
+        "double-integrator",
     ] = "moons"
     n_samples: int = 1024
     validation_samples: int = 256
@@ -222,6 +263,12 @@ class NodeFitConfig:
             self._keep_defaults(("depth",), "model 'conv-node', whose field is two convolutions")
         if self.dataset == "block-model":
             self._keep_defaults(("batch_size",), "block-model: every step sees the whole graph")
+        if self.dataset in _PROBLEMS:
+            self._keep_defaults(
+                ("n_samples", "validation_samples", "test_samples", "noise", "batch_size"),
+                f"dataset {self.dataset!r}, one trajectory from a fixed start (no samples, "
+                "noise or batches)",
+            )
         if self.model in _SERIES_MODELS:
             self._keep_defaults(
                 ("t1",), f"model {self.model!r}, whose flows run between observation times"
@@ -258,7 +305,7 @@ class NodeFitConfig:
 
 
 def node_fit_preset(model: str) -> NodeFitConfig:
-    """The config whose values are the defaults of ``diffdyn node fit --model MODEL``.
+    r"""The config whose values are the defaults of ``diffdyn node fit --model MODEL``.
 
     The toy classifiers and cnf start from the `NodeFitConfig` defaults (moons). The others
     take their dataset and the settings that train them well in a few minutes on a CPU:
@@ -269,7 +316,11 @@ def node_fit_preset(model: str) -> NodeFitConfig:
       validated every 10;
     - odernn and latent-ode: irregular-oscillators; width 32, depth 1; 2 fixed Heun steps
       per interval between observations; Adam 1e-2 with a cosine schedule down to 10%;
-      1000 steps of 16 series.
+      1000 steps of 16 series;
+    - integral-node: sinusoid over $t_1 = 2\pi$; width 32, depth 2; adaptive tsit5 at
+      ``rtol=1e-5``, ``atol=1e-7`` (`TRACK_SOLVE`); Adam 3e-2; 1000 steps;
+    - controller: double-integrator over $t_1 = 1$; width 32, depth 2; adaptive tsit5 at
+      ``rtol=1e-6``, ``atol=1e-8`` (`CONTROL_SOLVE`); Adam 1e-2; 1500 steps.
     """
     if model not in _MODELS:
         raise ValueError(f"unknown model {model!r}; known: {', '.join(_MODELS)}")
@@ -307,6 +358,25 @@ def node_fit_preset(model: str) -> NodeFitConfig:
             optim=OptimConfig(learning_rate=1e-2, schedule="cosine", alpha=0.1),
             train=TrainConfig(steps=1000, log_every=50),
         )
+    if model == "integral-node":
+        return dataclasses.replace(
+            base,
+            model=model,
+            dataset="sinusoid",
+            t1=2 * math.pi,
+            solve=TRACK_SOLVE,
+            optim=OptimConfig(learning_rate=3e-2),
+            train=TrainConfig(steps=1000, log_every=50),
+        )
+    if model == "controller":
+        return dataclasses.replace(
+            base,
+            model=model,
+            dataset="double-integrator",
+            solve=CONTROL_SOLVE,
+            optim=OptimConfig(learning_rate=1e-2),
+            train=TrainConfig(steps=1500, log_every=50),
+        )
     return dataclasses.replace(base, model=model)
 
 
@@ -320,16 +390,27 @@ class NodeFitResult:
         train: the `TrainResult` (final and best model, losses, validation history).
         task: the training task (it holds the validation data).
         data: the training data given to the trainer: points ``(x, y)``, images
-            ``(x, labels)``, the graph's ``(features, labels, training-node mask)`` or the
-            series ``(ts, xs, mask)``.
+            ``(x, labels)``, the graph's ``(features, labels, training-node mask)``, the
+            series ``(ts, xs, mask)`` or the initial state ``(y0,)`` of sinusoid and
+            double-integrator.
         test: the metrics of ``model`` on the test data (``loss``; ``accuracy`` for
-            classification; ``interpolation_mse`` and ``extrapolation_mse`` for series).
+            classification; ``interpolation_mse`` and ``extrapolation_mse`` for series); for
+            sinusoid the integral loss by the solver and by the trapezoid rule
+            (``integral_loss``, ``trapezoid_loss``), for double-integrator the cost
+            against the closed-form optimum (``cost``, ``effort``, ``terminal_error``,
+            ``optimal_cost``, ``optimal_effort``, ``cost_ratio``).
         test_data: the data scored by ``test``, laid out as ``data`` (for block-model the
             test-node mask).
         baseline: the same test metrics of a reference predictor, where there is one
             (block-model: a per-node MLP trained alike, ``accuracy``; irregular-oscillators:
-            predicting zeros, ``interpolation_mse`` and ``extrapolation_mse``).
-        baseline_model: the per-node MLP of block-model (else None).
+            predicting zeros, ``interpolation_mse`` and ``extrapolation_mse``, and for odernn
+            a `GRUDelta` trained alike, ``gru_dt_interpolation_mse`` and
+            ``gru_dt_extrapolation_mse``; sinusoid: the
+            untrained model, ``start_integral_loss`` and ``start_trapezoid_loss``;
+            double-integrator: the untrained controller's ``start_cost`` and
+            ``zero_control_cost``, that of $u = 0$).
+        baseline_model: the per-node MLP of block-model, the untrained model of sinusoid
+            and double-integrator (else None).
         predictions: irregular-oscillators: the model's predictions of the test series from
             the context of each split, ``{"interpolation": xs [B, T, D], "extrapolation":
             ...}`` (`IrregularSeriesTask.evaluate_predictions`); else empty.
@@ -350,6 +431,8 @@ class NodeFitResult:
         """The scalar results: test metrics first (and the baseline's), then how the model
         was selected and trained."""
         cfg, train = self.config, self.train
+        if cfg.dataset in _PROBLEMS:
+            return self._problem_metrics()
         if cfg.model == "cnf":
             name = "test_nll"
         else:
@@ -363,6 +446,24 @@ class NodeFitResult:
             out["baseline"] = "per-node MLP" if cfg.dataset == "block-model" else "zeros"
             out.update({f"baseline_{k}": v for k, v in self.baseline.items()})
         out["validation_loss"] = train.best_loss if train.selected_by == "validation" else None
+        out.update(
+            selected_by=train.selected_by,
+            best_step=train.best_step,
+            final_loss=train.final_loss,
+            steps=train.steps,
+            parameters=self.model.num_parameters(),
+            seconds=train.seconds,
+            steps_per_second=train.steps_per_second,
+        )
+        if train.diverged_at is not None:
+            out["diverged_at"] = train.diverged_at
+        return out
+
+    def _problem_metrics(self) -> dict[str, Any]:
+        cfg, train = self.config, self.train
+        out: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset}
+        out.update(self.test)
+        out.update(self.baseline)
         out.update(
             selected_by=train.selected_by,
             best_step=train.best_step,
@@ -548,7 +649,7 @@ def _fit_series(cfg, key, logger, out, resume) -> NodeFitResult:
         model = ODERNN(
             2, _SERIES_HIDDEN, width=cfg.width, depth=cfg.depth, solve=cfg.solve, key=k_model
         )
-        objective = "one-step"
+        objective = "context"
     split_time = _SERIES["t1"] / 2
     task = IrregularSeriesTask(
         objective, held_out, batch_size=cfg.batch_size, split_time=split_time
@@ -562,6 +663,14 @@ def _fit_series(cfg, key, logger, out, resume) -> NodeFitResult:
     baseline = {}
     for name, (_, target) in test_task.splits(ts, mask).items():
         baseline[f"{name}_mse"] = float(jnp.sum(jnp.where(target, xs**2, 0.0)) / jnp.sum(target))
+    if cfg.model == "odernn":  # a GRU fed the time deltas, trained and selected alike
+        k_gru, k_fit = jax.random.split(jax.random.fold_in(key, 1))
+        gru = GRUDelta(2, _GRU_HIDDEN, key=k_gru)
+        quiet = dataclasses.replace(cfg.train, progress=False, image_every=0, histogram_every=0)
+        gru = Trainer(task, cfg.optim, config=quiet).fit(gru, data, k_fit).best_model
+        scores = test_task.evaluate_predictions(gru)[0]
+        for name in ("interpolation_mse", "extrapolation_mse"):
+            baseline[f"gru_dt_{name}"] = float(scores[name])
     for prefix, values in (("test/", test), ("test/baseline_", baseline)):
         for name, value in values.items():
             logger.scalar(f"{prefix}{name}", value, result.steps)
@@ -578,6 +687,61 @@ def _fit_series(cfg, key, logger, out, resume) -> NodeFitResult:
     )
 
 
+@eqx.filter_jit
+def _tracking_scores(task: TrackingTask, model: TrackingODE, y0: Array) -> dict[str, Array]:
+    return {
+        "integral_loss": model.integral(y0, task.cost)[1],
+        "trapezoid_loss": task.trapezoid_loss(model, y0),
+    }
+
+
+def _fit_tracking(cfg, key, logger, out, resume) -> NodeFitResult:
+    k_model, k_train = jax.random.split(key)
+    model = TrackingODE(1, cfg.width, cfg.depth, t1=cfg.t1, solve=cfg.solve, key=k_model)
+    task = TrackingTask(sinusoid)
+    y0 = jnp.zeros(1)
+    trainer = Trainer(task, cfg.optim, config=cfg.train, logger=logger, out=out)
+    result = trainer.fit(model, y0, k_train, resume=resume)
+    test = {k: float(v) for k, v in _tracking_scores(task, result.best_model, y0).items()}
+    start = _tracking_scores(task, model, y0)
+    baseline = {f"start_{k}": float(v) for k, v in start.items()}
+    for name, value in {**test, **baseline}.items():
+        logger.scalar(f"test/{name}", value, result.steps)
+    return NodeFitResult(
+        cfg, result.best_model, result, task, (y0,), test, None, baseline, baseline_model=model
+    )
+
+
+def _fit_control(cfg, key, logger, out, resume) -> NodeFitResult:
+    k_model, k_train = jax.random.split(key)
+    a, b = double_integrator()
+    problem = _DOUBLE_INTEGRATOR
+    task = LinearQuadraticTask(
+        a, b, jnp.array(problem["target"]), t1=cfg.t1, weight=problem["weight"], solve=cfg.solve
+    )
+    z0 = jnp.array(problem["z0"])
+    model = NeuralController(2, 1, cfg.width, cfg.depth, t1=cfg.t1, key=k_model)
+    trainer = Trainer(task, cfg.optim, config=cfg.train, logger=logger, out=out)
+    result = trainer.fit(model, z0, k_train, resume=resume)
+    costs = task.costs(result.best_model, z0)
+    optimum = task.optimum(z0)
+    test = {k: float(costs[k]) for k in ("cost", "effort", "terminal_error")}
+    test.update(
+        optimal_cost=float(optimum.cost),
+        optimal_effort=float(optimum.effort),
+        cost_ratio=test["cost"] / float(optimum.cost),
+    )
+    baseline = {
+        "start_cost": float(task.costs(model, z0)["cost"]),
+        "zero_control_cost": float(task.costs(task.zero_control(), z0)["cost"]),
+    }
+    for name, value in {**test, **baseline}.items():
+        logger.scalar(f"test/{name}", value, result.steps)
+    return NodeFitResult(
+        cfg, result.best_model, result, task, (z0,), test, None, baseline, baseline_model=model
+    )
+
+
 def fit_node(
     cfg: NodeFitConfig,
     key: PRNGKeyArray,
@@ -588,7 +752,9 @@ def fit_node(
 ) -> NodeFitResult:
     """Train the model of ``cfg`` on its dataset, choose the best model on the validation
     data and score it on the test data (logged under ``test/``, with the baseline of
-    block-model and irregular-oscillators).
+    block-model and irregular-oscillators); sinusoid and double-integrator keep the model of
+    lowest training loss and score it against the untrained model (and the closed-form
+    optimum of the double integrator).
 
     ``out`` receives the trainer's checkpoints and ``model.eqx`` / ``best.eqx``; ``resume``
     continues from the checkpoint there.
@@ -600,6 +766,10 @@ def fit_node(
         fit = _fit_graph(cfg, key, logger, out, resume)
     elif cfg.dataset == "irregular-oscillators":
         fit = _fit_series(cfg, key, logger, out, resume)
+    elif cfg.dataset == "sinusoid":
+        fit = _fit_tracking(cfg, key, logger, out, resume)
+    elif cfg.dataset == "double-integrator":
+        fit = _fit_control(cfg, key, logger, out, resume)
     else:
         fit = _fit_points(cfg, key, logger, out, resume)
     logger.flush()

@@ -11,7 +11,8 @@ where $\Phi$ is the flow of $\dot h = f(h)$ and $u$ is a GRU-style update fed wi
 observed entries (mask $m_i \in \{0, 1\}^D$). `ODERNN` (Rubanova, Chen & Duvenaud, 2019)
 has a neural field $f$ and a GRU cell $u$; `GRUODEBayes` (De Brouwer, Simm, Arany &
 Moreau, 2019) has the continuous GRU field $\dot h = (1 - z) \odot (g - h)$ and a
-Bayesian-style update that sees the Gaussian it predicted for the observation.
+Bayesian-style update that sees the Gaussian it predicted for the observation. `GRUDelta`
+is their discrete baseline: a GRU that sees time only through the input $\Delta t_i$.
 
 **One solve per interval.** ``jax.lax.scan`` walks the observations; step $i$ solves the ODE
 once, over $[t_{i-1}, t_i]$, with `SolveConfig.solve`. The interval is mapped onto
@@ -56,7 +57,7 @@ from .._model import AbstractModel
 from .._solve import SolveConfig
 from ._node import _check_solve, get_activation
 
-__all__ = ["ODERNN", "GRUODEBayes"]
+__all__ = ["ODERNN", "GRUODEBayes", "GRUDelta"]
 
 Mask = (
     Bool[ArrayLike, " T"]
@@ -694,3 +695,76 @@ class GRUODEBayes(AbstractModel):
     ) -> Float[Array, ""]:
         r"""$\mathcal L$ of one sequence (`loss_terms` ``["loss"]``)."""
         return self.loss_terms(ts, xs, mask, t0=t0, h0=h0)["loss"]
+
+
+# ----------------------------------------------------------------------------------------
+# The discrete baseline: a GRU fed the time deltas
+# ----------------------------------------------------------------------------------------
+
+
+class GRUDelta(AbstractModel):
+    r"""A discrete GRU for irregular series that learns about time only through the input
+    $\Delta t_i = t_i - t_{i-1}$ (the baseline the ODE-RNN is measured against): at every
+    step it first predicts, then reads the context,
+
+    $$
+    \hat x_i = W\,\mathrm{GRU}\big([0, 0, \Delta t_i],\, h_{i-1}\big) + b, \qquad
+    h_i = \mathrm{GRU}\big([c_i \odot x_i,\, c_i,\, \Delta t_i],\, h_{i-1}\big),
+    $$
+
+    with $h = 0$ at $t_0$ and the context mask $c_i$ fed beside the zero-filled values (a
+    step outside the context is still a step: its $\Delta t$ enters).
+
+    Args:
+        input_dim: $D$, the dimension of one observation.
+        hidden_dim: $H$.
+        key: initialises the GRU cell and the readout.
+
+    One sequence per call (``ts [T]``, ``xs [T, D]``, ``context [T, D]``); a padded batch
+    with ``jax.vmap``.
+    """
+
+    cell: eqx.nn.GRUCell
+    readout: eqx.nn.Linear
+    input_dim: int = eqx.field(static=True)
+    hidden_dim: int = eqx.field(static=True)
+
+    def __init__(self, input_dim: int, hidden_dim: int, *, key: PRNGKeyArray):
+        self.input_dim = check_int(input_dim, "input_dim")
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim")
+        k_cell, k_out = jax.random.split(key)
+        self.cell = eqx.nn.GRUCell(2 * self.input_dim + 1, self.hidden_dim, key=k_cell)
+        self.readout = eqx.nn.Linear(self.hidden_dim, self.input_dim, key=k_out)
+
+    def __call__(
+        self,
+        ts: Real[ArrayLike, " T"],
+        xs: Float[ArrayLike, "T D"],
+        context: Bool[ArrayLike, "T D"],
+        *,
+        t0: Real[ArrayLike, ""] = 0.0,
+    ) -> Float[Array, "T D"]:
+        r"""The prediction $\hat x_i$ of every step from the context before it (``[T, D]``;
+        values outside ``context`` are never read, NaN included)."""
+        ts, xs, context = jnp.asarray(ts), jnp.asarray(xs), jnp.asarray(context)
+        if xs.ndim != 2 or xs.shape[1] != self.input_dim or ts.shape != xs.shape[:1]:
+            raise ValueError(
+                f"GRUDelta: arguments 'ts' [T] and 'xs' [T, {self.input_dim}] must agree; got "
+                f"{ts.shape} and {xs.shape}"
+            )
+        if context.shape != xs.shape:
+            raise ValueError(
+                f"GRUDelta: argument 'context' must have the shape of 'xs' {xs.shape}; got "
+                f"{context.shape}"
+            )
+        c = context.astype(xs.dtype)
+        dts = jnp.diff(ts, prepend=jnp.asarray(t0, ts.dtype))[:, None]
+
+        def step(h, inputs):
+            dt, x, m = inputs
+            query = self.cell(jnp.concatenate([jnp.zeros_like(x), jnp.zeros_like(m), dt]), h)
+            seen = jnp.concatenate([jnp.where(m > 0, x, 0.0), m, dt])
+            return self.cell(seen, h), self.readout(query)
+
+        h0 = jnp.zeros(self.hidden_dim, xs.dtype)
+        return jax.lax.scan(step, h0, (dts, xs, c))[1]

@@ -8,9 +8,10 @@ the common `Trainer`.
   such as `DensityCNF` or `CNF`;
 - `NodeClassificationTask`: the cross-entropy over a mask of the nodes of one graph, whose
   model classifies every node at once;
-- `IrregularSeriesTask`: the negative ELBO of a `LatentODE` or the one-step-ahead squared
-  error of an `ODERNN` on padded, irregularly sampled series, scored by interpolation and
-  extrapolation errors.
+- `IrregularSeriesTask`: the negative ELBO of a `LatentODE`, or the squared error of the
+  predictions of an `ODERNN` (or a `GRUDelta`) from all the observations before each step
+  or from random contexts, on padded, irregularly sampled series, scored by interpolation
+  and extrapolation errors.
 
 Each draws minibatches of ``batch_size`` samples (the whole data when ``None``; the node
 task always sees the whole graph) and, given held-out data, scores the model on them
@@ -39,7 +40,7 @@ from .._augment import ArrayAugmenter, FullBatch
 from .._task import AbstractTask
 from ._figures import _image, decision_boundary_figure, density_figure
 from ._latent import LatentODE
-from ._recurrent import ODERNN, _flow
+from ._recurrent import ODERNN, GRUDelta, _flow
 
 __all__ = [
     "ClassificationTask",
@@ -336,9 +337,10 @@ class NodeClassificationTask(AbstractTask):
 
 # ------------------------------------------------------------------ irregular series
 
-SERIES_OBJECTIVES = ("elbo", "one-step")
-"""The objectives of an `IrregularSeriesTask`: ``elbo`` (the negative ELBO of a `LatentODE`)
-and ``one-step`` (the one-step-ahead squared error of an `ODERNN`)."""
+SERIES_OBJECTIVES = ("elbo", "one-step", "context")
+"""The objectives of an `IrregularSeriesTask`: ``elbo`` (the negative ELBO of a `LatentODE`),
+``one-step`` (the one-step-ahead squared error of an `ODERNN` or a `GRUDelta`) and
+``context`` (their squared error from random contexts)."""
 
 
 def _check_series(data: Any, name: str) -> tuple[Array, Array, Array]:
@@ -361,11 +363,10 @@ def _check_series(data: Any, name: str) -> tuple[Array, Array, Array]:
 
 
 def _check_series_model(objective: str, model: Any) -> None:
-    wanted = LatentODE if objective == "elbo" else ODERNN
+    wanted = (LatentODE,) if objective == "elbo" else (ODERNN, GRUDelta)
     if not isinstance(model, wanted):
-        raise TypeError(
-            f"the {objective!r} objective trains a {wanted.__name__}; got {type(model).__name__}"
-        )
+        names = " or ".join(w.__name__ for w in wanted)
+        raise TypeError(f"the {objective!r} objective trains a {names}; got {type(model).__name__}")
 
 
 def _one_step(model: ODERNN, ts: Array, xs: Array, context: Array, t0: float) -> Array:
@@ -387,6 +388,8 @@ def _one_step(model: ODERNN, ts: Array, xs: Array, context: Array, t0: float) ->
 def _series_predict(objective: str, model: Any, ts, xs, context, t0: float) -> Array:
     if objective == "elbo":
         return model.reconstruct(ts, xs, context, ts_out=ts, t0=t0, key=None)[1]
+    if isinstance(model, GRUDelta):
+        return model(ts, xs, context, t0=t0)
     return _one_step(model, ts, xs, context, t0)
 
 
@@ -413,12 +416,28 @@ def _predictions(
     return jnp.split(predicted, n)
 
 
+def _random_contexts(key: PRNGKeyArray, mask: Array, held_out: float = 0.3) -> Array:
+    r"""One random context ``[B, T, D]`` per series: with probability 1/2 its first $k$
+    observed steps, $k$ uniform in $1 \dots$ (observed steps); else every observed step but
+    the first held out with probability ``held_out``."""
+    seen = jnp.any(mask, -1)
+    rank = jnp.cumsum(seen, axis=1)
+    count = rank[:, -1:]
+    k_kind, k_length, k_held = jax.random.split(key, 3)
+    late = jax.random.bernoulli(k_kind, 0.5, count.shape)
+    length = 1 + jnp.floor(jax.random.uniform(k_length, count.shape) * count)
+    after = seen & (rank > length)
+    held = seen & (rank > 1) & (jax.random.uniform(k_held, seen.shape) < held_out)
+    return mask & ~jnp.where(late, after, held)[..., None]
+
+
 def _series_loss(
     objective: str, model: Any, data: tuple[Array, ...], t0: float, key: PRNGKeyArray
 ) -> Array:
     if objective == "elbo":
         return _negative_elbo(model, data, t0, key)
-    (predicted,) = _predictions(objective, model, data, [data[2]], t0)
+    context = data[2] if objective == "one-step" else _random_contexts(key, data[2])
+    (predicted,) = _predictions(objective, model, data, [context], t0)
     return _masked_mse(predicted, data[1], data[2])
 
 
@@ -443,26 +462,37 @@ def _series_scores(
     contexts = [context for context, _ in splits.values()]
     if objective == "elbo":
         out = {"loss": _negative_elbo(model, data, t0, jax.random.key(0))}
-    else:  # the one-step predictions share the call with the held-out ones
+    elif objective == "one-step":  # the one-step predictions share the call with the others
         contexts = [mask, *contexts]
     predicted = _predictions(objective, model, data, contexts, t0)
-    if objective != "elbo":
+    if objective == "one-step":
         out = {"loss": _masked_mse(predicted.pop(0), xs, mask)}
+    scores = {}
     for (name, (_, target)), guess in zip(splits.items(), predicted, strict=True):
-        out[f"{name}_mse"] = _masked_mse(guess, xs, target)
+        scores[f"{name}_mse"] = _masked_mse(guess, xs, target)
+    if objective == "context":
+        out = {"loss": (scores["interpolation_mse"] + scores["extrapolation_mse"]) / 2}
+    out.update(scores)
     return out, dict(zip(splits, predicted, strict=True))
 
 
 class IrregularSeriesTask(AbstractTask):
-    r"""Learn irregularly sampled, padded time series with a `LatentODE` or an `ODERNN`.
+    r"""Learn irregularly sampled, padded time series with a `LatentODE`, an `ODERNN` or a
+    `GRUDelta`.
 
     Args:
         objective: ``elbo`` (a `LatentODE`): the negative ELBO
             (`LatentODE.negative_elbo`) summed over the series of the batch and divided by
-            their number of observed entries; or ``one-step`` (an `ODERNN`): the one-step-ahead
-            squared error $\sum_{b,i,d} m_{bid} (\hat x_{bid} - x_{bid})^2 / \sum m$, where
-            $\hat x_i = W\,\Phi_{t_{i-1} \to t_i}(h_{i-1}) + b$ is read out from the state after
-            the observations before $t_i$, evolved by the ODE to $t_i$ (`predict`).
+            their number of observed entries; ``one-step`` (an `ODERNN` or a `GRUDelta`): the
+            one-step-ahead squared error $\sum_{b,i,d} m_{bid} (\hat x_{bid} - x_{bid})^2 /
+            \sum m$, where $\hat x_i = W\,\Phi_{t_{i-1} \to t_i}(h_{i-1}) + b$ is read out
+            from the state after the observations before $t_i$, evolved by the ODE to $t_i$
+            (`predict`); or ``context`` (the same models): the same squared error of
+            predictions made from a random context of each series, drawn afresh every step
+            (half the series keep their first $k$ observed steps, $k$ uniform; the others
+            lose each observed step but the first with probability 0.3), so that the model
+            learns to carry its state across gaps; its held-out ``loss`` is the mean of the
+            interpolation and extrapolation errors.
         validation: held-out series ``(ts [B, T], xs [B, T, D], mask [B, T, D] bool)``
             (padded steps masked) to score the model on, or ``None``; the best model is the
             one with the lowest objective there (the ELBO's posterior draws use the same key
@@ -545,9 +575,9 @@ class IrregularSeriesTask(AbstractTask):
         context: Bool[Array, "t d"],
     ) -> Float[Array, "t d"]:
         r"""The model's prediction of every step of one series from the entries in
-        ``context``: the mean path $g(z(t_i))$ of `LatentODE.reconstruct` (``elbo``), or the
-        ODE-RNN's state after the context steps before $t_i$, evolved to $t_i$ and read out
-        (``one-step``)."""
+        ``context``: the mean path $g(z(t_i))$ of `LatentODE.reconstruct` (``elbo``), the
+        ODE-RNN's state after the context steps before $t_i$, evolved to $t_i$ and read out,
+        or the `GRUDelta`'s prediction (``one-step``, ``context``)."""
         _check_series_model(self.objective, model)
         return _series_predict(self.objective, model, ts, xs, context, self.t0)
 
