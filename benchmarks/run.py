@@ -41,6 +41,7 @@ GPU_ARGS = {
     "rnn_lyapunov.py": ["--t-sim", "5"],
     "discovery_homotopy.py": ["--steps", "12"],
     "kuranet_train.py": ["--steps", "20"],
+    "rnn_cost_scaling.py": ["--ns", "250,500,1000,2000,4000", "--ks", "10,20,40,80,160"],
     "trainer_overhead.py": ["--repeats", "3"],
 }
 
