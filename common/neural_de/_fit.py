@@ -446,7 +446,12 @@ class NodeFitResult:
             out["baseline"] = "per-node MLP" if cfg.dataset == "block-model" else "zeros"
             out.update({f"baseline_{k}": v for k, v in self.baseline.items()})
         out["validation_loss"] = train.best_loss if train.selected_by == "validation" else None
-        out.update(
+        return out | self._training_metrics()
+
+    def _training_metrics(self) -> dict[str, Any]:
+        """What every choice reports of its training: selection, steps, size and speed."""
+        train = self.train
+        out = dict(
             selected_by=train.selected_by,
             best_step=train.best_step,
             final_loss=train.final_loss,
@@ -460,22 +465,11 @@ class NodeFitResult:
         return out
 
     def _problem_metrics(self) -> dict[str, Any]:
-        cfg, train = self.config, self.train
+        cfg = self.config
         out: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset}
         out.update(self.test)
         out.update(self.baseline)
-        out.update(
-            selected_by=train.selected_by,
-            best_step=train.best_step,
-            final_loss=train.final_loss,
-            steps=train.steps,
-            parameters=self.model.num_parameters(),
-            seconds=train.seconds,
-            steps_per_second=train.steps_per_second,
-        )
-        if train.diverged_at is not None:
-            out["diverged_at"] = train.diverged_at
-        return out
+        return out | self._training_metrics()
 
 
 class _NodeMLP(eqx.Module):
