@@ -167,8 +167,10 @@ def _stop(tree: Any) -> Any:
 
 
 def _straight_through(objective: Array, score: Array) -> Array:
-    """Value ``score``, gradient of ``objective``."""
-    return objective + jax.lax.stop_gradient(score - objective)
+    """Value ``score`` (exactly), gradient of ``objective``. Written as ``objective +
+    stop_gradient(score - objective)``, a huge objective would cancel the score away (1e16 +
+    (1 - 1e16) is 0 in float32) and a zero loss would be selected as the best model."""
+    return jax.lax.stop_gradient(score) + (objective - jax.lax.stop_gradient(objective))
 
 
 # ----------------------------------------------------------------------------------------

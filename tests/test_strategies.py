@@ -111,6 +111,21 @@ def test_shooting_on_exact_data_has_zero_loss(data):
         np.testing.assert_allclose(float(aux["continuity"]), (0.1**2 + carried**2) / 4, rtol=1e-6)
 
 
+def test_selection_score_survives_a_huge_objective(data):
+    """The loss's value is the uncoupled score even when the coupled objective is huge, and
+    its gradient is the objective's: far-off segment starts must not make a zero loss."""
+    shoot = MultipleShooting(segments=3, continuity=1.0, solve=SOLVE, select_uncoupled=True)
+    small = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), data)
+    params = shoot.init(Decay(jnp.asarray(W_TRUE, jnp.float32)), small)
+    params = eqx.tree_at(lambda p: p.corrections, params, params.corrections + 1e8)
+    loss, aux = shoot.loss(params, small, jax.random.key(0))
+    assert float(aux["objective"]) > 1e15
+    assert float(loss) == float(aux["mse"]) < 1e-6  # the exact field: its score is ~0
+    grads = jax.grad(lambda p: shoot.loss(p, small, jax.random.key(0))[0])(params)
+    objective_grads = jax.grad(lambda p: shoot.objective(p, small)[0])(params)
+    np.testing.assert_allclose(grads.corrections, objective_grads.corrections, rtol=1e-6)
+
+
 def test_homotopy_gradient_matches_finite_differences(data):
     with jax.enable_x64(True):
         homotopy = Homotopy.from_data(data, k=3.0, solve=SOLVE)
