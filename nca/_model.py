@@ -358,6 +358,13 @@ class AbstractNCA(AbstractModel):
     def _rolls_channels_last(self) -> bool:
         return type(self).increment_channels_last is not AbstractNCA.increment_channels_last
 
+    def _loop_step(self, x: Array, key: PRNGKeyArray, last: bool) -> Array:
+        """One step of a rollout loop: on ``[H, W, C]`` states when ``last`` (a variant with
+        a channels-last increment keeps that layout between steps), else `step`."""
+        if last:
+            return self.cells.apply_channels_last(x, self.increment_channels_last(x), key)
+        return self.step(x, key)
+
     @classmethod
     def upgrade_hyperparameters(cls, hyperparameters: dict[str, Any], *, version: str) -> dict:
         """Files of diffdyn 0.1.0 list the seven `Cells` arguments among the model's own; they
@@ -456,9 +463,9 @@ class AbstractNCA(AbstractModel):
         last = split is None and self._rolls_channels_last()
 
         def body(x: Array, k: PRNGKeyArray) -> tuple[Array, None]:
-            if last:
-                return self.cells.apply_channels_last(x, self.increment_channels_last(x), k), None
-            return self.step(x, k, split=split), None
+            if split is not None:
+                return self.step(x, k, split=split), None
+            return self._loop_step(x, k, last), None
 
         if checkpoint:
             body = jax.checkpoint(body)

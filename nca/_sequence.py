@@ -421,11 +421,12 @@ class SequenceTask(AbstractTask):
         and the state regulariser averaged over the states after each step."""
         longest = max(self.steps_per_interval[: self.training_frames - 1])
         low, high = self.state_range
+        last = model._rolls_channels_last()  # the rollout's faster layout, as in NCA.rollout
 
         def body(carry: tuple[Array, Array], inputs: tuple[Array, Array]) -> tuple[Any, None]:
             state, reg = carry
             i, k = inputs
-            new = model.step(state, k)
+            new = model._loop_step(state, k, last)
             active = i < steps
             state = jnp.where(active, new, state)
             reg = reg + jnp.where(active, state_regulariser(new, low, high), 0.0)
@@ -435,8 +436,9 @@ class SequenceTask(AbstractTask):
             body = jax.checkpoint(body)
         keys = jax.random.split(key, longest)
         zero = jnp.zeros((), x.dtype)
-        (final, reg), _ = jax.lax.scan(body, (x, zero), (jnp.arange(longest), keys))
-        return final, reg / steps
+        start = jnp.moveaxis(x, 0, -1) if last else x
+        (final, reg), _ = jax.lax.scan(body, (start, zero), (jnp.arange(longest), keys))
+        return (jnp.moveaxis(final, -1, 0) if last else final), reg / steps
 
     def loss(
         self, model: AbstractNCA, batch: dict[str, Array], key: PRNGKeyArray

@@ -265,6 +265,27 @@ def test_steps_are_proportional_to_the_time_gaps():
     np.testing.assert_array_equal(rollout[0, :, 0, 0, 0], [0.0, 3.0])
 
 
+def test_advance_equals_the_step_loop_in_its_faster_layout():
+    """`advance` keeps the state channels-last between steps (the rollout's layout) and
+    ends where stepping channels-first with the same keys ends, stochastic firing included."""
+    y = uniform_frames(1, 6, 4, 6, 6)
+    task = SequenceTask(y, held_out=2, steps_per_frame=3)
+    model = NCA(Cells(4, fire_rate=0.5), 16, key=KEY)
+    model = eqx.tree_at(
+        lambda m: m.net.output_layer.weight,
+        model,
+        0.1 * jax.random.normal(KEY, model.net.output_layer.weight.shape),
+    )
+    x = jax.random.uniform(jax.random.key(1), (4, 6, 6))
+    keys = jax.random.split(jax.random.key(2), max(task.steps_per_interval))
+    expected = x
+    for k in keys[:2]:
+        expected = model.step(expected, k)
+    end, _ = task.advance(model, x, 2, jax.random.key(2))
+    assert float(jnp.max(jnp.abs(expected - x))) > 1e-3  # the steps did change the state
+    np.testing.assert_allclose(end, expected, atol=1e-6)
+
+
 # ------------------------------------------------------------------ validation and refusals
 def test_the_untrained_nca_scores_exactly_persistence():
     """The zero-initialised NCA is the identity, so its held-out error is persistence's."""

@@ -15,11 +15,13 @@ HEAVY = {
     "kuranet_global",
     "kuranet_image",
     "nca",
+    "nca_data",
     "neural_de_irregular",
     "neural_de_quickstart",
     "neural_de_tutorials",
     "neural_de_zoo",
     "pde",
+    "rnn_training",
 }
 CASES = [
     pytest.param(p, id=p.stem, marks=[pytest.mark.heavy] if p.stem in HEAVY else [])
