@@ -121,6 +121,9 @@ from ._experiments import (
     train_experiment as train_experiment,
 )
 from ._figures import (
+    ablation_plot as ablation_plot,
+)
+from ._figures import (
     coupling_vs_distance as coupling_vs_distance,
 )
 from ._figures import (
@@ -196,6 +199,9 @@ from ._kuranet import (
     segmentation_loss as segmentation_loss,
 )
 from ._sweep import (
+    ABLATIONS as ABLATIONS,
+)
+from ._sweep import (
     RESULT_COLUMNS as RESULT_COLUMNS,
 )
 from ._sweep import (
@@ -203,6 +209,9 @@ from ._sweep import (
 )
 from ._sweep import (
     claim_holds as claim_holds,
+)
+from ._sweep import (
+    discovery_dataset as discovery_dataset,
 )
 from ._sweep import (
     discovery_ensemble as discovery_ensemble,
@@ -303,6 +312,7 @@ __all__ = [
     "phase_map",
     "kuranet_figures",
     "discovery_fit_plot",
+    "ablation_plot",
     "LotkaVolterra",
     "Lorenz63",
     "DoublePendulum",
@@ -330,7 +340,9 @@ __all__ = [
     "load_trajectory",
     "trajectory_dataset",
     "DiscoverConfig",
+    "ABLATIONS",
     "resolve_discovery",
+    "discovery_dataset",
     "discovery_run",
     "discovery_ensemble",
     "sweep_runs",

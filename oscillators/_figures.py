@@ -1,5 +1,6 @@
 """Figures of phase networks (phase rasters, R(t), coupling vs feature distance, phase maps)
-and of dynamics discovery (a learnt model against its data, the training MSE)."""
+and of dynamics discovery (a learnt model against its data, the training MSE, an ablation's
+metrics against the varied setting)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ __all__ = [
     "phase_map",
     "kuranet_figures",
     "discovery_fit_plot",
+    "ablation_plot",
 ]
 
 
@@ -199,5 +201,80 @@ def discovery_fit_plot(
         ax.set_title(f"{title}: {names[i]}" if title else names[i], fontsize=9)
         ax.legend(fontsize=6, loc="upper right")
     axes[-1, 0].set_xlabel("t")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+#: Axis labels of the settings an ablation varies, and of the metrics it plots.
+_ABLATION_LABELS = {
+    "train_span": "span of the training window T",
+    "dt": "sampling interval Δt",
+    "noise": "noise level",
+    "width": "hidden width",
+    "interp_mse": "interpolation MSE (noisy data)",
+    "interp_mse_clean": "interpolation MSE (clean)",
+    "extrap_mse": "extrapolation MSE",
+    "best_step": "step of the best model",
+}
+
+
+def ablation_plot(
+    summary: list[dict[str, Any]],
+    path: str | os.PathLike,
+    *,
+    metrics: tuple[str, ...] = ("interp_mse_clean", "extrap_mse", "best_step"),
+) -> Path:
+    """The metrics of an ablation against the varied value: one row of panels per
+    ``system:model`` target, one panel per metric of ``metrics``, one line per method, each
+    point the mean over seeds with its standard error as an error bar (MSEs on a log axis).
+
+    Args:
+        summary: the entries of `summarise_results` for the rows of an ablation (each with
+            ``vary`` and ``value``).
+        path: the PNG to write.
+        metrics: the columns of `RESULT_COLUMNS` to plot.
+    """
+    if not summary or any("value" not in e for e in summary):
+        raise ValueError("ablation_plot needs the summary of an ablation (entries with value)")
+    vary = summary[0]["vary"]
+    targets = list(dict.fromkeys((e["system"], e["model"]) for e in summary))
+    methods = list(dict.fromkeys(e["method"] for e in summary))
+    fig, axes = figure(
+        len(targets),
+        len(metrics),
+        figsize=(3.6 * len(metrics), 2.8 * len(targets)),
+        squeeze=False,
+    )
+    for row, (system, model) in enumerate(targets):
+        for col, metric in enumerate(metrics):
+            ax = axes[row, col]
+            for i, method in enumerate(methods):
+                entries = [
+                    e
+                    for e in summary
+                    if (e["system"], e["model"], e["method"]) == (system, model, method)
+                ]
+                entries.sort(key=lambda e: e["value"])
+                x = np.asarray([e["value"] for e in entries], float)
+                y = np.asarray([e[metric] for e in entries], float)
+                se = np.nan_to_num(np.asarray([e[f"{metric}_se"] for e in entries], float))
+                y = np.where(np.isfinite(y), y, np.nan)  # a failed fit leaves a gap
+                seeds = max((e["seeds"] for e in entries), default=0)
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=se,
+                    marker="os^Dv"[i % 5],
+                    ms=4,
+                    capsize=3,
+                    label=f"{method} ({seeds} seeds)",
+                )
+            if metric != "best_step":
+                ax.set_yscale("log")
+            ax.set_xlabel(_ABLATION_LABELS.get(vary, vary))
+            ax.set_ylabel(_ABLATION_LABELS.get(metric, metric))
+            ax.set_title(f"{system}, {model}", fontsize=9)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, title="mean ± s.e.", title_fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -5,7 +5,11 @@ one fit (`discovery_run`) or, with ``sweep``, every method for every seed and ev
 ``system:model`` target (`discovery_sweep`): the seeds of one method and target train together
 as one ensemble (`discovery_ensemble`, one vmapped program), ``workers`` ensembles at a time in
 separate processes; then the report (`write_results`: ``results.csv``, ``results.md`` and the
-claim check of `claim_holds`).
+claim check of `claim_holds`). A run's data (`discovery_dataset`) are the simulated system,
+sampled as ``dt`` and ``train_span`` say, or a user's trajectory file (``data``). An ablation
+(``vary`` and ``values``) is a sweep over the values of one setting, the others fixed; its
+report has a row per value and method and a figure of the metrics against the value
+(`ablation_plot`).
 
 Settings left unset take the published values of the system, model and method
 (`DISCOVERY_PRESETS`); `resolve_discovery` fills them in once and gives the config of the run
@@ -18,6 +22,7 @@ import csv
 import dataclasses
 import io
 import math
+import typing
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -44,16 +49,21 @@ from ._discovery import (
     Model,
     System,
     build_discovery_model,
+    check_model_dim,
     discovery_settings,
     fit_system,
     fit_systems,
+    load_trajectory,
+    trajectory_dataset,
 )
-from ._figures import discovery_fit_plot
-from ._systems import SYSTEMS, make_dataset
+from ._figures import ablation_plot, discovery_fit_plot
+from ._systems import SYSTEMS, Dataset, make_dataset
 
 __all__ = [
     "DiscoverConfig",
+    "ABLATIONS",
     "resolve_discovery",
+    "discovery_dataset",
     "discovery_run",
     "discovery_ensemble",
     "sweep_runs",
@@ -83,7 +93,14 @@ _METHOD_SETTINGS = {
     "decrements": "homotopy",
     "ratio": "homotopy",
 }
-_SWEEP_FIELDS = ("methods", "seeds", "targets", "workers", "ensemble")
+_SWEEP_FIELDS = ("methods", "seeds", "targets", "workers", "ensemble", "vary", "values")
+#: Settings of the simulated data, refused with a data file.
+_SIMULATION_SETTINGS = ("noise", "data_seed", "dt", "train_span")
+
+Ablation = Literal["train_span", "dt", "noise", "width"]
+ABLATIONS: tuple[str, ...] = typing.get_args(Ablation)
+"""What an ablation sweep (``vary``) can vary: the span of the training window, the sampling
+interval, the noise level, the hidden width."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +131,16 @@ class DiscoverConfig:
         ratio: homotopy: the decrement ratio r (None: the published value).
         noise: the noise level of the observations (None: the system's).
         data_seed: the seed of the measurement noise.
+        dt: the sampling interval of the simulated data (None: the system's); the training
+            and extrapolation windows keep their spans in time (`make_dataset`).
+        train_span: the span in time of the training window of the simulated data (None: the
+            system's, e.g. 6.0 for Lotka-Volterra), sampled every dt.
+        data: a trajectory file to learn from instead of the simulated system: .csv (header,
+            then time, state... per row), .npy ([T, 1 + D], time in column 0) or .npz (ts [T],
+            ys [T, D]); the system then only chooses the published settings (and the gray
+            box's equations); noise, data_seed, dt and train_span are refused.
+        train_points: with data: the first train_points samples are the training window, the
+            rest the extrapolation window (None: T - floor(T / 3), two thirds).
         learn_rates: gray box: train a and d too.
         graybox_inputs: gray box: what the MLP sees, the state (x, y) or the interaction x y.
         sweep: run every method of methods for every seed of seeds and every target, and write
@@ -124,6 +151,10 @@ class DiscoverConfig:
         workers: sweep: fits (ensembles, with ensemble) run at once, each in its own process.
         ensemble: sweep: train the seeds of each method and target together, as one ensemble
             (one vmapped program; each member equals its own run); otherwise one run per seed.
+        vary: sweep: an ablation: the setting that takes each of values in turn, the others
+            fixed, for every target, method and seed; the report then has a row per value
+            and method and a figure of the metrics against the value.
+        values: sweep: the values of vary (whole numbers for width).
         solve: how the ODEs are solved.
         optim: the optimiser (fields left at these defaults: the published AdamW settings).
         train: the training run (train.steps left at its default: the published length).
@@ -142,6 +173,10 @@ class DiscoverConfig:
     ratio: float | None = None
     noise: float | None = None
     data_seed: int = 10
+    dt: float | None = None
+    train_span: float | None = None
+    data: str = ""
+    train_points: int | None = None
     learn_rates: bool = False
     graybox_inputs: Literal["state", "interaction"] = "state"
     sweep: bool = False
@@ -150,6 +185,8 @@ class DiscoverConfig:
     targets: tuple[Target, ...] = ()
     workers: int = 1
     ensemble: bool = True
+    vary: Ablation | None = None
+    values: tuple[float, ...] = ()
     solve: SolveConfig = PUBLISHED_SOLVE
     optim: OptimConfig = OptimConfig("adamw", 0.05, weight_decay=0.01)
     train: TrainConfig = TrainConfig(steps=600, log_every=100, progress=False)
@@ -172,6 +209,9 @@ class DiscoverConfig:
             given = [n for n in _SWEEP_FIELDS if getattr(self, n) != getattr(default, n)]
             if given:
                 raise ValueError(f"{', '.join(given)}: settings of a sweep; add --sweep")
+        self._check_data(default)
+        if self.sweep:
+            self._check_ablation()
         pairs = self.pairs()
         methods = self.methods if self.sweep else (self.method,)
         for system, model in pairs:
@@ -191,6 +231,56 @@ class DiscoverConfig:
                 "train.validate_every: a discovery fit has no held-out data (the model is "
                 "selected by its uncoupled training MSE)"
             )
+
+    def _check_data(self, default: Any) -> None:
+        """Refuse bad data settings: simulation settings with a data file, a split without
+        one."""
+        for name in ("dt", "train_span"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0; got {value}")
+        if not self.data:
+            if self.train_points is not None:
+                raise ValueError("train_points splits a data file: give --data too")
+            return
+        if self.sweep:
+            raise ValueError(
+                "data: a sweep runs the simulated systems; fit a data file one run at a time"
+            )
+        for name in _SIMULATION_SETTINGS:
+            if getattr(self, name) != getattr(default, name):
+                raise ValueError(
+                    f"{name} is a setting of the simulated data; a data file (data = "
+                    f"{self.data!r}) replaces them"
+                )
+        if self.train_points is not None and (
+            isinstance(self.train_points, bool) or self.train_points < 2
+        ):
+            raise ValueError(f"train_points must be >= 2; got {self.train_points}")
+
+    def _check_ablation(self) -> None:
+        """Refuse an ablation without values, values without an ablation, a varied setting
+        that is also given, and values it cannot take."""
+        if self.vary is None:
+            if self.values:
+                raise ValueError("values are the values of an ablation: give --vary too")
+            return
+        if not self.values:
+            raise ValueError(f"vary = {self.vary}: give its values (--values)")
+        if getattr(self, self.vary) is not None:
+            raise ValueError(
+                f"{self.vary} is varied by the ablation (values {list(self.values)}); leave it "
+                "unset"
+            )
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"values must be distinct; got {list(self.values)}")
+        for v in self.values:
+            if self.vary == "width" and not (float(v).is_integer() and v >= 1):
+                raise ValueError(f"values of width must be whole numbers >= 1; got {v}")
+            if self.vary == "noise" and not v >= 0:
+                raise ValueError(f"values of noise must be >= 0; got {v}")
+            if self.vary in ("dt", "train_span") and not 0 < v < math.inf:
+                raise ValueError(f"values of {self.vary} must be finite numbers > 0; got {v}")
 
     def pairs(self) -> list[tuple[str, str]]:
         """The ``(system, model)`` pairs that run: the sweep's targets, or the one pair."""
@@ -272,7 +362,9 @@ def resolve_discovery(
     )
     filled = {n: getattr(settings, n) for n in ("width", "depth")}
     filled.update({n: getattr(settings, n) for n, m in _METHOD_SETTINGS.items() if m == cfg.method})
-    noise = SYSTEMS[cfg.system].noise if cfg.noise is None else cfg.noise
+    noise = cfg.noise
+    if noise is None and not cfg.data:  # a data file has no noise level to fill in
+        noise = SYSTEMS[cfg.system].noise
     ran = dataclasses.replace(
         cfg,
         **filled,
@@ -283,6 +375,20 @@ def resolve_discovery(
     return ran, settings
 
 
+def discovery_dataset(cfg: DiscoverConfig) -> tuple[Dataset, tuple[str, ...]]:
+    """The data of a run of ``cfg`` and the names of its state components: the trajectory in
+    ``cfg.data`` (`load_trajectory`, split by `trajectory_dataset` at ``cfg.train_points``)
+    or the simulation of ``cfg.system`` (`make_dataset` with ``cfg.noise``, ``cfg.data_seed``,
+    ``cfg.dt`` and ``cfg.train_span``)."""
+    if cfg.data:
+        ts, ys, names = load_trajectory(cfg.data)
+        return trajectory_dataset(ts, ys, train_points=cfg.train_points), names
+    dataset = make_dataset(
+        cfg.system, seed=cfg.data_seed, noise=cfg.noise, dt=cfg.dt, train_span=cfg.train_span
+    )
+    return dataset, SYSTEMS[cfg.system].state_names
+
+
 def discovery_run(
     cfg: DiscoverConfig,
     *,
@@ -291,38 +397,21 @@ def discovery_run(
     resume: bool = False,
     given: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """One fit of ``cfg`` (not a sweep) with model seed ``seed``, in float64.
+    """One fit of ``cfg`` (not a sweep) with model seed ``seed``, in float64, on the data of
+    `discovery_dataset`: the simulated system or, with ``cfg.data``, a user's trajectory (the
+    model is then built for its state dimension, starts from its first observation and is
+    scored on the observed continuation). The same data give the same fit whichever way they
+    came.
 
     With ``out`` it writes there the config that ran (``config.yaml``), TensorBoard events
     (``tb/``), the checkpoint and the trained pytrees (``model.eqx``, ``best.eqx``), the
     selected vector field (``best_field.eqx``) and figures (``figures/fit.png``,
     ``figures/mse.png``); ``resume`` continues from the checkpoint there. Returns the metrics
     of `fit_system` with ``system``, ``model``, ``method``, ``seed`` (and the gray box's learnt
-    ``a``, ``d``).
+    ``a``, ``d``); for a data file ``data`` and ``state_dim`` instead of ``system``, and no
+    ``interp_mse_clean`` (a file has no clean trajectory).
     """
-    ran, settings = resolve_discovery(cfg, given)
-    out = None if out is None else Path(out)
-    if out is not None:
-        write_config(ran, out / "config.yaml")
-    logger = None if out is None else TensorBoardLogger(out / "tb")
-    try:
-        with jax.enable_x64(True):
-            dataset = make_dataset(ran.system, seed=ran.data_seed, noise=ran.noise)
-            field, train_key = _seeded_field(ran, settings, seed)
-            result, metrics = fit_system(
-                field,
-                dataset,
-                settings,
-                train_key,
-                train=ran.train,
-                logger=logger,
-                out=out,
-                resume=resume,
-            )
-            return _finish_run(ran, settings, dataset, result, metrics, seed, out)
-    finally:
-        if logger is not None:
-            logger.close()
+    return _fit_runs(cfg, [seed], out, resume, given, ensemble=False)[0]
 
 
 def discovery_ensemble(
@@ -342,36 +431,58 @@ def discovery_ensemble(
     ``config.yaml``, ``best_field.eqx``, figures). Returns the metrics of each run, in the order
     of ``seeds`` (``seconds`` is the ensemble's time).
     """
+    return _fit_runs(cfg, seeds, out, resume, given, ensemble=True)
+
+
+def _fit_runs(
+    cfg: DiscoverConfig,
+    seeds: list[int],
+    out: str | Path | None,
+    resume: bool,
+    given: Collection[str] | None,
+    *,
+    ensemble: bool,
+) -> list[dict[str, Any]]:
+    """The body of `discovery_ensemble` (``ensemble``) and of `discovery_run` (one seed,
+    trained alone, its outputs directly under ``out``)."""
+    single = not ensemble
+    dataset, names = discovery_dataset(cfg)  # a bad file fails before anything is written
+    check_model_dim(cfg.system, cfg.model, dataset.state_dim)
     ran, settings = resolve_discovery(cfg, given)
     out = None if out is None else Path(out)
+    if single and out is not None:
+        write_config(ran, out / "config.yaml")
     logger = None if out is None else TensorBoardLogger(out / "tb")
     try:
         with jax.enable_x64(True):
-            dataset = make_dataset(ran.system, seed=ran.data_seed, noise=ran.noise)
-            fields, keys = zip(*(_seeded_field(ran, settings, seed) for seed in seeds), strict=True)
-            ensemble, metrics = fit_systems(
-                list(fields),
-                dataset,
-                settings,
-                list(keys),
-                train=ran.train,
-                logger=logger,
-                out=out,
-                resume=resume,
+            fields, keys = zip(
+                *(_seeded_field(ran, settings, seed, dataset.state_dim) for seed in seeds),
+                strict=True,
             )
+            train = {"train": ran.train, "logger": logger, "out": out, "resume": resume}
+            if single:
+                result, metrics = fit_system(fields[0], dataset, settings, keys[0], **train)
+                members, all_metrics = [result], [metrics]
+            else:
+                fitted, all_metrics = fit_systems(
+                    list(fields), dataset, settings, list(keys), **train
+                )
+                members = fitted.members
             runs = []
-            for seed, result, m in zip(seeds, ensemble.members, metrics, strict=True):
-                folder = None if out is None else out / f"seed{seed}"
-                if folder is not None:
+            for seed, result, m in zip(seeds, members, all_metrics, strict=True):
+                folder = out if single or out is None else out / f"seed{seed}"
+                if folder is not None and not single:
                     write_config(ran, folder / "config.yaml")
-                runs.append(_finish_run(ran, settings, dataset, result, m, seed, folder))
+                runs.append(_finish_run(ran, settings, dataset, names, result, m, seed, folder))
             return runs
     finally:
         if logger is not None:
             logger.close()
 
 
-def _seeded_field(ran: DiscoverConfig, settings: DiscoverySettings, seed: int) -> tuple:
+def _seeded_field(
+    ran: DiscoverConfig, settings: DiscoverySettings, seed: int, state_dim: int
+) -> tuple:
     """The initial vector field of model seed ``seed`` and the key of its training run."""
     model_key, train_key = jax.random.split(jax.random.key(seed))
     field = build_discovery_model(
@@ -381,6 +492,7 @@ def _seeded_field(ran: DiscoverConfig, settings: DiscoverySettings, seed: int) -
         model_key,
         learn_rates=ran.learn_rates,
         inputs=ran.graybox_inputs,
+        state_dim=state_dim,
     )
     return field, train_key
 
@@ -388,7 +500,8 @@ def _seeded_field(ran: DiscoverConfig, settings: DiscoverySettings, seed: int) -
 def _finish_run(
     ran: DiscoverConfig,
     settings: DiscoverySettings,
-    dataset: Any,
+    dataset: Dataset,
+    names: tuple[str, ...],
     result: Any,
     metrics: dict[str, Any],
     seed: int,
@@ -398,20 +511,34 @@ def _finish_run(
     best = result.best_model
     if out is not None:
         best.save(out / "best_field.eqx")
-        metrics["figures"] = _figures(out, dataset, best, result, settings.solve)
+        metrics["figures"] = _figures(out, dataset, names, best, result, settings.solve, ran)
     if ran.model == "graybox":
         a, d = best.physics
         metrics.update(a=float(a), d=float(d))
-    metrics.update(system=ran.system, model=ran.model, method=ran.method, seed=seed)
+    if ran.data:
+        metrics.pop("interp_mse_clean")
+        metrics.update(data=ran.data, state_dim=dataset.state_dim)
+    else:
+        metrics["system"] = ran.system
+    metrics.update(model=ran.model, method=ran.method, seed=seed)
     return metrics
 
 
-def _figures(out: Path, dataset: Any, field: Any, result: Any, solve: SolveConfig) -> list[str]:
+def _figures(
+    out: Path,
+    dataset: Dataset,
+    names: tuple[str, ...],
+    field: Any,
+    result: Any,
+    solve: SolveConfig,
+    ran: DiscoverConfig,
+) -> list[str]:
     ts = np.concatenate([dataset.ts, dataset.ts_extrap])
     dense = np.linspace(ts[0], ts[-1], 400)
     ys = np.asarray(solve.solve(field, jnp.asarray(dataset.y0), jnp.asarray(dense), throw=False))
-    names = SYSTEMS[dataset.name].state_names
-    fit = discovery_fit_plot(dataset, dense, ys, out / "figures" / "fit.png", names=names)
+    fit = discovery_fit_plot(
+        dataset, dense, ys, out / "figures" / "fit.png", names=names, observed=bool(ran.data)
+    )
     mse = plot_training(
         result,
         out / "figures" / "mse.png",
@@ -425,31 +552,42 @@ def _figures(out: Path, dataset: Any, field: Any, result: Any, solve: SolveConfi
 def sweep_runs(
     cfg: DiscoverConfig, given: Collection[str] | None = None
 ) -> list[tuple[str, DiscoverConfig, int]]:
-    """The runs of the sweep ``cfg``, in order (targets, then methods, then seeds): each as
-    its folder name, its one-run config and its model seed. Every run is resolved here, so that
-    bad settings fail before anything is compiled."""
+    """The runs of the sweep ``cfg``, in order (targets, then the values of an ablation, then
+    methods, then seeds): each as its folder name (``<system>-<model>[/<vary>=<value>]/
+    <method>/seed<seed>``), its one-run config and its model seed. Every run is resolved here,
+    so that bad settings fail before anything is compiled."""
     if not cfg.sweep:
         raise ValueError("sweep_runs needs a sweep config (sweep=True)")
     runs = []
+    values = cfg.values if cfg.vary is not None else (None,)
     for system, model in cfg.pairs():
-        for method in cfg.methods:
-            one = dataclasses.replace(
-                cfg,
-                system=system,
-                model=model,
-                method=method,
-                **{n: None for n, m in _METHOD_SETTINGS.items() if m != method},
-                **{n: getattr(_DEFAULTS, n) for n in ("sweep", *_SWEEP_FIELDS)},
-                **(
-                    {}
-                    if model == "graybox"
-                    else {n: getattr(_DEFAULTS, n) for n in ("learn_rates", "graybox_inputs")}
-                ),
-            )
-            resolve_discovery(one, given)
-            for seed in cfg.seeds:
-                runs.append((f"{system}-{model}/{method}/seed{seed}", one, seed))
+        for value in values:
+            varied = {} if value is None else {cfg.vary: _ablation_value(cfg.vary, value)}
+            step = "" if value is None else f"/{cfg.vary}={value:g}"
+            for method in cfg.methods:
+                one = dataclasses.replace(
+                    cfg,
+                    system=system,
+                    model=model,
+                    method=method,
+                    **{n: None for n, m in _METHOD_SETTINGS.items() if m != method},
+                    **{n: getattr(_DEFAULTS, n) for n in ("sweep", *_SWEEP_FIELDS)},
+                    **(
+                        {}
+                        if model == "graybox"
+                        else {n: getattr(_DEFAULTS, n) for n in ("learn_rates", "graybox_inputs")}
+                    ),
+                    **varied,
+                )
+                resolve_discovery(one, given)
+                for seed in cfg.seeds:
+                    runs.append((f"{system}-{model}{step}/{method}/seed{seed}", one, seed))
     return runs
+
+
+def _ablation_value(vary: str, value: float) -> float | int:
+    """``value`` as the setting ``vary`` takes it (an int for the width)."""
+    return int(value) if vary == "width" else float(value)
 
 
 def _sweep_job(
@@ -480,8 +618,9 @@ def discovery_sweep(
     resume: bool = False,
     given: Collection[str] | None = None,
 ) -> dict:
-    """Run every run of `sweep_runs` under ``out/<system>-<model>/<method>/``, the seeds of
-    each method and target as one ensemble (``cfg.ensemble``) or one run each, ``cfg.workers``
+    """Run every run of `sweep_runs` under its folder (``out/<system>-<model>/<method>/``,
+    with ``<vary>=<value>/`` before the method in an ablation), the seeds of each method,
+    target and value as one ensemble (``cfg.ensemble``) or one run each, ``cfg.workers``
     methods and targets at a time (each in its own process when more than one), and write the
     report (`write_results`) after every finished job, so that a stopped sweep leaves the table
     of the runs done so far; its rows are in the order of `sweep_runs` whatever order jobs
@@ -492,13 +631,16 @@ def discovery_sweep(
         jobs.setdefault(name.rsplit("/", 1)[0], (one, []))[1].append(seed)
     done: dict[int, list[dict[str, Any]]] = {}
 
-    def record(i: int, metrics: list[dict[str, Any]]) -> None:
+    def record(i: int, one: DiscoverConfig, metrics: list[dict[str, Any]]) -> None:
+        if cfg.vary is not None:  # the row of an ablation says where it stands
+            for m in metrics:
+                m.update(vary=cfg.vary, value=getattr(one, cfg.vary))
         done[i] = metrics
         write_results([m for j in sorted(done) for m in done[j]], out)
 
     if cfg.workers == 1:
         for i, (name, (one, seeds)) in enumerate(jobs.items()):
-            record(i, _sweep_job(one, seeds, out / name, cfg.ensemble, resume, None, given))
+            record(i, one, _sweep_job(one, seeds, out / name, cfg.ensemble, resume, None, given))
     else:
         import concurrent.futures
         import multiprocessing
@@ -523,11 +665,11 @@ def discovery_sweep(
                     resume,
                     cache,
                     given,
-                ): i
+                ): (i, one)
                 for i, (name, (one, seeds)) in enumerate(jobs.items())
             }
             for future in concurrent.futures.as_completed(futures):
-                record(futures[future], future.result())
+                record(*futures[future], future.result())
     return write_results([m for j in sorted(done) for m in done[j]], out)
 
 
@@ -578,32 +720,42 @@ def _mean_se(values: list[Any]) -> tuple[float, float]:
 
 
 def summarise_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per ``(system, model, method)`` of ``rows`` (the metrics of runs), in the
-    order they first appear: ``system``, ``model``, ``method``, ``seeds`` (the number of runs)
-    and, for each column ``c`` of `RESULT_COLUMNS`, the mean ``c`` over the runs where it is
-    finite and its standard error ``c_se`` (NaN for one run; a mean of no finite value is
-    ``inf``)."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    """One entry per ``(system, model, method)`` of ``rows`` (the metrics of runs; per
+    ``(system, model, value, method)`` for the rows of an ablation, which carry ``vary`` and
+    ``value``), in the order they first appear: ``system``, ``model`` (``vary``, ``value``),
+    ``method``, ``seeds`` (the number of runs) and, for each column ``c`` of `RESULT_COLUMNS`,
+    the mean ``c`` over the runs where it is finite and its standard error ``c_se`` (NaN for
+    one run; a mean of no finite value is ``inf``)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["system"], r["model"], r["method"]), []).append(r)
+        where = (r["vary"], r["value"]) if "value" in r else ()
+        groups.setdefault((r["system"], r["model"], *where, r["method"]), []).append(r)
     out = []
-    for (system, model, method), runs in groups.items():
-        entry: dict[str, Any] = {"system": system, "model": model, "method": method}
-        entry["seeds"] = len(runs)
+    for key, runs in groups.items():
+        entry: dict[str, Any] = {"system": key[0], "model": key[1]}
+        if len(key) == 5:
+            entry.update(vary=key[2], value=key[3])
+        entry.update(method=key[-1], seeds=len(runs))
         for c in RESULT_COLUMNS:
-            entry[c], entry[f"{c}_se"] = _mean_se([r[c] for r in runs])
+            entry[c], entry[f"{c}_se"] = _mean_se([r.get(c) for r in runs])
         out.append(entry)
     return out
+
+
+def _target(entry: dict[str, Any]) -> str:
+    """``system:model`` of an entry (and ``vary=value`` in an ablation)."""
+    where = f" {entry['vary']}={entry['value']:g}" if "value" in entry else ""
+    return f"{entry['system']}:{entry['model']}{where}"
 
 
 def claim_holds(summary: list[dict[str, Any]]) -> dict[str, bool]:
     """Whether homotopy reached an equal or lower mean interpolation MSE than every other method
     of its target in fewer steps (a lower mean ``best_step``), per ``system:model`` target of
-    `summarise_results` that has homotopy and another method."""
+    `summarise_results` (per ``system:model vary=value`` in an ablation) that has homotopy and
+    another method."""
     targets: dict[str, dict[str, dict[str, Any]]] = {}
     for entry in summary:
-        key = f"{entry['system']}:{entry['model']}"
-        targets.setdefault(key, {})[entry["method"]] = entry
+        targets.setdefault(_target(entry), {})[entry["method"]] = entry
     verdicts = {}
     for target, by_method in targets.items():
         if "homotopy" not in by_method or len(by_method) < 2:
@@ -624,10 +776,16 @@ def _cell(mean: float, se: float) -> str:
 def write_results(rows: list[dict[str, Any]], out: str | Path) -> dict[str, Any]:
     """Write the report of the runs ``rows`` (their metrics) under ``out``: ``results.csv``
     (one line per run) and ``results.md`` (`summarise_results` as a table and the verdicts of
-    `claim_holds`). Returns ``runs``, ``table`` (the path of ``results.md``) and
-    ``claim_holds.<target>`` per target."""
+    `claim_holds`); for an ablation (rows with ``vary`` and ``value``) the table has a column
+    of the value and ``figures/ablation.png`` plots the metrics against it (`ablation_plot`).
+    Returns ``runs``, ``table`` (the path of ``results.md``) and ``claim_holds.<target>`` per
+    target; for an ablation also ``figure`` (its path) and ``summary`` (the entries of
+    `summarise_results`)."""
     out = Path(out)
-    keys = ["system", "model", "method", "seed", *RESULT_COLUMNS, "best_train_mse", "seconds"]
+    ablation = any("value" in r for r in rows)
+    where = ["vary", "value"] if ablation else []
+    keys = ["system", "model", *where, "method", "seed", *RESULT_COLUMNS]
+    keys += ["best_train_mse", "seconds"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -636,16 +794,18 @@ def write_results(rows: list[dict[str, Any]], out: str | Path) -> dict[str, Any]
     atomic_write(out / "results.csv", lambda f: f.write(buf.getvalue().encode()))
 
     summary = summarise_results(rows)
+    varied = f" {summary[0]['vary']} |" if ablation else ""
     lines = [
-        "| system | model | method | seeds | interp MSE | interp MSE (clean) | extrap MSE "
-        "| best step | steps |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| system | model |{varied} method | seeds | interp MSE | interp MSE (clean) | "
+        "extrap MSE | best step | steps |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if ablation else ""),
     ]
     for e in summary:
         cells = [_cell(e[c], e[f"{c}_se"]) for c in RESULT_COLUMNS[:3]]
         cells += [f"{e['best_step']:.0f}", f"{e['steps']:.0f}"]
+        value = f" {e['value']:g} |" if ablation else ""
         lines.append(
-            f"| {e['system']} | {e['model']} | {e['method']} | {e['seeds']} | "
+            f"| {e['system']} | {e['model']} |{value} {e['method']} | {e['seeds']} | "
             + " | ".join(cells)
             + " |"
         )
@@ -657,4 +817,7 @@ def write_results(rows: list[dict[str, Any]], out: str | Path) -> dict[str, Any]
     atomic_write(out / "results.md", lambda f: f.write(text.encode()))
     metrics: dict[str, Any] = {"runs": len(rows), "table": str(out / "results.md")}
     metrics.update({f"claim_holds.{t}": v for t, v in verdicts.items()})
+    if ablation:
+        metrics["figure"] = str(ablation_plot(summary, out / "figures" / "ablation.png"))
+        metrics["summary"] = summary
     return metrics

@@ -34,6 +34,7 @@ measured one) and add small absolute noise instead.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import equinox as eqx
@@ -223,22 +224,44 @@ class Dataset:
         return int(self.ys.shape[1])
 
 
-def make_dataset(name: str, *, seed: int = 10, noise: float | None = None) -> Dataset:
-    """Simulate system ``name`` (a key of `SYSTEMS`) in float64 and observe it with
-    Gaussian noise drawn from ``jax.random.key(seed)`` (``noise`` overrides the level)."""
+def make_dataset(
+    name: str,
+    *,
+    seed: int = 10,
+    noise: float | None = None,
+    dt: float | None = None,
+    train_span: float | None = None,
+) -> Dataset:
+    r"""Simulate system ``name`` (a key of `SYSTEMS`) in float64 and observe it with
+    Gaussian noise drawn from ``jax.random.key(seed)``.
+
+    The training window holds the $\lfloor T / \Delta t \rfloor + 1$ samples at
+    $t = 0, \Delta t, \dots$ up to its span $T$, the extrapolation window the
+    $\lfloor T_e / \Delta t \rfloor$ samples after it (at least 1), where $T_e$ is the span of
+    the system's extrapolation window (e.g. Lotka-Volterra at $\Delta t = 0.3$: 21 samples
+    over $[0, 6]$, then 10 up to $t = 9$).
+
+    Args:
+        name: the system, a key of `SYSTEMS`.
+        seed: the seed of the measurement noise.
+        noise: the noise level (None: the system's).
+        dt: the sampling interval $\Delta t$ (None: the system's).
+        train_span: the span $T$ of the training window (None: the system's, e.g. 6.0 for
+            Lotka-Volterra).
+    """
     if name not in SYSTEMS:
         raise ValueError(f"unknown system {name!r}; known systems: {', '.join(SYSTEMS)}")
     spec = SYSTEMS[name]
     level = spec.noise if noise is None else float(noise)
     if not level >= 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
-    n = spec.n_train + spec.n_extrap
-    ts_all = np.arange(n, dtype=np.float64) * spec.dt
+    n_train, n_extrap, step = _grid(spec, dt, train_span)
+    ts_all = np.arange(n_train + n_extrap, dtype=np.float64) * step
     with jax.enable_x64(True):
         y0 = jnp.asarray(spec.y0, jnp.float64)
         ys_all = DATA_SOLVE.solve(spec.field, y0, jnp.asarray(ts_all))
         ys_all = np.asarray(ys_all, np.float64)
-        clean = ys_all[: spec.n_train]
+        clean = ys_all[:n_train]
         if spec.noise_scale == "mean":
             scale = np.abs(clean.mean(0))
         elif spec.noise_scale == "std":
@@ -250,11 +273,35 @@ def make_dataset(name: str, *, seed: int = 10, noise: float | None = None) -> Da
     ys = clean + std * eps
     return Dataset(
         name=name,
-        ts=ts_all[: spec.n_train],
+        ts=ts_all[:n_train],
         ys=ys,
         clean=clean,
-        ts_extrap=ts_all[spec.n_train :],
-        ys_extrap=ys_all[spec.n_train :],
+        ts_extrap=ts_all[n_train:],
+        ys_extrap=ys_all[n_train:],
         y0=np.asarray(spec.y0, np.float64),
         noise_std=std,
     )
+
+
+def _grid(spec: SystemSpec, dt: float | None, train_span: float | None) -> tuple[int, int, float]:
+    """The training samples, the extrapolation samples and the interval of `make_dataset`."""
+    for name, value in (("dt", dt), ("train_span", train_span)):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < math.inf
+        ):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if dt is None and train_span is None:
+        return spec.n_train, spec.n_extrap, spec.dt
+    step = spec.dt if dt is None else float(dt)
+    span = (spec.n_train - 1) * spec.dt if train_span is None else float(train_span)
+    # the tolerance keeps 6.0 / 0.3 at 20 intervals, not 19
+    n_train = int(math.floor(span / step + 1e-9)) + 1
+    n_extrap = max(1, int(math.floor(spec.n_extrap * spec.dt / step + 1e-9)))
+    if n_train < 2:
+        raise ValueError(
+            f"a training window of span {span:g} sampled every {step:g} has {n_train} sample; "
+            "it needs at least 2"
+        )
+    return n_train, n_extrap, step
