@@ -468,6 +468,21 @@ from ._task import (
 from ._task import (
     LossTask as LossTask,
 )
+from ._texture import (
+    TEXTURES as TEXTURES,
+)
+from ._texture import (
+    sliced_wasserstein as sliced_wasserstein,
+)
+from ._texture import (
+    texture_features as texture_features,
+)
+from ._texture import (
+    texture_image as texture_image,
+)
+from ._texture import (
+    texture_loss as texture_loss,
+)
 from ._trainer import (
     CompiledStep as CompiledStep,
 )
@@ -615,6 +630,11 @@ __all__ = [
     "benettin",
     "lyapunov_exponents",
     "lyapunov_penalty",
+    "TEXTURES",
+    "texture_image",
+    "texture_features",
+    "sliced_wasserstein",
+    "texture_loss",
     "max_exponent",
     "kaplan_yorke_dimension",
     "entropy_rate",

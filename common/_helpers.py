@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["check_int", "check_number", "unknown_name", "atomic_write", "read_array", "read_image"]
+__all__ = [
+    "check_int",
+    "check_number",
+    "check_pyramid_levels",
+    "unknown_name",
+    "atomic_write",
+    "read_array",
+    "read_image",
+]
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -32,6 +40,19 @@ def check_number(value: Any, name: str, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
         raise ValueError(f"{name} must be a number >= {minimum}; got {value!r}")
     return float(value)
+
+
+def check_pyramid_levels(levels: Any, shape: tuple[int, ...], name: str) -> int:
+    """``levels`` of a texture feature pyramid (scales ``1, 2, ..., 2**(levels-1)``) that an
+    image of ``shape [..., H, W]`` (called ``name``) can hold, else a `ValueError`."""
+    levels = check_int(levels, "levels", 1)
+    h, w = shape[-2:]
+    if 2**levels > min(h, w):
+        raise ValueError(
+            f"levels = {levels} needs {name} of at least 2**levels = {2**levels} pixels per side "
+            f"(differences at scale 2**(levels-1) on a periodic grid); got H x W = {h} x {w}"
+        )
+    return levels
 
 
 def check_time(value: Any, name: str, *, zero: bool) -> float:

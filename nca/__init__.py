@@ -209,22 +209,7 @@ from ._targets import (
     to_rgb as to_rgb,
 )
 from ._texture import (
-    TEXTURES as TEXTURES,
-)
-from ._texture import (
     TextureTask as TextureTask,
-)
-from ._texture import (
-    sliced_wasserstein as sliced_wasserstein,
-)
-from ._texture import (
-    texture_features as texture_features,
-)
-from ._texture import (
-    texture_image as texture_image,
-)
-from ._texture import (
-    texture_loss as texture_loss,
 )
 from ._variants import (
     KANCA as KANCA,
@@ -338,11 +323,6 @@ __all__ = [
     "interval_steps",
     "state_regulariser",
     "SequenceTask",
-    "TEXTURES",
-    "texture_image",
-    "texture_features",
-    "sliced_wasserstein",
-    "texture_loss",
     "TextureTask",
     "NCAFit",
     "NCARun",

@@ -17,13 +17,19 @@ from typing import Any, Literal
 import numpy as np
 from jaxtyping import Float, PRNGKeyArray
 
-from diffdyn.common import PERCEPTION_FILTERS, FixedMask, OptimConfig, TrainableMask, TrainConfig
+from diffdyn.common import (
+    PERCEPTION_FILTERS,
+    TEXTURES,
+    FixedMask,
+    OptimConfig,
+    TrainableMask,
+    TrainConfig,
+)
 from diffdyn.common._helpers import check_int, check_number
 
 from ._layers import ACTIVATIONS
 from ._model import DEFAULT_FILTERS, NCA, AbstractNCA, Cells
 from ._targets import _check_spec
-from ._texture import TEXTURES
 from ._variants import KANCA, AttentionNCA, BoundedNCA, GatedNCA, MultiScaleNCA, PolynomialNCA
 
 __all__ = [

@@ -23,7 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from diffdyn.common import Logger, Trainer, TrainResult, load_config_file, load_sequence
+from diffdyn.common import (
+    Logger,
+    Trainer,
+    TrainResult,
+    load_config_file,
+    load_sequence,
+    texture_image,
+)
 from diffdyn.common._helpers import read_image
 
 from ._config import (
@@ -46,7 +53,7 @@ from ._pde_task import (
 )
 from ._sequence import SequenceTask
 from ._targets import make_mask, make_target
-from ._texture import TextureTask, texture_image
+from ._texture import TextureTask
 
 __all__ = ["NCAFit", "NCARun", "fit_nca", "run_nca", "load_texture"]
 

@@ -173,6 +173,9 @@ from ._tasks import (
 from ._tasks import (
     strategy_non_negative as strategy_non_negative,
 )
+from ._texture import (
+    TextureTask as TextureTask,
+)
 
 __all__ = [
     "AbstractPDE",
@@ -231,4 +234,5 @@ __all__ = [
     "strategy_non_negative",
     "rollout",
     "rollout_error",
+    "TextureTask",
 ]

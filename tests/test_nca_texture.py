@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 from jax.scipy.special import ndtri
 
-from diffdyn.common import OptimConfig, TrainConfig, Trainer
-from diffdyn.nca import (
-    NCA,
+from diffdyn.common import (
     TEXTURES,
-    Cells,
-    TextureTask,
+    OptimConfig,
+    TrainConfig,
+    Trainer,
     sliced_wasserstein,
     texture_features,
     texture_image,
     texture_loss,
+)
+from diffdyn.nca import (
+    NCA,
+    Cells,
+    TextureTask,
 )
 
 KEY = jax.random.key(0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from diffdyn.common import AbstractModel, TrainConfig
+from diffdyn.common import AbstractModel, TrainConfig, texture_image, texture_loss
 from diffdyn.common.cli import COMMANDS, main
 from diffdyn.nca import (
     AttentionNCA,
@@ -27,8 +27,6 @@ from diffdyn.nca import (
     fit_nca,
     load_texture,
     plot_texture,
-    texture_image,
-    texture_loss,
 )
 
 KEY = jax.random.key(0)
