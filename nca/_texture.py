@@ -168,6 +168,7 @@ class TextureTask(AbstractTask):
         ``T_b`` steps.
         """
         lo, hi = self.rollout_steps
+        last = model._rolls_channels_last()  # the rollout's faster layout, as in NCA.rollout
 
         def one(x: Array, k: PRNGKeyArray) -> Array:
             k_len, k_run = jax.random.split(k)
@@ -175,11 +176,13 @@ class TextureTask(AbstractTask):
 
             def body(x: Array, inputs: tuple[Array, PRNGKeyArray]) -> tuple[Array, None]:
                 t, kt = inputs
-                return jnp.where(t < length, model.step(x, kt), x), None
+                return jnp.where(t < length, model._loop_step(x, kt, last), x), None
 
             if self.checkpoint:
                 body = jax.checkpoint(body)
-            return jax.lax.scan(body, x, (jnp.arange(hi), jax.random.split(k_run, hi)))[0]
+            start = jnp.moveaxis(x, 0, -1) if last else x
+            end = jax.lax.scan(body, start, (jnp.arange(hi), jax.random.split(k_run, hi)))[0]
+            return jnp.moveaxis(end, -1, 0) if last else end
 
         return jax.vmap(one)(x0, jax.random.split(key, x0.shape[0]))
 
