@@ -273,6 +273,7 @@ def test_task_loss_is_the_window_of_one_continuous_euler_run(networks):
     assert float(aux["order_parameter"]) == pytest.approx(float(np.mean(rs)), rel=1e-5)
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_validation_scores_the_same_held_out_networks_whatever_the_key():
     cfg = _tiny("cluster", num_classes=3, eval_networks=3)
     split = osc.kuranet_data(cfg)["validation"]

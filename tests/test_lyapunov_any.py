@@ -211,7 +211,10 @@ def _scaled_system(kind, s, dt):
     return (lambda y: s * a0 @ y) if kind == "flow" else (lambda y: y + dt * s * a0 @ y)
 
 
-@pytest.mark.parametrize("kind", ["flow", "map"])
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("flow", marks=pytest.mark.heavy), "map"],  # flow: over 15 s
+)
 def test_gradient_of_the_penalty_matches_finite_differences(kind):
     # through the QR's derivative rule, the tangent map and (flow) the diffrax solve
     with jax.enable_x64(True):

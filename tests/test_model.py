@@ -156,6 +156,7 @@ def test_an_old_pde_solver_file_reproduces_its_trajectory():
     )
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_an_old_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(FIXTURES / "linear_run", run)

@@ -32,6 +32,7 @@ def set_last_layer(mlp_path, weight, bias):
     )
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_path_kl_of_a_constant_drift_shift_is_half_squared_shift_over_sigma_times_duration():
     # h = 0, f = c, sigma constant: u = c / sigma, so KL(t) = |c / sigma|^2 (t - t0) / 2 on
     # every Brownian path, and the posterior path is the prior path plus c (t - t0)

@@ -68,6 +68,7 @@ def test_gradients_flow_through_the_sweeps():
         np.testing.assert_allclose(g, sequential, rtol=1e-6)
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_saves_loads_and_refuses_bad_input(tmp_path):
     layer = MultipleShootingLayer(MLPField(2, 8, 1, key=jax.random.key(2)), iterations=2)
     layer.save(tmp_path / "msl.eqx")

@@ -14,6 +14,7 @@ HEAVY = {
     "kuranet_cluster",
     "kuranet_global",
     "kuranet_image",
+    "lyapunov",
     "nca",
     "nca_data",
     "neural_de_irregular",

@@ -129,6 +129,7 @@ def heat_data(diffusion, x0, ts):
     return np.asarray(run(solver, x0, jnp.asarray(ts)))
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_validation_on_held_out_frames_selects_the_best_model_not_the_last():
     """Training frames come from D = 0.5 and the held-out frames from D = 0.3: training moves
     D from 0.1 towards 0.5 through 0.3, so the model predicting the held-out frames best is an

@@ -80,6 +80,7 @@ def assert_recovered(run, rtol=0.03):
     assert "diffusion_relative_error" not in run.metrics
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_windows_recover_the_coefficients_of_two_recorded_sequences(recordings):
     """Windows of both sequences of a .npy file, frames data_dt apart; the last 2 frames of
     each are held out, and the held-out RMSE selects the model."""

@@ -78,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, repo, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy  # over 15 s on 2 cores
 def test_train_quick_records_what_ran_and_saves_the_best_model(tmp_path, repo):
     out = tmp_path / "train"
     proc = _diffdyn(
